@@ -1,0 +1,472 @@
+//! The pipeline file, field by field. Closed sets (source kinds, formats, window kinds,
+//! aggregate functions) are enums so that a typo is refused when the file is read.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+
+use crate::duration::HumanDuration;
+
+/// A whole pipeline: where events come from, how they are parsed and windowed, where the
+/// windowed tables are written, and which reports the batch stage derives from them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Name of the pipeline, used in logs and summaries.
+    pub name: String,
+    /// Free text for humans.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Where events come from. `--input` on the command line overrides it.
+    pub source: SourceConfig,
+    /// How a line of input becomes an event.
+    pub format: FormatConfig,
+    /// Which field is the event time, and how far out of order events may arrive.
+    pub event_time: EventTimeConfig,
+    /// What to do with lines that do not parse.
+    #[serde(default)]
+    pub invalid_lines: InvalidLinesConfig,
+    /// Where late events go (events whose window was already emitted). Without it they are
+    /// only counted.
+    #[serde(default)]
+    pub late_events: Option<LateEventsConfig>,
+    /// The windowed tables the stream stage keeps and writes.
+    pub tables: Vec<TableConfig>,
+    /// The lake: where tables are written and read back.
+    pub lake: LakeConfig,
+    /// Dimension tables (CSV files) the reports can join with.
+    #[serde(default)]
+    pub dimensions: Vec<DimensionConfig>,
+    /// Reports computed by `batch-analyze`.
+    #[serde(default)]
+    pub reports: Vec<ReportConfig>,
+}
+
+/// Where events come from.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A file read to its end. A relative path is taken from the directory of the pipeline file.
+    File { path: PathBuf },
+    /// Standard input, read to its end.
+    Stdin,
+}
+
+/// How a line of input becomes an event.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FormatConfig {
+    /// Apache/nginx access logs: Common Log Format, optionally with the two quoted fields of
+    /// the Combined format. Fields: `host`, `ts`, `request`, `method`, `path`, `protocol`,
+    /// `status` (int32), `bytes` (int64), `referer`, `user_agent`.
+    Apache,
+    /// One JSON object per line. Each declared field is read from the top-level key of the
+    /// same name; a missing key or `null` gives NULL.
+    Ndjson { fields: Vec<FieldConfig> },
+    /// Delimited text with a declared schema; columns are matched by position.
+    Csv {
+        fields: Vec<FieldConfig>,
+        /// Whether the first line of the input is a header to skip (default true).
+        #[serde(default = "default_true")]
+        header: bool,
+        /// Field delimiter, one ASCII character (default `,`).
+        #[serde(default = "default_comma")]
+        delimiter: char,
+    },
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_comma() -> char {
+    ','
+}
+
+/// A declared field of an NDJSON or CSV input, or a column of a dimension table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FieldConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: FieldType,
+}
+
+/// Types a declared field can have.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    String,
+    Int32,
+    Int64,
+    Float64,
+    Bool,
+    /// RFC 3339 / ISO 8601 text (`2024-05-17T10:00:00Z`, `2024-05-17 10:00:00+02:00`; without
+    /// an offset it is UTC), or an integer number of milliseconds since the Unix epoch.
+    Timestamp,
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FieldType::String => "string",
+            FieldType::Int32 => "int32",
+            FieldType::Int64 => "int64",
+            FieldType::Float64 => "float64",
+            FieldType::Bool => "bool",
+            FieldType::Timestamp => "timestamp",
+        })
+    }
+}
+
+/// Event time and watermark.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventTimeConfig {
+    /// The timestamp field that is the event time (`ts` for access logs).
+    pub field: String,
+    /// The watermark trails the largest event time seen by this much; a window is emitted
+    /// once the watermark passes its end. Events up to this far out of order are never late.
+    pub max_out_of_orderness: HumanDuration,
+}
+
+/// What to do with lines that do not parse.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidLinesConfig {
+    /// Append each invalid line as a JSON object (`line`, `reason`, `text`) to this local file.
+    /// A relative path is taken from the current directory.
+    #[serde(default)]
+    pub dead_letter: Option<PathBuf>,
+}
+
+/// Where late events are kept.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LateEventsConfig {
+    /// Name of the lake table that receives late events: the event's fields, plus `table`
+    /// (the windowed table that dropped it) and `watermark`. Partitioned by the event time.
+    pub table: String,
+}
+
+/// A windowed table: events grouped by key within event-time windows, one row per window and key.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// Table name; also its directory under the lake root.
+    pub name: String,
+    /// The window kind and size.
+    pub window: WindowConfig,
+    /// Key columns (fields of the event); NULL is a key value too. Empty: one row per window.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Named aggregates, written in this order after the key columns.
+    pub aggregates: Vec<AggregateConfig>,
+    /// Only events for which this condition holds enter the table, e.g.
+    /// `status >= 400 and method = 'GET'`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Key columns that become partition directories after `dt=`/`hour=` (Hive style, values
+    /// escaped). They are not stored inside the Parquet files.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+}
+
+/// Event-time windows. Windows are aligned to the Unix epoch in UTC.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WindowConfig {
+    /// Fixed, non-overlapping windows `[start, start + size)`.
+    Tumbling { size: HumanDuration },
+    /// Windows of `size` starting every `slide`; an event belongs to `size / slide` windows.
+    Sliding {
+        size: HumanDuration,
+        slide: HumanDuration,
+    },
+    /// Per key, events closer than `gap` form one window `[first, last + gap)`.
+    Session { gap: HumanDuration },
+}
+
+/// A named aggregate over a column (or over rows, for `count` without a column).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateConfig {
+    /// Output column name.
+    pub name: String,
+    /// The function.
+    #[serde(rename = "fn")]
+    pub function: AggregateFn,
+    /// Input column. Optional for `count` (rows), required otherwise.
+    #[serde(default)]
+    pub column: Option<String>,
+}
+
+/// Aggregate functions. NULL inputs are skipped, as in SQL.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateFn {
+    /// Rows (or non-NULL values of `column`); int64.
+    Count,
+    /// Sum; int64 for integer columns, float64 for floats.
+    Sum,
+    /// Smallest value; same type as the column.
+    Min,
+    /// Largest value; same type as the column.
+    Max,
+    /// Mean; float64.
+    Avg,
+    /// Number of distinct non-NULL values, exact; int64.
+    CountDistinct,
+}
+
+impl AggregateFn {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AggregateFn::Count => "count",
+            AggregateFn::Sum => "sum",
+            AggregateFn::Min => "min",
+            AggregateFn::Max => "max",
+            AggregateFn::Avg => "avg",
+            AggregateFn::CountDistinct => "count_distinct",
+        }
+    }
+}
+
+/// The lake: where windowed tables are written and read back.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A local directory (relative to the current directory), `file:///abs/dir`, or
+    /// `s3://bucket/prefix`. `--lake` overrides it.
+    pub root: String,
+    /// Time partitions taken from `window_start` (UTC): `hour` gives `dt=YYYY-MM-DD/hour=HH`
+    /// (the default), `day` gives `dt=YYYY-MM-DD`.
+    #[serde(default)]
+    pub partition_time: TimePartitioning,
+    /// Object storage settings; each falls back to the usual `AWS_*` environment variable.
+    #[serde(default)]
+    pub s3: S3Config,
+}
+
+/// Time partitioning of lake tables.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TimePartitioning {
+    Day,
+    #[default]
+    Hour,
+}
+
+/// S3 settings; anything left out comes from `AWS_ENDPOINT_URL`, `AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+}
+
+/// A dimension table, read from a CSV file with a header.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionConfig {
+    /// Table name used in reports.
+    pub name: String,
+    /// CSV file; a relative path is taken from the directory of the pipeline file.
+    pub path: PathBuf,
+    /// Columns, in file order.
+    pub columns: Vec<FieldConfig>,
+    /// Field delimiter (default `,`).
+    #[serde(default = "default_comma")]
+    pub delimiter: char,
+}
+
+/// A report of the batch stage: either declared (from, join, where, group by, aggregates,
+/// derived columns, top N, order) or written as SQL over the lake and dimension tables.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Report name; also the output file name (`<out>/<name>.<ext>`).
+    pub name: String,
+    /// The lake table (or dimension) the report reads. Lake tables have the extra string
+    /// columns `dt` and `hour` (and any `partition_by` keys).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// A whole SQL query instead of the declared form.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// Joins with dimension tables, applied in order.
+    #[serde(default)]
+    pub join: Vec<JoinConfig>,
+    /// SQL condition on the input rows (after joins), e.g. `path IS NOT NULL`.
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+    /// Group-by columns.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Named aggregates per group.
+    #[serde(default)]
+    pub aggregates: Vec<AggregateConfig>,
+    /// Columns computed from the grouped rows with SQL expressions, window functions
+    /// included, e.g. `share: CAST(requests AS DOUBLE) / SUM(requests) OVER (PARTITION BY dt)`.
+    #[serde(default)]
+    pub derived: Vec<DerivedColumn>,
+    /// Keep the first N rows per group.
+    #[serde(default)]
+    pub top: Option<TopConfig>,
+    /// Final columns, in order (default: group-by columns, aggregates, derived columns, rank).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Final order, e.g. `[dt, requests desc, class]`.
+    #[serde(default)]
+    pub order_by: Vec<OrderKey>,
+    /// Hash-repartition the input on these columns before aggregating (a hint for large inputs).
+    #[serde(default)]
+    pub repartition_by: Vec<String>,
+}
+
+/// A join with a dimension table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JoinConfig {
+    /// The dimension table.
+    pub table: String,
+    /// Column(s) with the same name on both sides.
+    #[serde(deserialize_with = "one_or_many")]
+    pub on: Vec<String>,
+    /// `left` (the default) or `inner`.
+    #[serde(default)]
+    pub how: JoinKind,
+    /// Values for the dimension's columns where a left join found no match.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, Literal>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinKind {
+    #[default]
+    Left,
+    Inner,
+}
+
+/// A literal value in the YAML (join defaults).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Literal {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+}
+
+/// A derived column: name and SQL expression.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedColumn {
+    pub name: String,
+    pub expr: String,
+}
+
+/// Top N rows per group, with a rank column.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TopConfig {
+    /// How many rows per group.
+    pub n: u32,
+    /// The groups (e.g. `[dt]`); empty: the whole result.
+    #[serde(default)]
+    pub per: Vec<String>,
+    /// The ranking order, ties broken by the later keys, e.g. `[requests desc, path]`.
+    pub by: Vec<OrderKey>,
+    /// Name of the rank column (from 1; default `rank`).
+    #[serde(default = "default_rank")]
+    pub rank_column: String,
+}
+
+fn default_rank() -> String {
+    "rank".to_string()
+}
+
+/// `column` or `column asc` or `column desc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderKey {
+    pub column: String,
+    pub descending: bool,
+}
+
+impl fmt::Display for OrderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{}",
+            self.column,
+            if self.descending { " desc" } else { "" }
+        )
+    }
+}
+
+impl std::str::FromStr for OrderKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split_whitespace().collect();
+        match parts.as_slice() {
+            [c] => Ok(OrderKey {
+                column: c.to_string(),
+                descending: false,
+            }),
+            [c, d] if d.eq_ignore_ascii_case("asc") => Ok(OrderKey {
+                column: c.to_string(),
+                descending: false,
+            }),
+            [c, d] if d.eq_ignore_ascii_case("desc") => Ok(OrderKey {
+                column: c.to_string(),
+                descending: true,
+            }),
+            _ => Err(format!(
+                "`{s}` is not an order key; write `column`, `column asc` or `column desc`"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OrderKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl PipelineConfig {
+    pub fn table(&self, name: &str) -> Option<&TableConfig> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    pub fn dimension(&self, name: &str) -> Option<&DimensionConfig> {
+        self.dimensions.iter().find(|d| d.name == name)
+    }
+
+    pub fn report(&self, name: &str) -> Option<&ReportConfig> {
+        self.reports.iter().find(|r| r.name == name)
+    }
+}

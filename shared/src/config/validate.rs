@@ -1,0 +1,549 @@
+//! Checks on a parsed pipeline that serde cannot do: names that must exist, be unique or not
+//! clash, types that must fit, durations that must be positive. A pure function that returns
+//! every problem at once, so a user fixes a file in one round.
+
+use std::collections::HashSet;
+
+use arrow::datatypes::{DataType, Schema};
+
+use super::filter::{self, Test, Value};
+use super::load::{LoadedConfig, Problem};
+use super::model::*;
+use crate::lake::LakeRoot;
+use crate::schema;
+
+/// At most this many key columns per windowed table.
+pub const MAX_KEY_COLUMNS: usize = 8;
+
+struct Checker<'a> {
+    loaded: &'a LoadedConfig,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(self.loaded.problem(path, message));
+    }
+
+    /// Names that become directories, files or SQL identifiers.
+    fn check_name(&mut self, path: String, name: &str) {
+        if name.is_empty() {
+            self.report(path, "must not be empty");
+        } else if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || name.starts_with(['_', '-'])
+        {
+            self.report(
+                path,
+                format!("`{name}` is not a usable name: use letters, digits, `_` and `-`, not starting with `_` or `-`"),
+            );
+        }
+    }
+
+    fn check_unique<'n>(
+        &mut self,
+        seen: &mut HashSet<&'n str>,
+        path: String,
+        name: &'n str,
+        what: &str,
+    ) {
+        if !seen.insert(name) {
+            self.report(path, format!("{what} `{name}` is defined twice"));
+        }
+    }
+
+    fn check_positive(&mut self, path: String, d: &crate::HumanDuration) {
+        if d.is_zero() {
+            self.report(path, "must be longer than zero");
+        }
+    }
+}
+
+/// Every problem of the file, in file order of the checks.
+pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
+    let cfg = &loaded.config;
+    let mut c = Checker {
+        loaded,
+        problems: Vec::new(),
+    };
+
+    if cfg.name.trim().is_empty() {
+        c.report("name", "must not be empty");
+    }
+
+    check_format(&mut c, &cfg.format);
+    let events = schema::event_schema(&cfg.format);
+
+    match events.field_with_name(&cfg.event_time.field) {
+        Ok(f) if matches!(f.data_type(), DataType::Timestamp(..)) => {}
+        Ok(f) => c.report(
+            "event_time.field",
+            format!(
+                "`{}` is of type {}, not a timestamp",
+                cfg.event_time.field,
+                f.data_type()
+            ),
+        ),
+        Err(_) => c.report(
+            "event_time.field",
+            format!(
+                "no event field `{}` (fields: {})",
+                cfg.event_time.field,
+                field_list(&events)
+            ),
+        ),
+    }
+
+    // Names in the lake: tables, the late table, dimensions share one namespace in reports.
+    let mut names = HashSet::new();
+    if cfg.tables.is_empty() {
+        c.report("tables", "at least one windowed table is needed");
+    }
+    for (i, t) in cfg.tables.iter().enumerate() {
+        let p = format!("tables[{i}]");
+        c.check_name(format!("{p}.name"), &t.name);
+        c.check_unique(&mut names, format!("{p}.name"), &t.name, "table");
+        check_table(&mut c, &p, t, &events);
+    }
+    if let Some(late) = &cfg.late_events {
+        c.check_name("late_events.table".into(), &late.table);
+        c.check_unique(&mut names, "late_events.table".into(), &late.table, "table");
+    }
+    for (i, d) in cfg.dimensions.iter().enumerate() {
+        let p = format!("dimensions[{i}]");
+        c.check_name(format!("{p}.name"), &d.name);
+        c.check_unique(&mut names, format!("{p}.name"), &d.name, "table");
+        check_fields(&mut c, &format!("{p}.columns"), &d.columns);
+        if !d.delimiter.is_ascii() {
+            c.report(format!("{p}.delimiter"), "must be one ASCII character");
+        }
+    }
+
+    if let Err(e) = LakeRoot::parse(&cfg.lake.root) {
+        c.report("lake.root", e);
+    }
+
+    let mut report_names = HashSet::new();
+    for (i, r) in cfg.reports.iter().enumerate() {
+        let p = format!("reports[{i}]");
+        c.check_name(format!("{p}.name"), &r.name);
+        c.check_unique(&mut report_names, format!("{p}.name"), &r.name, "report");
+        check_report(&mut c, &p, r, cfg, &events);
+    }
+    c.problems
+}
+
+fn field_list(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_fields(c: &mut Checker, path: &str, fields: &[FieldConfig]) {
+    if fields.is_empty() {
+        c.report(path, "at least one field is needed");
+    }
+    let mut seen = HashSet::new();
+    for (i, f) in fields.iter().enumerate() {
+        if f.name.is_empty() {
+            c.report(format!("{path}[{i}].name"), "must not be empty");
+        }
+        c.check_unique(&mut seen, format!("{path}[{i}].name"), &f.name, "field");
+    }
+}
+
+fn check_format(c: &mut Checker, format: &FormatConfig) {
+    match format {
+        FormatConfig::Apache => {}
+        FormatConfig::Ndjson { fields } => check_fields(c, "format.fields", fields),
+        FormatConfig::Csv {
+            fields, delimiter, ..
+        } => {
+            check_fields(c, "format.fields", fields);
+            if !delimiter.is_ascii() || *delimiter == '\n' || *delimiter == '"' {
+                c.report(
+                    "format.delimiter",
+                    "must be one ASCII character other than a newline or `\"`",
+                );
+            }
+        }
+    }
+}
+
+fn check_table(c: &mut Checker, p: &str, t: &TableConfig, events: &Schema) {
+    match &t.window {
+        WindowConfig::Tumbling { size } => c.check_positive(format!("{p}.window.size"), size),
+        WindowConfig::Sliding { size, slide } => {
+            c.check_positive(format!("{p}.window.size"), size);
+            c.check_positive(format!("{p}.window.slide"), slide);
+            if slide > size {
+                c.report(
+                    format!("{p}.window.slide"),
+                    format!("the slide ({slide}) is longer than the window ({size})"),
+                );
+            }
+        }
+        WindowConfig::Session { gap } => c.check_positive(format!("{p}.window.gap"), gap),
+    }
+
+    if t.key.len() > MAX_KEY_COLUMNS {
+        c.report(
+            format!("{p}.key"),
+            format!("at most {MAX_KEY_COLUMNS} key columns"),
+        );
+    }
+    let mut columns = HashSet::from([
+        schema::WINDOW_START,
+        schema::WINDOW_END,
+        schema::DT,
+        schema::HOUR,
+    ]);
+    for (i, k) in t.key.iter().enumerate() {
+        let kp = format!("{p}.key[{i}]");
+        if events.field_with_name(k).is_err() {
+            c.report(
+                kp,
+                format!("no event field `{k}` (fields: {})", field_list(events)),
+            );
+        } else if !columns.insert(k) {
+            c.report(
+                kp,
+                format!("`{k}` is listed twice or clashes with a reserved column"),
+            );
+        }
+    }
+    if t.aggregates.is_empty() {
+        c.report(
+            format!("{p}.aggregates"),
+            "at least one aggregate is needed",
+        );
+    }
+    for (i, a) in t.aggregates.iter().enumerate() {
+        let ap = format!("{p}.aggregates[{i}]");
+        if !columns.insert(&a.name) {
+            c.report(
+                format!("{ap}.name"),
+                format!("`{}` clashes with another column of the table", a.name),
+            );
+        }
+        let input = match &a.column {
+            Some(col) => match events.field_with_name(col) {
+                Ok(f) => Some(f.data_type()),
+                Err(_) => {
+                    c.report(
+                        format!("{ap}.column"),
+                        format!("no event field `{col}` (fields: {})", field_list(events)),
+                    );
+                    continue;
+                }
+            },
+            None => None,
+        };
+        if let Err(e) = schema::aggregate_output_type(a.function, input) {
+            c.report(format!("{ap}.fn"), e);
+        }
+    }
+    if let Some(f) = &t.filter {
+        check_filter(c, &format!("{p}.filter"), f, events);
+    }
+    for (i, k) in t.partition_by.iter().enumerate() {
+        if !t.key.contains(k) {
+            c.report(
+                format!("{p}.partition_by[{i}]"),
+                format!("`{k}` is not a key column of the table"),
+            );
+        }
+    }
+}
+
+fn check_filter(c: &mut Checker, path: &str, text: &str, events: &Schema) {
+    let parsed = match filter::parse(text) {
+        Ok(f) => f,
+        Err(e) => {
+            c.report(path, e);
+            return;
+        }
+    };
+    for cmp in &parsed.all {
+        let Ok(field) = events.field_with_name(&cmp.field) else {
+            c.report(
+                path,
+                format!(
+                    "no event field `{}` (fields: {})",
+                    cmp.field,
+                    field_list(events)
+                ),
+            );
+            continue;
+        };
+        let values: &[Value] = match &cmp.test {
+            Test::Cmp(_, v) => std::slice::from_ref(v),
+            Test::In(v) | Test::NotIn(v) => v,
+            Test::IsNull | Test::IsNotNull => &[],
+        };
+        for v in values {
+            let fits = match (field.data_type(), v) {
+                (DataType::Utf8, Value::Str(_)) => true,
+                (DataType::Int32 | DataType::Int64, Value::Int(_)) => true,
+                (DataType::Float64, Value::Int(_) | Value::Float(_)) => true,
+                (DataType::Boolean, Value::Bool(_)) => true,
+                _ => false,
+            };
+            if !fits {
+                c.report(
+                    path,
+                    format!(
+                        "`{}` is of type {}; it cannot be compared with {v}",
+                        cmp.field,
+                        field.data_type()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The columns a report can use from its `from` table, and their types.
+fn report_input_schema(
+    cfg: &PipelineConfig,
+    from: &str,
+    events: &Schema,
+) -> Option<arrow::datatypes::SchemaRef> {
+    if let Some(t) = cfg.table(from) {
+        let ts = schema::table_schema(t, events).ok()?;
+        let fs = schema::file_schema(t, &ts);
+        return Some(schema::read_schema(
+            &fs,
+            &schema::partition_columns(&t.partition_by, cfg.lake.partition_time),
+        ));
+    }
+    if cfg.late_events.as_ref().is_some_and(|l| l.table == from) {
+        return Some(schema::read_schema(
+            &schema::late_schema(events),
+            &schema::partition_columns(&[], cfg.lake.partition_time),
+        ));
+    }
+    cfg.dimension(from).map(|d| dimension_schema(d))
+}
+
+/// The Arrow schema of a dimension table.
+pub fn dimension_schema(d: &DimensionConfig) -> arrow::datatypes::SchemaRef {
+    std::sync::Arc::new(Schema::new(
+        d.columns
+            .iter()
+            .map(|f| arrow::datatypes::Field::new(&f.name, schema::arrow_type(f.data_type), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn check_report(c: &mut Checker, p: &str, r: &ReportConfig, cfg: &PipelineConfig, events: &Schema) {
+    let declared = !r.join.is_empty()
+        || r.filter.is_some()
+        || !r.group_by.is_empty()
+        || !r.aggregates.is_empty()
+        || !r.derived.is_empty()
+        || r.top.is_some()
+        || r.columns.is_some()
+        || !r.repartition_by.is_empty();
+    match (&r.from, &r.sql) {
+        (None, None) => {
+            c.report(p, "a report needs `from` (a declared report) or `sql`");
+            return;
+        }
+        (Some(_), Some(_)) => {
+            c.report(format!("{p}.sql"), "give either `from` or `sql`, not both");
+            return;
+        }
+        (None, Some(sql)) => {
+            if sql.trim().is_empty() {
+                c.report(format!("{p}.sql"), "must not be empty");
+            }
+            if declared {
+                c.report(
+                    format!("{p}.sql"),
+                    "a SQL report takes only `name`, `sql` and `order_by`",
+                );
+            }
+            return;
+        }
+        (Some(_), None) => {}
+    }
+    let from = r.from.as_deref().unwrap_or_default();
+    let Some(input) = report_input_schema(cfg, from, events) else {
+        let known: Vec<&str> = cfg
+            .tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(cfg.late_events.iter().map(|l| l.table.as_str()))
+            .chain(cfg.dimensions.iter().map(|d| d.name.as_str()))
+            .collect();
+        c.report(
+            format!("{p}.from"),
+            format!("no table `{from}` (tables: {})", known.join(", ")),
+        );
+        return;
+    };
+
+    // Columns available to where/group_by/aggregates: the input plus joined dimension columns.
+    let mut available: Vec<String> = input.fields().iter().map(|f| f.name().clone()).collect();
+    for (i, j) in r.join.iter().enumerate() {
+        let jp = format!("{p}.join[{i}]");
+        let Some(dim) = cfg.dimension(&j.table) else {
+            let dims: Vec<&str> = cfg.dimensions.iter().map(|d| d.name.as_str()).collect();
+            c.report(
+                format!("{jp}.table"),
+                format!(
+                    "no dimension table `{}` (dimensions: {})",
+                    j.table,
+                    dims.join(", ")
+                ),
+            );
+            continue;
+        };
+        if j.on.is_empty() {
+            c.report(format!("{jp}.on"), "at least one join column is needed");
+        }
+        for (k, on) in j.on.iter().enumerate() {
+            if !available.contains(on) {
+                c.report(
+                    format!("{jp}.on[{k}]"),
+                    format!("`{on}` is not a column of `{from}`"),
+                );
+            }
+            if !dim.columns.iter().any(|f| &f.name == on) {
+                c.report(
+                    format!("{jp}.on[{k}]"),
+                    format!("`{on}` is not a column of dimension `{}`", dim.name),
+                );
+            }
+        }
+        for name in j.defaults.keys() {
+            if !dim.columns.iter().any(|f| &f.name == name) || j.on.contains(name) {
+                c.report(
+                    format!("{jp}.defaults.{name}"),
+                    format!("`{name}` is not a non-key column of `{}`", dim.name),
+                );
+            }
+        }
+        for f in &dim.columns {
+            if !j.on.contains(&f.name) && !available.contains(&f.name) {
+                available.push(f.name.clone());
+            }
+        }
+    }
+
+    let mut output: Vec<String> = Vec::new();
+    for (i, g) in r.group_by.iter().enumerate() {
+        if !available.contains(g) {
+            c.report(
+                format!("{p}.group_by[{i}]"),
+                format!("no column `{g}` (columns: {})", available.join(", ")),
+            );
+        }
+        output.push(g.clone());
+    }
+    for (i, k) in r.repartition_by.iter().enumerate() {
+        if !available.contains(k) {
+            c.report(
+                format!("{p}.repartition_by[{i}]"),
+                format!("no column `{k}` (columns: {})", available.join(", ")),
+            );
+        }
+    }
+    for (i, a) in r.aggregates.iter().enumerate() {
+        let ap = format!("{p}.aggregates[{i}]");
+        match (&a.column, a.function) {
+            (None, AggregateFn::Count) => {}
+            (None, f) => c.report(
+                format!("{ap}.column"),
+                format!("`{}` needs a `column`", f.as_str()),
+            ),
+            (Some(col), _) if !available.contains(col) => c.report(
+                format!("{ap}.column"),
+                format!("no column `{col}` (columns: {})", available.join(", ")),
+            ),
+            _ => {}
+        }
+        if output.contains(&a.name) {
+            c.report(
+                format!("{ap}.name"),
+                format!("`{}` clashes with another output column", a.name),
+            );
+        }
+        output.push(a.name.clone());
+    }
+    if r.group_by.is_empty() && r.aggregates.is_empty() {
+        output = available.clone();
+    }
+    for (i, d) in r.derived.iter().enumerate() {
+        if output.contains(&d.name) {
+            c.report(
+                format!("{p}.derived[{i}].name"),
+                format!("`{}` clashes with another output column", d.name),
+            );
+        }
+        if d.expr.trim().is_empty() {
+            c.report(format!("{p}.derived[{i}].expr"), "must not be empty");
+        }
+        output.push(d.name.clone());
+    }
+    if let Some(top) = &r.top {
+        if top.n == 0 {
+            c.report(format!("{p}.top.n"), "must be at least 1");
+        }
+        if top.by.is_empty() {
+            c.report(
+                format!("{p}.top.by"),
+                "give the ranking order, e.g. `[requests desc]`",
+            );
+        }
+        for (i, k) in top.per.iter().enumerate() {
+            if !output.contains(k) {
+                c.report(
+                    format!("{p}.top.per[{i}]"),
+                    format!("no output column `{k}` (columns: {})", output.join(", ")),
+                );
+            }
+        }
+        for (i, k) in top.by.iter().enumerate() {
+            if !output.contains(&k.column) {
+                c.report(
+                    format!("{p}.top.by[{i}]"),
+                    format!(
+                        "no output column `{}` (columns: {})",
+                        k.column,
+                        output.join(", ")
+                    ),
+                );
+            }
+        }
+        output.push(top.rank_column.clone());
+    }
+    if let Some(cols) = &r.columns {
+        for (i, col) in cols.iter().enumerate() {
+            if !output.contains(col) {
+                c.report(
+                    format!("{p}.columns[{i}]"),
+                    format!("no output column `{col}` (columns: {})", output.join(", ")),
+                );
+            }
+        }
+        output = cols.clone();
+    }
+    for (i, k) in r.order_by.iter().enumerate() {
+        if !output.contains(&k.column) {
+            c.report(
+                format!("{p}.order_by[{i}]"),
+                format!(
+                    "no output column `{}` (columns: {})",
+                    k.column,
+                    output.join(", ")
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! What `stream-ingest` and `batch-analyze` share, so that each concept lives in one place.
+//!
+//! Start with [`config`]: one YAML file per pipeline is parsed into plain serde structs,
+//! validated by a pure function that reports every problem with its field path and line, and
+//! only then turned into runtime objects by each binary. Around it:
+//!
+//! - [`schema`]: the Arrow schema of parsed events (per input format) and of every windowed
+//!   table, derived from the config. The writer and the reader both take it from here.
+//! - [`lake`]: where things live under the lake root (local disk or object storage): table and
+//!   partition directories, Hive-style escaping of partition values, hidden staging names.
+//! - [`commit`]: how a file becomes visible: staged under a hidden name, then published by an
+//!   atomic rename (or copy on object storage) only once complete.
+//! - [`duration`]: durations written the same way everywhere (`250ms`, `10s`, `5m`).
+
+pub mod commit;
+pub mod config;
+pub mod duration;
+pub mod lake;
+pub mod schema;
+
+pub use config::{ConfigError, PipelineConfig};
+pub use duration::HumanDuration;

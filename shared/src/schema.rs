@@ -1,0 +1,270 @@
+//! Arrow schemas, derived from the pipeline config in one place: the writer (`stream-ingest`)
+//! and the reader (`batch-analyze`) both take them from here, so the two can never disagree.
+//!
+//! - [`event_schema`]: the columns of a parsed event, per input format;
+//! - [`table_schema`]: a windowed table: `window_start`, `window_end`, the key columns, the
+//!   aggregates, in that order;
+//! - [`file_schema`]: the same minus the key columns that became partition directories;
+//! - [`late_schema`]: the late-events table.
+//!
+//! Timestamps are microseconds in UTC everywhere (Parquet `TIMESTAMP(MICROS, UTC)`).
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::config::{AggregateFn, FieldType, FormatConfig, TableConfig, TimePartitioning};
+
+pub const WINDOW_START: &str = "window_start";
+pub const WINDOW_END: &str = "window_end";
+/// Partition column of the day (`YYYY-MM-DD`, UTC).
+pub const DT: &str = "dt";
+/// Partition column of the hour (`HH`, UTC).
+pub const HOUR: &str = "hour";
+/// Column of the late-events table naming the windowed table that dropped the event.
+pub const LATE_TABLE: &str = "table";
+/// Column of the late-events table holding the watermark when the event was dropped.
+pub const LATE_WATERMARK: &str = "watermark";
+
+/// The one timestamp type of the project: microseconds, UTC.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+pub fn arrow_type(t: FieldType) -> DataType {
+    match t {
+        FieldType::String => DataType::Utf8,
+        FieldType::Int32 => DataType::Int32,
+        FieldType::Int64 => DataType::Int64,
+        FieldType::Float64 => DataType::Float64,
+        FieldType::Bool => DataType::Boolean,
+        FieldType::Timestamp => timestamp_type(),
+    }
+}
+
+/// Columns of a parsed event.
+pub fn event_schema(format: &FormatConfig) -> SchemaRef {
+    match format {
+        FormatConfig::Apache => Arc::new(Schema::new(vec![
+            Field::new("host", DataType::Utf8, false),
+            Field::new("ts", timestamp_type(), false),
+            Field::new("request", DataType::Utf8, false),
+            Field::new("method", DataType::Utf8, false),
+            Field::new("path", DataType::Utf8, true),
+            Field::new("protocol", DataType::Utf8, true),
+            Field::new("status", DataType::Int32, false),
+            Field::new("bytes", DataType::Int64, false),
+            Field::new("referer", DataType::Utf8, true),
+            Field::new("user_agent", DataType::Utf8, true),
+        ])),
+        FormatConfig::Ndjson { fields } | FormatConfig::Csv { fields, .. } => {
+            Arc::new(Schema::new(
+                fields
+                    .iter()
+                    .map(|f| Field::new(&f.name, arrow_type(f.data_type), true))
+                    .collect::<Vec<_>>(),
+            ))
+        }
+    }
+}
+
+fn is_integer(t: &DataType) -> bool {
+    matches!(t, DataType::Int32 | DataType::Int64)
+}
+
+fn is_numeric(t: &DataType) -> bool {
+    is_integer(t) || matches!(t, DataType::Float64)
+}
+
+/// The output type of an aggregate over a column of type `input` (`None`: over rows).
+pub fn aggregate_output_type(
+    function: AggregateFn,
+    input: Option<&DataType>,
+) -> Result<DataType, String> {
+    match (function, input) {
+        (AggregateFn::Count | AggregateFn::CountDistinct, _) => Ok(DataType::Int64),
+        (AggregateFn::Sum, Some(t)) if is_integer(t) => Ok(DataType::Int64),
+        (AggregateFn::Sum, Some(DataType::Float64)) => Ok(DataType::Float64),
+        (AggregateFn::Avg, Some(t)) if is_numeric(t) => Ok(DataType::Float64),
+        (AggregateFn::Min | AggregateFn::Max, Some(t))
+            if is_numeric(t) || matches!(t, DataType::Timestamp(..)) =>
+        {
+            Ok(t.clone())
+        }
+        (f, Some(t)) => Err(format!(
+            "`{}` cannot aggregate a column of type {t}",
+            f.as_str()
+        )),
+        (f, None) => Err(format!("`{}` needs a `column`", f.as_str())),
+    }
+}
+
+/// The schema of a windowed table: window bounds, key columns, aggregates.
+pub fn table_schema(table: &TableConfig, events: &Schema) -> Result<SchemaRef, String> {
+    let mut fields = vec![
+        Field::new(WINDOW_START, timestamp_type(), false),
+        Field::new(WINDOW_END, timestamp_type(), false),
+    ];
+    for key in &table.key {
+        let f = events
+            .field_with_name(key)
+            .map_err(|_| format!("no event field `{key}`"))?;
+        fields.push(f.clone());
+    }
+    for agg in &table.aggregates {
+        let input = match &agg.column {
+            Some(c) => Some(
+                events
+                    .field_with_name(c)
+                    .map_err(|_| format!("no event field `{c}`"))?
+                    .data_type(),
+            ),
+            None => None,
+        };
+        let t = aggregate_output_type(agg.function, input)?;
+        // count is never NULL; the others are NULL when every input was NULL.
+        let nullable = !matches!(
+            agg.function,
+            AggregateFn::Count | AggregateFn::CountDistinct
+        );
+        fields.push(Field::new(&agg.name, t, nullable));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// The columns stored inside a table's Parquet files: the table schema minus the key
+/// columns that are partition directories.
+pub fn file_schema(table: &TableConfig, table_schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        table_schema
+            .fields()
+            .iter()
+            .filter(|f| !table.partition_by.contains(f.name()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The partition columns of a lake table, outermost first: `dt`, `hour` (unless partitioned
+/// by day), then the table's `partition_by` keys.
+pub fn partition_columns(partition_by: &[String], time: TimePartitioning) -> Vec<String> {
+    let mut cols = vec![DT.to_string()];
+    if time == TimePartitioning::Hour {
+        cols.push(HOUR.to_string());
+    }
+    cols.extend(partition_by.iter().cloned());
+    cols
+}
+
+/// A lake table as the batch stage sees it: the file columns, then every partition column
+/// as a string (Hive style).
+pub fn read_schema(file_schema: &Schema, partition_columns: &[String]) -> SchemaRef {
+    let mut fields: Vec<Field> = file_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(
+        partition_columns
+            .iter()
+            .map(|c| Field::new(c, DataType::Utf8, true)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// The late-events table: which table dropped the event, the watermark then, and the event.
+pub fn late_schema(events: &Schema) -> SchemaRef {
+    let mut fields = vec![
+        Arc::new(Field::new(LATE_TABLE, DataType::Utf8, false)),
+        Arc::new(Field::new(LATE_WATERMARK, timestamp_type(), false)),
+    ];
+    fields.extend(events.fields().iter().cloned());
+    Arc::new(Schema::new(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AggregateConfig, WindowConfig};
+    use crate::duration::HumanDuration;
+
+    fn status_table() -> TableConfig {
+        TableConfig {
+            name: "status_1m".into(),
+            window: WindowConfig::Tumbling {
+                size: HumanDuration::from_secs(60),
+            },
+            key: vec!["status".into()],
+            aggregates: vec![
+                AggregateConfig {
+                    name: "requests".into(),
+                    function: AggregateFn::Count,
+                    column: None,
+                },
+                AggregateConfig {
+                    name: "bytes".into(),
+                    function: AggregateFn::Sum,
+                    column: Some("bytes".into()),
+                },
+                AggregateConfig {
+                    name: "unique_hosts".into(),
+                    function: AggregateFn::CountDistinct,
+                    column: Some("host".into()),
+                },
+            ],
+            filter: None,
+            partition_by: vec![],
+        }
+    }
+
+    #[test]
+    fn reference_table_has_the_spec_columns() {
+        let events = event_schema(&FormatConfig::Apache);
+        let schema = table_schema(&status_table(), &events).unwrap();
+        let cols: Vec<_> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone()))
+            .collect();
+        assert_eq!(
+            cols,
+            vec![
+                ("window_start", timestamp_type()),
+                ("window_end", timestamp_type()),
+                ("status", DataType::Int32),
+                ("requests", DataType::Int64),
+                ("bytes", DataType::Int64),
+                ("unique_hosts", DataType::Int64),
+            ]
+        );
+    }
+
+    #[test]
+    fn partition_keys_leave_the_file() {
+        let mut t = status_table();
+        t.partition_by = vec!["status".into()];
+        let events = event_schema(&FormatConfig::Apache);
+        let schema = table_schema(&t, &events).unwrap();
+        let file = file_schema(&t, &schema);
+        assert!(file.field_with_name("status").is_err());
+        assert_eq!(file.fields().len(), schema.fields().len() - 1);
+    }
+
+    #[test]
+    fn aggregate_types() {
+        assert_eq!(
+            aggregate_output_type(AggregateFn::Sum, Some(&DataType::Int32)).unwrap(),
+            DataType::Int64
+        );
+        assert_eq!(
+            aggregate_output_type(AggregateFn::Avg, Some(&DataType::Int64)).unwrap(),
+            DataType::Float64
+        );
+        assert!(aggregate_output_type(AggregateFn::Sum, Some(&DataType::Utf8)).is_err());
+        assert!(aggregate_output_type(AggregateFn::Max, None).is_err());
+        assert_eq!(
+            aggregate_output_type(AggregateFn::Max, Some(&timestamp_type())).unwrap(),
+            timestamp_type()
+        );
+    }
+}

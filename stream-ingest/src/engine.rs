@@ -1,0 +1,253 @@
+//! The engine: one thread that turns chunks of lines into Parquet files.
+//!
+//! ```text
+//! chunk ─▶ parser ─▶ batch ─▶ watermark per event ─▶ each WindowedTable ─▶ emitted rows ─▶ TableSink ─▶ files
+//!                      │                                     └─▶ late rows ─▶ late TableSink ─┘
+//!                      └─▶ invalid lines ─▶ counters, dead-letter file
+//! ```
+//!
+//! The watermark is computed once per event for all tables (`W` just before the event), so
+//! lateness is decided event by event exactly as a record-at-a-time engine would, while the
+//! tables work on whole batches. Windows complete inside a batch are emitted at its end: a
+//! later event of the same batch cannot reach them, as it is judged against its own `W`.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
+};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use shared::config::PipelineConfig;
+use shared::lake::Lake;
+
+use crate::dead_letter::{DeadLetter, DeadLetterError};
+use crate::format::{EventParser, parser_for};
+use crate::sink::{EncodedFile, SinkError, TableSink};
+use crate::table::{LateRow, WindowedTable};
+use crate::window::Watermark;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+    #[error("building table `{table}`: {message}")]
+    Build { table: String, message: String },
+}
+
+/// Counters of a run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EngineStats {
+    pub lines: u64,
+    pub parsed: u64,
+    pub invalid: u64,
+    /// Events dropped as late, summed over tables.
+    pub late: u64,
+    pub windows_emitted: u64,
+    pub rows_emitted: u64,
+}
+
+struct LateOutput {
+    schema: SchemaRef,
+    sink: TableSink,
+}
+
+pub struct Engine {
+    parser: Box<dyn EventParser>,
+    tables: Vec<WindowedTable>,
+    sinks: Vec<TableSink>,
+    late: Option<LateOutput>,
+    watermark: Watermark,
+    ts_column: usize,
+    dead_letter: Option<DeadLetter>,
+    lake: Lake,
+    next_line: u64,
+    stats: EngineStats,
+}
+
+impl Engine {
+    pub fn new(
+        config: &PipelineConfig,
+        lake: Lake,
+        dead_letter: Option<DeadLetter>,
+    ) -> Result<Self, EngineError> {
+        let parser = parser_for(&config.format);
+        let events = parser.schema();
+        let ts_column =
+            events
+                .index_of(&config.event_time.field)
+                .map_err(|e| EngineError::Build {
+                    table: "(event time)".into(),
+                    message: e.to_string(),
+                })?;
+        let mut tables = Vec::new();
+        let mut sinks = Vec::new();
+        for t in &config.tables {
+            let table = WindowedTable::new(t, &events, ts_column).map_err(|message| {
+                EngineError::Build {
+                    table: t.name.clone(),
+                    message,
+                }
+            })?;
+            sinks.push(TableSink::new(
+                &t.name,
+                table.schema().clone(),
+                0,
+                &t.partition_by,
+                &lake,
+            ));
+            tables.push(table);
+        }
+        let late = config.late_events.as_ref().map(|l| {
+            let schema = shared::schema::late_schema(&events);
+            // Late events are partitioned by their own event time.
+            let time_column = 2 + ts_column;
+            LateOutput {
+                sink: TableSink::new(&l.table, schema.clone(), time_column, &[], &lake),
+                schema,
+            }
+        });
+        Ok(Engine {
+            parser,
+            tables,
+            sinks,
+            late,
+            watermark: Watermark::new(config.event_time.max_out_of_orderness.as_micros()),
+            ts_column,
+            dead_letter,
+            lake,
+            next_line: 1,
+            stats: EngineStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The current watermark (µs; `i64::MIN` before the first event).
+    pub fn watermark(&self) -> i64 {
+        self.watermark.current()
+    }
+
+    /// Parses and processes a chunk of complete lines; appends the files it completes.
+    pub fn process_chunk(
+        &mut self,
+        chunk: &[u8],
+        files: &mut Vec<EncodedFile>,
+    ) -> Result<(), EngineError> {
+        let mut dead_letter_error = None;
+        let mut invalid = 0u64;
+        let dead_letter = &mut self.dead_letter;
+        let parsed = self.parser.parse(
+            chunk,
+            self.next_line,
+            &mut |line: u64, reason: &str, text: &[u8]| {
+                invalid += 1;
+                tracing::debug!(line, reason, "invalid line");
+                if let Some(dl) = dead_letter.as_mut() {
+                    if let Err(e) = dl.write(line, reason, text) {
+                        dead_letter_error.get_or_insert(e);
+                    }
+                }
+            },
+        );
+        if let Some(e) = dead_letter_error {
+            return Err(e.into());
+        }
+        self.next_line += parsed.lines;
+        self.stats.lines += parsed.lines;
+        self.stats.invalid += invalid;
+        self.stats.parsed += parsed.batch.num_rows() as u64;
+        self.process_batch(&parsed.batch, files)
+    }
+
+    fn process_batch(
+        &mut self,
+        batch: &RecordBatch,
+        files: &mut Vec<EncodedFile>,
+    ) -> Result<(), EngineError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        // The watermark just before each event.
+        let ts = batch
+            .column(self.ts_column)
+            .as_primitive::<TimestampMicrosecondType>();
+        let mut watermarks = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            watermarks.push(self.watermark.current());
+            if ts.is_valid(i) {
+                self.watermark.observe(ts.value(i));
+            }
+        }
+        for t in 0..self.tables.len() {
+            let late = self.tables[t].process(batch, &watermarks)?;
+            if !late.is_empty() {
+                self.stats.late += late.len() as u64;
+                tracing::debug!(table = %self.tables[t].name, late = late.len(), "late events");
+                if let Some(out) = &mut self.late {
+                    let rows = late_rows(&out.schema, &self.tables[t].name, batch, &late)?;
+                    files.extend(out.sink.add(&rows, &self.lake)?);
+                }
+            }
+        }
+        self.emit(files)
+    }
+
+    /// Emits complete windows and writes complete partitions.
+    fn emit(&mut self, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
+        let wm = self.watermark.current();
+        for (table, sink) in self.tables.iter_mut().zip(&mut self.sinks) {
+            let before = table.windows_emitted;
+            if let Some(rows) = table.emit(wm)? {
+                self.stats.rows_emitted += rows.num_rows() as u64;
+                files.extend(sink.add(&rows, &self.lake)?);
+            }
+            self.stats.windows_emitted += table.windows_emitted - before;
+            files.extend(sink.complete(table.low_water_start(wm))?);
+        }
+        Ok(())
+    }
+
+    /// End of a bounded input: every open window is emitted, every buffer written.
+    pub fn finish(&mut self, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
+        self.watermark.end_of_input();
+        self.emit(files)?;
+        for sink in &mut self.sinks {
+            files.extend(sink.flush_all()?);
+        }
+        if let Some(out) = &mut self.late {
+            files.extend(out.sink.flush_all()?);
+        }
+        if let Some(dl) = &mut self.dead_letter {
+            dl.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Rows of the late-events table: the table that dropped each event, the watermark then,
+/// and the event's fields.
+fn late_rows(
+    schema: &SchemaRef,
+    table: &str,
+    batch: &RecordBatch,
+    late: &[LateRow],
+) -> Result<RecordBatch, EngineError> {
+    let indices = UInt32Array::from_iter_values(late.iter().map(|l| l.row));
+    let events = take_record_batch(batch, &indices)?;
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![table; late.len()])),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(late.iter().map(|l| l.watermark))
+                .with_timezone("UTC"),
+        ),
+    ];
+    columns.extend(events.columns().iter().cloned());
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}

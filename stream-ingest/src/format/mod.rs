@@ -1,0 +1,106 @@
+//! Input formats: complete lines of bytes in, an Arrow [`RecordBatch`] of events out.
+//!
+//! One module per format, each behind [`EventParser`]. A parser never fails on bad input: an
+//! invalid line is handed to the [`InvalidSink`] with its line number and a short reason, and
+//! parsing goes on. Lines end at `\n` only; bytes that are not UTF-8 are replaced by U+FFFD
+//! first, as Flink's and Spark's text readers do.
+
+mod apache;
+mod csv;
+mod ndjson;
+mod typed;
+
+use std::borrow::Cow;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use shared::config::FormatConfig;
+
+pub use apache::{Access, ApacheParser, parse_access_line};
+
+/// Receives invalid lines: 1-based line number, reason, raw bytes (without the `\n`).
+pub trait InvalidSink {
+    fn invalid(&mut self, line: u64, reason: &str, text: &[u8]);
+}
+
+impl<F: FnMut(u64, &str, &[u8])> InvalidSink for F {
+    fn invalid(&mut self, line: u64, reason: &str, text: &[u8]) {
+        self(line, reason, text)
+    }
+}
+
+/// What parsing a chunk gave.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The valid events, in input order.
+    pub batch: RecordBatch,
+    /// Lines seen, valid or not.
+    pub lines: u64,
+}
+
+/// Parses chunks of complete lines into record batches of the format's schema.
+pub trait EventParser: Send {
+    /// The schema of the batches it produces ([`shared::schema::event_schema`]).
+    fn schema(&self) -> SchemaRef;
+
+    /// Parses every line of `chunk` (the last line may lack its `\n`); `first_line` is the
+    /// 1-based number of its first line.
+    fn parse(&mut self, chunk: &[u8], first_line: u64, invalid: &mut dyn InvalidSink) -> Parsed;
+}
+
+/// The parser for a configured format.
+pub fn parser_for(format: &FormatConfig) -> Box<dyn EventParser> {
+    let schema = shared::schema::event_schema(format);
+    match format {
+        FormatConfig::Apache => Box::new(ApacheParser::new(schema)),
+        FormatConfig::Ndjson { .. } => Box::new(ndjson::NdjsonParser::new(schema)),
+        FormatConfig::Csv {
+            header, delimiter, ..
+        } => Box::new(csv::CsvParser::new(schema, *header, *delimiter as u8)),
+    }
+}
+
+/// Calls `f(line_number, line)` for every line of `chunk`: pieces between `\n`, the last one
+/// only when not empty (a final line without `\n`). Returns the number of lines.
+pub(crate) fn for_each_line(chunk: &[u8], first_line: u64, mut f: impl FnMut(u64, &[u8])) -> u64 {
+    let mut n = first_line;
+    let mut rest = chunk;
+    while !rest.is_empty() {
+        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        f(n, line);
+        n += 1;
+        rest = next;
+    }
+    n - first_line
+}
+
+/// A line as text: borrowed when it is UTF-8, else with U+FFFD for each invalid sequence.
+pub(crate) fn line_text(line: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_end_at_newline_only() {
+        let mut seen = Vec::new();
+        let n = for_each_line(b"a\r\n\nb\rc\nlast", 7, |no, l| seen.push((no, l.to_vec())));
+        assert_eq!(n, 4);
+        assert_eq!(
+            seen,
+            vec![
+                (7, b"a\r".to_vec()),
+                (8, b"".to_vec()),
+                (9, b"b\rc".to_vec()),
+                (10, b"last".to_vec())
+            ]
+        );
+        assert_eq!(for_each_line(b"x\n", 1, |_, _| {}), 1);
+        assert_eq!(for_each_line(b"", 1, |_, _| {}), 0);
+    }
+}

@@ -1,0 +1,300 @@
+//! From emitted rows to Parquet files in the lake.
+//!
+//! Rows are buffered per partition (`dt`/`hour` of the row's time column, then any
+//! `partition_by` keys) until the partition is complete, i.e. no open or future window can
+//! still add a row to it. A complete partition becomes one file; a partition that grows past
+//! [`MAX_ROWS_PER_FILE`] is cut into several. Memory is bounded by the rows of open
+//! partitions. Files are encoded here and handed to the writer task, which stages and
+//! publishes them through [`shared::commit`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{concat_batches, take_record_batch};
+use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use arrow::error::ArrowError;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use shared::config::TimePartitioning;
+use shared::lake::{Lake, PartitionPath};
+
+/// A partition that grows past this many rows is written as several files.
+pub const MAX_ROWS_PER_FILE: usize = 1_000_000;
+
+/// A file ready to be staged and published.
+#[derive(Debug)]
+pub struct EncodedFile {
+    pub table: String,
+    pub partition: PartitionPath,
+    pub name: String,
+    pub data: Bytes,
+    pub rows: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] ParquetError),
+}
+
+struct Buffer {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    /// End of the partition's time range (µs): complete once nothing can start before it.
+    time_end: i64,
+    first_time: i64,
+}
+
+/// Buffers one table's rows by partition and cuts them into files.
+pub struct TableSink {
+    table: String,
+    /// Schema of the rows it receives.
+    schema: SchemaRef,
+    /// Schema of the files: `schema` minus the `partition_by` columns.
+    file_schema: SchemaRef,
+    time_column: usize,
+    partition_keys: Vec<(String, usize)>,
+    file_columns: Vec<usize>,
+    time_partitioning: TimePartitioning,
+    buffers: BTreeMap<PartitionPath, Buffer>,
+    props: WriterProperties,
+}
+
+impl TableSink {
+    /// `time_column` (a timestamp) picks `dt`/`hour`; `partition_by` names further key columns.
+    pub fn new(
+        table: &str,
+        schema: SchemaRef,
+        time_column: usize,
+        partition_by: &[String],
+        lake: &Lake,
+    ) -> Self {
+        let partition_keys: Vec<(String, usize)> = partition_by
+            .iter()
+            .map(|k| {
+                (
+                    k.clone(),
+                    schema.index_of(k).expect("validated partition key"),
+                )
+            })
+            .collect();
+        let file_columns: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !partition_keys.iter().any(|(_, k)| k == i))
+            .collect();
+        let file_schema = Arc::new(schema.project(&file_columns).expect("indices are in range"));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("level 1 is valid"),
+            ))
+            .set_max_row_group_row_count(Some(MAX_ROWS_PER_FILE))
+            .build();
+        TableSink {
+            table: table.to_string(),
+            schema,
+            file_schema,
+            time_column,
+            partition_keys,
+            file_columns,
+            time_partitioning: lake.time_partitioning,
+            buffers: BTreeMap::new(),
+            props,
+        }
+    }
+
+    pub fn file_schema(&self) -> &SchemaRef {
+        &self.file_schema
+    }
+
+    /// Rows waiting in open partitions.
+    pub fn buffered_rows(&self) -> usize {
+        self.buffers.values().map(|b| b.rows).sum()
+    }
+
+    /// Splits `batch` by partition into the buffers; returns files for partitions that
+    /// reached [`MAX_ROWS_PER_FILE`].
+    pub fn add(&mut self, batch: &RecordBatch, lake: &Lake) -> Result<Vec<EncodedFile>, SinkError> {
+        let times = batch
+            .column(self.time_column)
+            .as_primitive::<TimestampMicrosecondType>();
+        let mut groups: BTreeMap<PartitionPath, (Vec<u32>, i64, i64)> = BTreeMap::new();
+        let mut last: Option<(i64, PartitionPath, i64)> = None;
+        for row in 0..batch.num_rows() {
+            let t = times.value(row);
+            // Rows come sorted by time: reuse the time partition of the previous row.
+            let (time_part, time_end) = match &last {
+                Some((start, p, end)) if t >= *start && t < *end => (p.clone(), *end),
+                _ => {
+                    let (start, end) = self.time_range(t);
+                    let p = lake.time_partition(t);
+                    last = Some((start, p.clone(), end));
+                    (p, end)
+                }
+            };
+            let mut part = time_part;
+            for (name, col) in &self.partition_keys {
+                let value = partition_value(batch.column(*col).as_ref(), row);
+                part.push_value(name, value.as_deref());
+            }
+            let e = groups.entry(part).or_insert((Vec::new(), time_end, t));
+            e.0.push(row as u32);
+        }
+        let mut files = Vec::new();
+        for (part, (rows, time_end, first_time)) in groups {
+            let taken = take_record_batch(batch, &UInt32Array::from(rows))?;
+            let taken = taken.project(&self.file_columns)?;
+            let buf = self.buffers.entry(part.clone()).or_insert(Buffer {
+                batches: Vec::new(),
+                rows: 0,
+                time_end,
+                first_time,
+            });
+            buf.rows += taken.num_rows();
+            buf.batches.push(taken);
+            if buf.rows >= MAX_ROWS_PER_FILE {
+                let buf = self.buffers.remove(&part).expect("just inserted");
+                files.push(self.encode(part, buf)?);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Files for every partition whose time range ends at or before `low_water`.
+    pub fn complete(&mut self, low_water: i64) -> Result<Vec<EncodedFile>, SinkError> {
+        let done: Vec<PartitionPath> = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| b.time_end <= low_water)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut files = Vec::new();
+        for p in done {
+            let buf = self.buffers.remove(&p).expect("listed above");
+            files.push(self.encode(p, buf)?);
+        }
+        Ok(files)
+    }
+
+    /// Files for every buffered partition.
+    pub fn flush_all(&mut self) -> Result<Vec<EncodedFile>, SinkError> {
+        self.complete(i64::MAX)
+    }
+
+    fn time_range(&self, t: i64) -> (i64, i64) {
+        let len: i64 = match self.time_partitioning {
+            TimePartitioning::Hour => 3_600_000_000,
+            TimePartitioning::Day => 86_400_000_000,
+        };
+        let start = t - t.rem_euclid(len);
+        (start, start.saturating_add(len))
+    }
+
+    fn encode(&self, partition: PartitionPath, buf: Buffer) -> Result<EncodedFile, SinkError> {
+        let batch = concat_batches(&self.file_schema, &buf.batches)?;
+        let mut data = Vec::with_capacity(batch.get_array_memory_size() / 4 + 1024);
+        let mut writer = ArrowWriter::try_new(
+            &mut data,
+            self.file_schema.clone(),
+            Some(self.props.clone()),
+        )?;
+        writer.write(&batch)?;
+        writer.close()?;
+        let label = DateTime::<Utc>::from_timestamp_micros(buf.first_time)
+            .unwrap_or_default()
+            .format("%Y%m%dT%H%M%S");
+        let name = shared::commit::data_file_name(&label.to_string(), &data);
+        Ok(EncodedFile {
+            table: self.table.clone(),
+            partition,
+            name,
+            data: Bytes::from(data),
+            rows: batch.num_rows() as u64,
+        })
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+}
+
+/// A partition value as text: the value's display form, `None` for NULL.
+fn partition_value(array: &dyn Array, row: usize) -> Option<String> {
+    if array.is_null(row) {
+        return None;
+    }
+    let fmt = arrow::util::display::ArrayFormatter::try_new(array, &Default::default()).ok()?;
+    Some(fmt.value(row).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use shared::config::S3Config;
+
+    const H: i64 = 3_600_000_000;
+
+    #[test]
+    fn partitions_complete_in_time_and_keys_leave_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path().to_str().unwrap(),
+            &S3Config::default(),
+            TimePartitioning::Hour,
+        )
+        .unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("window_start", shared::schema::timestamp_type(), false),
+            Field::new("path", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![0, 1, H, H + 1]).with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(vec![
+                    Some("../../etc"),
+                    Some("/a"),
+                    None,
+                    Some("/a"),
+                ])),
+            ],
+        )
+        .unwrap();
+        let mut sink = TableSink::new("t", schema, 0, &["path".to_string()], &lake);
+        assert!(sink.add(&batch, &lake).unwrap().is_empty());
+        assert_eq!(sink.buffered_rows(), 4);
+        let first = sink.complete(H).unwrap();
+        let names: Vec<String> = first.iter().map(|f| f.partition.to_string()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "dt=1970-01-01/hour=00/path=%2Fa",
+                "dt=1970-01-01/hour=00/path=..%2F..%2Fetc"
+            ]
+        );
+        assert_eq!(first[0].rows, 1);
+        let rest = sink.flush_all().unwrap();
+        let names: Vec<String> = rest.iter().map(|f| f.partition.to_string()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "dt=1970-01-01/hour=01/path=%2Fa",
+                "dt=1970-01-01/hour=01/path=__HIVE_DEFAULT_PARTITION__"
+            ]
+        );
+        assert_eq!(sink.file_schema().fields().len(), 1);
+        assert!(
+            rest.iter()
+                .all(|f| f.name.starts_with("part-19700101T01") && f.name.ends_with(".parquet"))
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Sources: where lines come from. A source reads on its own thread and hands the engine
+//! chunks of complete lines (a chunk ends at a `\n`, except the very last one of the
+//! input), so that a parser never sees half a line.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+/// Target size of a chunk; a single longer line makes a longer chunk.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// Where a run reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    File(PathBuf),
+    Stdin,
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::File(p) => write!(f, "{}", p.display()),
+            Input::Stdin => f.write_str("standard input"),
+        }
+    }
+}
+
+/// An input that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {input}: {source}")]
+pub struct SourceError {
+    pub input: String,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Opens the input now (so a missing file is reported before anything runs) and starts a
+/// thread that sends its chunks, then closes the channel at the end of the input.
+pub fn spawn_reader(
+    input: Input,
+    chunk_bytes: usize,
+    tx: mpsc::Sender<Result<Vec<u8>, SourceError>>,
+) -> Result<std::thread::JoinHandle<()>, SourceError> {
+    let name = input.to_string();
+    let reader: Box<dyn Read + Send> = match &input {
+        Input::File(p) => Box::new(File::open(p).map_err(|source| SourceError {
+            input: name.clone(),
+            source,
+        })?),
+        Input::Stdin => Box::new(io::stdin()),
+    };
+    let handle = std::thread::Builder::new()
+        .name("source".into())
+        .spawn(move || {
+            read_chunks(
+                reader,
+                chunk_bytes,
+                |chunk| tx.blocking_send(chunk).is_ok(),
+                &name,
+            )
+        })
+        .map_err(|source| SourceError {
+            input: input.to_string(),
+            source,
+        })?;
+    Ok(handle)
+}
+
+/// Reads `reader` to its end in line-aligned chunks; stops early when `send` returns false
+/// (the engine stopped).
+fn read_chunks(
+    mut reader: impl Read,
+    chunk_bytes: usize,
+    mut send: impl FnMut(Result<Vec<u8>, SourceError>) -> bool,
+    name: &str,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk_bytes + 4096);
+    // Bytes to gather before looking for a line end; grows while a line is longer than that.
+    let mut target = chunk_bytes.max(1);
+    loop {
+        while buf.len() < target {
+            let old = buf.len();
+            buf.resize(target.max(old + 4096), 0);
+            match reader.read(&mut buf[old..]) {
+                Ok(0) => {
+                    buf.truncate(old);
+                    if !buf.is_empty() {
+                        send(Ok(buf));
+                    }
+                    return;
+                }
+                Ok(n) => buf.truncate(old + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(old),
+                Err(source) => {
+                    send(Err(SourceError {
+                        input: name.to_string(),
+                        source,
+                    }));
+                    return;
+                }
+            }
+        }
+        match buf.iter().rposition(|&b| b == b'\n') {
+            Some(pos) => {
+                let mut next = Vec::with_capacity(chunk_bytes + 4096);
+                next.extend_from_slice(&buf[pos + 1..]);
+                buf.truncate(pos + 1);
+                if !send(Ok(std::mem::replace(&mut buf, next))) {
+                    return;
+                }
+                target = chunk_bytes.max(1);
+            }
+            None => target = buf.len() + chunk_bytes.max(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(input: &[u8], size: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        read_chunks(
+            input,
+            size,
+            |c| {
+                out.push(c.unwrap());
+                true
+            },
+            "test",
+        );
+        out
+    }
+
+    #[test]
+    fn chunks_end_at_line_ends_and_lose_nothing() {
+        let input = b"one\ntwo\nthree\nfour\nfive-is-longer-than-a-chunk\nsix";
+        for size in [1, 2, 5, 8, 64] {
+            let cs = chunks(input, size);
+            assert_eq!(cs.concat(), input.to_vec(), "chunk size {size}");
+            for c in &cs[..cs.len() - 1] {
+                assert_eq!(
+                    c.last(),
+                    Some(&b'\n'),
+                    "chunk size {size}: {:?}",
+                    String::from_utf8_lossy(c)
+                );
+            }
+        }
+        assert!(chunks(b"", 8).is_empty());
+    }
+}

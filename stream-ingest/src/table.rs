@@ -1,0 +1,636 @@
+//! A windowed table: keyed aggregates per open event-time window, emitted as rows when the
+//! watermark passes a window's end.
+//!
+//! Keys are encoded once per batch in Arrow's row format (any number and type of key
+//! columns, NULL included), and a group is looked up by those bytes: an allocation happens
+//! only for a key a window has not seen. State is bounded by open windows × keys: a window's
+//! state is dropped when it is emitted.
+//!
+//! Emitted rows are ordered by window start, then key (row-format bytes sort like the
+//! values, NULL first), so a run's output does not depend on hash order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
+use arrow::error::ArrowError;
+use arrow::row::{RowConverter, SortField};
+use hashbrown::HashMap;
+use shared::config::TableConfig;
+
+use crate::aggregate::{Acc, AggInput, AggSpec};
+use crate::filter::CompiledFilter;
+use crate::window::WindowAssigner;
+
+/// Groups of one window: key bytes → one state per aggregate.
+type Groups = HashMap<Box<[u8]>, Vec<Acc>>;
+
+/// An open session of one key.
+#[derive(Debug)]
+struct Session {
+    start: i64,
+    end: i64,
+    accs: Vec<Acc>,
+}
+
+/// An event a table dropped as late: its row in the batch and the watermark then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LateRow {
+    pub row: u32,
+    pub watermark: i64,
+}
+
+/// One windowed table's state and logic.
+pub struct WindowedTable {
+    pub name: String,
+    schema: SchemaRef,
+    assigner: WindowAssigner,
+    ts_column: usize,
+    key_columns: Vec<usize>,
+    keys: Option<RowConverter>,
+    aggs: Vec<AggSpec>,
+    filter: Option<CompiledFilter>,
+    /// Fixed windows by start.
+    windows: BTreeMap<i64, Groups>,
+    /// Session windows by key.
+    sessions: HashMap<Box<[u8]>, Vec<Session>>,
+    /// Windows emitted so far.
+    pub windows_emitted: u64,
+}
+
+impl WindowedTable {
+    /// Builds the operator from a validated table config.
+    pub fn new(config: &TableConfig, events: &Schema, ts_column: usize) -> Result<Self, String> {
+        let schema = shared::schema::table_schema(config, events)?;
+        let key_columns: Vec<usize> = config
+            .key
+            .iter()
+            .map(|k| events.index_of(k).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let keys = if key_columns.is_empty() {
+            None
+        } else {
+            let fields = key_columns
+                .iter()
+                .map(|&i| SortField::new(events.field(i).data_type().clone()))
+                .collect();
+            Some(RowConverter::new(fields).map_err(|e| e.to_string())?)
+        };
+        let mut aggs = Vec::new();
+        for (i, a) in config.aggregates.iter().enumerate() {
+            let column = match &a.column {
+                Some(c) => Some(events.index_of(c).map_err(|e| e.to_string())?),
+                None => None,
+            };
+            let input_type = column.map(|c| events.field(c).data_type().clone());
+            let output_type = schema.field(2 + key_columns.len() + i).data_type().clone();
+            aggs.push(
+                AggSpec::new(a.function, column, input_type, output_type)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let filter = match &config.filter {
+            Some(f) => Some(CompiledFilter::new(
+                &shared::config::filter::parse(f)?,
+                events,
+            )?),
+            None => None,
+        };
+        Ok(WindowedTable {
+            name: config.name.clone(),
+            schema,
+            assigner: WindowAssigner::from_config(&config.window),
+            ts_column,
+            key_columns,
+            keys,
+            aggs,
+            filter,
+            windows: BTreeMap::new(),
+            sessions: HashMap::new(),
+            windows_emitted: 0,
+        })
+    }
+
+    /// The table's schema (window bounds, keys, aggregates).
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn new_accs(&self) -> Vec<Acc> {
+        self.aggs.iter().map(AggSpec::new_acc).collect()
+    }
+
+    /// Adds a batch of events. `watermarks[i]` is the watermark just before event `i` arrived.
+    /// Returns the events that were late for every window they belong to.
+    pub fn process(
+        &mut self,
+        batch: &RecordBatch,
+        watermarks: &[i64],
+    ) -> Result<Vec<LateRow>, ArrowError> {
+        let mask: Option<BooleanArray> = match &self.filter {
+            Some(f) => Some(f.evaluate(batch)?),
+            None => None,
+        };
+        let ts = batch
+            .column(self.ts_column)
+            .as_primitive::<TimestampMicrosecondType>();
+        let key_rows = match &self.keys {
+            Some(conv) => {
+                let cols: Vec<ArrayRef> = self
+                    .key_columns
+                    .iter()
+                    .map(|&i| batch.column(i).clone())
+                    .collect();
+                Some(conv.convert_columns(&cols)?)
+            }
+            None => None,
+        };
+        let inputs: Vec<AggInput> = self
+            .aggs
+            .iter()
+            .map(|a| a.input(batch))
+            .collect::<Result<_, _>>()?;
+        let mut late = Vec::new();
+        for row in 0..batch.num_rows() {
+            if mask.as_ref().is_some_and(|m| !m.value(row)) || ts.is_null(row) {
+                continue;
+            }
+            let t = ts.value(row);
+            let wm = watermarks[row];
+            let key: &[u8] = match &key_rows {
+                Some(rows) => rows.row(row).data(),
+                None => &[],
+            };
+            let accepted = if self.assigner.is_session() {
+                self.add_to_session(key, t, wm, &inputs, row)
+            } else {
+                self.add_to_windows(key, t, wm, &inputs, row)
+            };
+            if !accepted {
+                late.push(LateRow {
+                    row: row as u32,
+                    watermark: wm,
+                });
+            }
+        }
+        Ok(late)
+    }
+
+    /// Adds one event to its fixed windows; false when every one of them was already emitted.
+    fn add_to_windows(
+        &mut self,
+        key: &[u8],
+        ts: i64,
+        wm: i64,
+        inputs: &[AggInput],
+        row: usize,
+    ) -> bool {
+        let span = self.assigner.span();
+        let mut accepted = false;
+        let assigner = self.assigner;
+        assigner.for_each_start(ts, |start| {
+            if start.saturating_add(span) <= wm {
+                return; // this window was emitted: late for it
+            }
+            accepted = true;
+            let groups = self.windows.entry(start).or_default();
+            let accs = match groups.get_mut(key) {
+                Some(a) => a,
+                None => {
+                    let fresh = self.aggs.iter().map(AggSpec::new_acc).collect();
+                    groups.entry(key.into()).or_insert(fresh)
+                }
+            };
+            for (acc, input) in accs.iter_mut().zip(inputs) {
+                acc.update(input, row);
+            }
+        });
+        accepted
+    }
+
+    /// Adds one event to its key's sessions, merging the sessions it bridges (Flink's rule:
+    /// windows that touch or overlap merge). False when its own session would be late.
+    fn add_to_session(
+        &mut self,
+        key: &[u8],
+        ts: i64,
+        wm: i64,
+        inputs: &[AggInput],
+        row: usize,
+    ) -> bool {
+        let (mut start, mut end) = self.assigner.session_of(ts);
+        let fresh = self.new_accs();
+        let list = self.sessions.entry_ref(key).or_default();
+        let mut merged: Option<Session> = None;
+        let mut i = 0;
+        while i < list.len() {
+            let s = &list[i];
+            if s.start <= end && s.end >= start {
+                let s = list.swap_remove(i);
+                start = start.min(s.start);
+                end = end.max(s.end);
+                merged = Some(match merged {
+                    None => s,
+                    Some(mut m) => {
+                        for (a, b) in m.accs.iter_mut().zip(s.accs) {
+                            a.merge(b);
+                        }
+                        m
+                    }
+                });
+            } else {
+                i += 1;
+            }
+        }
+        if merged.is_none() && end <= wm {
+            if list.is_empty() {
+                self.sessions.remove(key);
+            }
+            return false;
+        }
+        let mut session = merged.unwrap_or(Session {
+            start,
+            end,
+            accs: fresh,
+        });
+        session.start = start;
+        session.end = end;
+        for (acc, input) in session.accs.iter_mut().zip(inputs) {
+            acc.update(input, row);
+        }
+        list.push(session);
+        true
+    }
+
+    /// Emits every window whose end is at or before the watermark, as rows of the table
+    /// schema ordered by window start, then key. `None` when no window is complete.
+    pub fn emit(&mut self, watermark: i64) -> Result<Option<RecordBatch>, ArrowError> {
+        let mut out: Vec<(i64, i64, Box<[u8]>, Vec<Acc>)> = Vec::new();
+        if self.assigner.is_session() {
+            let mut emptied = Vec::new();
+            for (key, list) in self.sessions.iter_mut() {
+                let mut i = 0;
+                while i < list.len() {
+                    if list[i].end <= watermark {
+                        let s = list.swap_remove(i);
+                        out.push((s.start, s.end, key.clone(), s.accs));
+                    } else {
+                        i += 1;
+                    }
+                }
+                if list.is_empty() {
+                    emptied.push(key.clone());
+                }
+            }
+            for k in emptied {
+                self.sessions.remove(&k);
+            }
+            out.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+            self.windows_emitted += out
+                .iter()
+                .map(|o| o.0)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len() as u64;
+        } else {
+            let span = self.assigner.span();
+            while let Some(entry) = self.windows.first_entry() {
+                let start = *entry.key();
+                if start.saturating_add(span) > watermark {
+                    break;
+                }
+                let groups = entry.remove();
+                self.windows_emitted += 1;
+                let mut rows: Vec<_> = groups.into_iter().collect();
+                rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                out.extend(
+                    rows.into_iter()
+                        .map(|(k, accs)| (start, start.saturating_add(span), k, accs)),
+                );
+            }
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        self.rows_to_batch(&out).map(Some)
+    }
+
+    fn rows_to_batch(
+        &self,
+        rows: &[(i64, i64, Box<[u8]>, Vec<Acc>)],
+    ) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1))
+                    .with_timezone("UTC"),
+            ),
+        ];
+        if let Some(conv) = &self.keys {
+            let parser = conv.parser();
+            columns.extend(conv.convert_rows(rows.iter().map(|r| parser.parse(&r.2)))?);
+        }
+        for (i, spec) in self.aggs.iter().enumerate() {
+            columns.push(spec.finish(rows.iter().map(|r| &r.3[i]))?);
+        }
+        // Key columns keep their nullability from the event schema; make the arrays agree.
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+
+    /// No window that starts before this can still be emitted: every open window starts at
+    /// or after it, and so does every window a future, non-late event can open.
+    pub fn low_water_start(&self, watermark: i64) -> i64 {
+        let future = watermark
+            .saturating_sub(self.assigner.span())
+            .saturating_add(1);
+        let open = if self.assigner.is_session() {
+            self.sessions.values().flatten().map(|s| s.start).min()
+        } else {
+            self.windows.keys().next().copied()
+        };
+        open.map_or(future, |o| o.min(future))
+    }
+
+    /// Number of open windows (sessions count one each) and of groups in them.
+    pub fn open_state(&self) -> (usize, usize) {
+        if self.assigner.is_session() {
+            let n = self.sessions.values().map(Vec::len).sum();
+            (n, n)
+        } else {
+            (
+                self.windows.len(),
+                self.windows.values().map(|g| g.len()).sum(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type};
+    use shared::HumanDuration;
+    use shared::config::{AggregateConfig, AggregateFn, WindowConfig};
+
+    const S: i64 = 1_000_000;
+
+    fn events() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("ts", shared::schema::timestamp_type(), false),
+            Field::new("k", DataType::Utf8, true),
+            Field::new("n", DataType::Int32, false),
+        ]))
+    }
+
+    fn batch(rows: &[(i64, Option<&str>, i32)]) -> RecordBatch {
+        RecordBatch::try_new(
+            events(),
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0 * S))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int32Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn table(window: WindowConfig) -> WindowedTable {
+        let cfg = TableConfig {
+            name: "t".into(),
+            window,
+            key: vec!["k".into()],
+            aggregates: vec![
+                AggregateConfig {
+                    name: "c".into(),
+                    function: AggregateFn::Count,
+                    column: None,
+                },
+                AggregateConfig {
+                    name: "s".into(),
+                    function: AggregateFn::Sum,
+                    column: Some("n".into()),
+                },
+            ],
+            filter: None,
+            partition_by: vec![],
+        };
+        WindowedTable::new(&cfg, &events(), 0).unwrap()
+    }
+
+    /// Runs events through the table with the pipeline's watermark rule; returns emitted
+    /// rows as (start s, end s, key, count, sum) and the late rows.
+    fn run(
+        t: &mut WindowedTable,
+        bound: i64,
+        rows: &[(i64, Option<&str>, i32)],
+    ) -> (Vec<(i64, i64, Option<String>, i64, i64)>, Vec<u32>) {
+        let b = batch(rows);
+        let mut wm = crate::window::Watermark::new(bound * S);
+        let mut wms = Vec::new();
+        for r in rows {
+            wms.push(wm.current());
+            wm.observe(r.0 * S);
+        }
+        let late = t
+            .process(&b, &wms)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.row)
+            .collect();
+        let mut out = Vec::new();
+        let mut collect = |b: Option<RecordBatch>| {
+            if let Some(b) = b {
+                for i in 0..b.num_rows() {
+                    let st = b
+                        .column(0)
+                        .as_primitive::<TimestampMicrosecondType>()
+                        .value(i)
+                        / S;
+                    let en = b
+                        .column(1)
+                        .as_primitive::<TimestampMicrosecondType>()
+                        .value(i)
+                        / S;
+                    let k = b.column(2).as_string::<i32>();
+                    let k = if k.is_null(i) {
+                        None
+                    } else {
+                        Some(k.value(i).to_string())
+                    };
+                    let c = b.column(3).as_primitive::<Int64Type>().value(i);
+                    let s = b.column(4).as_primitive::<Int64Type>().value(i);
+                    out.push((st, en, k, c, s));
+                }
+            }
+        };
+        collect(t.emit(wm.current()).unwrap());
+        wm.end_of_input();
+        collect(t.emit(wm.current()).unwrap());
+        (out, late)
+    }
+
+    fn tumbling(secs: u64) -> WindowConfig {
+        WindowConfig::Tumbling {
+            size: HumanDuration::from_secs(secs),
+        }
+    }
+
+    #[test]
+    fn tumbling_counts_per_key_and_window() {
+        let mut t = table(tumbling(60));
+        let (out, late) = run(
+            &mut t,
+            60,
+            &[
+                (0, Some("a"), 1),
+                (59, Some("a"), 2),
+                (60, Some("a"), 3),
+                (30, None, 4),
+            ],
+        );
+        assert!(late.is_empty());
+        assert_eq!(
+            out,
+            vec![
+                (0, 60, None, 1, 4),
+                (0, 60, Some("a".into()), 2, 3),
+                (60, 120, Some("a".into()), 1, 3)
+            ]
+        );
+        assert_eq!(t.windows_emitted, 2);
+        assert_eq!(t.open_state(), (0, 0));
+    }
+
+    #[test]
+    fn watermark_emits_and_late_events_are_dropped() {
+        let mut t = table(tumbling(60));
+        // 200 moves the watermark to 140: [0,60) and [60,120) are complete. 59 is late; 130 is
+        // not (its window [120,180) is open); 141 is 59 s behind the maximum: never late.
+        let rows = [
+            (10, Some("a"), 1),
+            (200, Some("a"), 1),
+            (59, Some("a"), 1),
+            (130, Some("a"), 1),
+            (141, Some("b"), 1),
+        ];
+        let (out, late) = run(&mut t, 60, &rows);
+        assert_eq!(late, vec![2]);
+        assert_eq!(
+            out,
+            vec![
+                (0, 60, Some("a".into()), 1, 1),
+                (120, 180, Some("a".into()), 1, 1),
+                (120, 180, Some("b".into()), 1, 1),
+                (180, 240, Some("a".into()), 1, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn emission_waits_for_the_watermark() {
+        let mut t = table(tumbling(60));
+        let b = batch(&[(10, Some("a"), 1)]);
+        t.process(&b, &[i64::MIN]).unwrap();
+        assert!(t.emit(59 * S).unwrap().is_none());
+        assert_eq!(t.emit(60 * S).unwrap().unwrap().num_rows(), 1);
+        assert_eq!(t.low_water_start(60 * S), 1);
+    }
+
+    #[test]
+    fn sliding_windows_and_partial_lateness() {
+        let mut t = table(WindowConfig::Sliding {
+            size: HumanDuration::from_secs(120),
+            slide: HumanDuration::from_secs(60),
+        });
+        // 250 → watermark 190: [0,120) and [60,180) are emitted. 125 belongs to [60,180)
+        // (emitted, late for it) and [120,240) (open): counted there, not late overall.
+        // 110 belongs to [0,120) and [60,180) only: late.
+        let rows = [
+            (70, Some("a"), 1),
+            (250, Some("a"), 2),
+            (125, Some("a"), 4),
+            (110, Some("a"), 8),
+        ];
+        let (out, late) = run(&mut t, 60, &rows);
+        assert_eq!(late, vec![3]);
+        assert_eq!(
+            out,
+            vec![
+                (0, 120, Some("a".into()), 1, 1),
+                (60, 180, Some("a".into()), 1, 1),
+                (120, 240, Some("a".into()), 1, 4),
+                (180, 300, Some("a".into()), 1, 2),
+                (240, 360, Some("a".into()), 1, 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn sessions_merge_and_close() {
+        let mut t = table(WindowConfig::Session {
+            gap: HumanDuration::from_secs(30),
+        });
+        // a: 0, 20, 50 → one session [0, 80) (20+30 = 50 touches 50). b: 10 → [10, 40).
+        // 200 → watermark 140 closes both; a at 100 is late-free (its own session [100,130)).
+        let rows = [
+            (0, Some("a"), 1),
+            (20, Some("a"), 1),
+            (10, Some("b"), 1),
+            (50, Some("a"), 1),
+            (200, Some("a"), 1),
+            (100, Some("a"), 1),
+        ];
+        let (out, late) = run(&mut t, 60, &rows);
+        assert_eq!(late, vec![5]); // [100,130) ends before the watermark 140: late
+        assert_eq!(
+            out,
+            vec![
+                (0, 80, Some("a".into()), 3, 3),
+                (10, 40, Some("b".into()), 1, 1),
+                (200, 230, Some("a".into()), 1, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn sessions_bridge_two_open_sessions() {
+        // [0,20) and [25,45) are apart; 12 opens [12,32), which touches both: one session.
+        let mut t = table(WindowConfig::Session {
+            gap: HumanDuration::from_secs(20),
+        });
+        let (out, _) = run(
+            &mut t,
+            1000,
+            &[(0, Some("a"), 1), (25, Some("a"), 1), (12, Some("a"), 1)],
+        );
+        assert_eq!(out, vec![(0, 45, Some("a".into()), 3, 3)]);
+    }
+
+    #[test]
+    fn filter_keeps_matching_rows() {
+        let mut cfg_t = table(tumbling(60));
+        cfg_t.filter = Some(
+            CompiledFilter::new(&shared::config::filter::parse("n >= 2").unwrap(), &events())
+                .unwrap(),
+        );
+        let (out, _) = run(
+            &mut cfg_t,
+            60,
+            &[(0, Some("a"), 1), (1, Some("a"), 2), (2, Some("a"), 3)],
+        );
+        assert_eq!(out, vec![(0, 60, Some("a".into()), 2, 5)]);
+    }
+}
