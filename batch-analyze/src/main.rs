@@ -1,1 +1,12 @@
-fn main() {}
+//! `batch-analyze`: parse the command line, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use batch_analyze::cli::{Cli, execute, init_tracing};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    execute(cli)
+}

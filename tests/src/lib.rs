@@ -1,1 +1,232 @@
+//! Helpers of the end-to-end tests: find the binaries and the shared data, run commands,
+//! render a lake table as canonical CSV, and start a real S3-compatible server.
+//!
+//! The tests run the two binaries as a user would (a fresh process, a pipeline file,
+//! arguments), against real files, a real S3-compatible server (`moto_server`) and outside
+//! Parquet readers (DuckDB, pyarrow).
 
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arrow::array::{RecordBatch, RecordBatchReader};
+use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+}
+
+/// A file of `../shared/data` (beside the project, in CI and on developer machines).
+pub fn shared_data(name: &str) -> PathBuf {
+    let p = workspace().join("../shared/data").join(name);
+    assert!(p.is_file(), "{} is missing: the tests need ../shared beside the project", p.display());
+    p
+}
+
+/// The path of a binary of the workspace. The first call in a process runs `cargo build`
+/// for the binaries (a no-op when they are fresh), so a test never runs a stale binary.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace())
+            .args(["build", "--quiet", "-p", "stream-ingest", "-p", "batch-analyze", "--bins"])
+            .stdin(Stdio::null())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the binaries failed");
+    });
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let p = dir.join(name);
+    assert!(p.is_file(), "{} is not built", p.display());
+    p
+}
+
+/// A command for a workspace binary, with a quiet log.
+pub fn cmd(name: &str) -> Command {
+    let mut c = Command::new(bin(name));
+    c.env("RUST_LOG", "warn").stdin(Stdio::null());
+    c
+}
+
+/// Runs a command and asserts success; returns its output.
+pub fn run_ok(c: &mut Command) -> Output {
+    let out = c.output().expect("command starts");
+    assert!(
+        out.status.success(),
+        "{c:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every visible Parquet file below `dir` (hidden `_`/`.` names skipped, as readers do).
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries {
+        let e = e.expect("dir entry");
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('_') || name.starts_with('.') {
+            continue;
+        }
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(parquet_files(&p));
+        } else if name.ends_with(".parquet") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// All rows of a lake table, in one batch.
+pub fn read_table(dir: &Path) -> RecordBatch {
+    let mut batches = Vec::new();
+    let mut schema = None;
+    for f in parquet_files(dir) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).unwrap()).unwrap().build().unwrap();
+        schema.get_or_insert_with(|| reader.schema());
+        for b in reader {
+            batches.push(b.unwrap());
+        }
+    }
+    let schema = schema.unwrap_or_else(|| panic!("no parquet files under {}", dir.display()));
+    concat_batches(&schema, &batches).unwrap()
+}
+
+/// A table as canonical CSV: rows sorted by every column in order (NULL first, strings in
+/// byte order), NULL written `\N`, timestamps in RFC 3339.
+pub fn render_table(dir: &Path) -> String {
+    let batch = read_table(dir);
+    let columns: Vec<SortColumn> = batch
+        .columns()
+        .iter()
+        .map(|c| SortColumn { values: c.clone(), options: Some(SortOptions { descending: false, nulls_first: true }) })
+        .collect();
+    let indices = lexsort_to_indices(&columns, None).unwrap();
+    let sorted = take_record_batch(&batch, &indices).unwrap();
+    let mut out = Vec::new();
+    {
+        let mut w = arrow::csv::WriterBuilder::new().with_header(true).with_null("\\N".into()).build(&mut out);
+        w.write(&sorted).unwrap();
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// Compares `actual` with the golden file, or rewrites it when `BLESS=1`.
+pub fn check_golden(golden: &Path, actual: &str) {
+    if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(golden, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(golden)
+        .unwrap_or_else(|e| panic!("{}: {e} (BLESS=1 writes it)", golden.display()));
+    if expected != actual {
+        let diff: Vec<String> = expected
+            .lines()
+            .zip(actual.lines())
+            .enumerate()
+            .filter(|(_, (e, a))| e != a)
+            .take(5)
+            .map(|(i, (e, a))| format!("line {}:\n  golden: {e}\n  actual: {a}", i + 1))
+            .collect();
+        panic!(
+            "{} differs ({} golden lines, {} actual):\n{}\n(BLESS=1 rewrites golden files after a deliberate change)",
+            golden.display(),
+            expected.lines().count(),
+            actual.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
+
+/// Python with the test tools (`duckdb`, `pyarrow`, `moto`), installed by `.ci/run`.
+pub fn python() -> Command {
+    let mut c = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real S3-compatible server (`moto_server`) on 127.0.0.1, stopped when dropped.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub fn start() -> Arc<S3Server> {
+        let port = free_port();
+        let child = python()
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server starts (pip install 'moto[server]', done by .ci/run)");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Arc::new(S3Server { child, endpoint })
+    }
+
+    /// Environment of a client of this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// Runs a Python snippet with boto3 pointed at this server (`s3` is the client).
+    pub fn boto(&self, code: &str) -> String {
+        let script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n{code}",
+            self.endpoint
+        );
+        let out = run_ok(python().args(["-c", &script]));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        self.boto(&format!("s3.create_bucket(Bucket='{bucket}')"));
+    }
+
+    /// Downloads every object under `s3://bucket/prefix/` into `dir`, keeping the layout.
+    pub fn download(&self, bucket: &str, prefix: &str, dir: &Path) -> Vec<String> {
+        let keys = self.boto(&format!(
+            "import os\np = s3.get_paginator('list_objects_v2')\nfor page in p.paginate(Bucket='{bucket}', Prefix='{prefix}/'):\n    for o in page.get('Contents', []):\n        k = o['Key']\n        dest = os.path.join('{}', k[len('{prefix}/'):])\n        os.makedirs(os.path.dirname(dest), exist_ok=True)\n        s3.download_file('{bucket}', k, dest)\n        print(k)",
+            dir.display()
+        ));
+        keys.lines().map(String::from).collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
