@@ -13,7 +13,9 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use shared::config::LoadedConfig;
@@ -36,7 +38,9 @@ pub fn lake_tables(loaded: &LoadedConfig) -> Vec<LakeTable> {
     let events = schema::event_schema(&cfg.format);
     let mut out = Vec::new();
     for t in &cfg.tables {
-        let Ok(ts) = schema::table_schema(t, &events) else { continue };
+        let Ok(ts) = schema::table_schema(t, &events) else {
+            continue;
+        };
         out.push(LakeTable {
             name: t.name.clone(),
             file_schema: schema::file_schema(t, &ts),
@@ -54,7 +58,11 @@ pub fn lake_tables(loaded: &LoadedConfig) -> Vec<LakeTable> {
 }
 
 /// Registers the lake tables over the files in `lake`, and the dimension tables.
-pub async fn register_lake(ctx: &SessionContext, loaded: &LoadedConfig, lake: &Lake) -> Result<(), DataFusionError> {
+pub async fn register_lake(
+    ctx: &SessionContext,
+    loaded: &LoadedConfig,
+    lake: &Lake,
+) -> Result<(), DataFusionError> {
     if lake.url.scheme() != "file" {
         let mut bucket = lake.url.clone();
         bucket.set_path("");
@@ -65,40 +73,66 @@ pub async fn register_lake(ctx: &SessionContext, loaded: &LoadedConfig, lake: &L
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(
-                t.partition_columns.iter().map(|c| (c.clone(), arrow::datatypes::DataType::Utf8)).collect(),
+                t.partition_columns
+                    .iter()
+                    .map(|c| (c.clone(), arrow::datatypes::DataType::Utf8))
+                    .collect(),
             );
-        let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(t.file_schema.clone());
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(t.file_schema.clone());
         ctx.register_table(t.name.as_str(), Arc::new(ListingTable::try_new(config)?))?;
     }
     register_dimensions(ctx, loaded).await
 }
 
 /// Registers every table empty, with its schema: enough to plan reports.
-pub async fn register_empty(ctx: &SessionContext, loaded: &LoadedConfig) -> Result<(), DataFusionError> {
+pub async fn register_empty(
+    ctx: &SessionContext,
+    loaded: &LoadedConfig,
+) -> Result<(), DataFusionError> {
     for t in lake_tables(loaded) {
         let schema = schema::read_schema(&t.file_schema, &t.partition_columns);
-        ctx.register_table(t.name.as_str(), Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+        ctx.register_table(
+            t.name.as_str(),
+            Arc::new(MemTable::try_new(schema, vec![vec![]])?),
+        )?;
     }
     for d in &loaded.config.dimensions {
-        ctx.register_table(d.name.as_str(), Arc::new(MemTable::try_new(dimension_schema(d), vec![vec![]])?))?;
+        ctx.register_table(
+            d.name.as_str(),
+            Arc::new(MemTable::try_new(dimension_schema(d), vec![vec![]])?),
+        )?;
     }
     Ok(())
 }
 
-async fn register_dimensions(ctx: &SessionContext, loaded: &LoadedConfig) -> Result<(), DataFusionError> {
+async fn register_dimensions(
+    ctx: &SessionContext,
+    loaded: &LoadedConfig,
+) -> Result<(), DataFusionError> {
     for d in &loaded.config.dimensions {
         let path = loaded.resolve(&d.path);
         let path = std::fs::canonicalize(&path).map_err(|e| {
-            DataFusionError::Execution(format!("dimension `{}`: cannot read {}: {e}", d.name, path.display()))
+            DataFusionError::Execution(format!(
+                "dimension `{}`: cannot read {}: {e}",
+                d.name,
+                path.display()
+            ))
         })?;
         let schema = dimension_schema(d);
-        let extension = path.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| format!(".{e}"))
+            .unwrap_or_default();
         let options = CsvReadOptions::new()
             .schema(&schema)
             .has_header(true)
             .delimiter(d.delimiter as u8)
             .file_extension(&extension);
-        ctx.register_csv(d.name.as_str(), path.to_string_lossy().as_ref(), options).await?;
+        ctx.register_csv(d.name.as_str(), path.to_string_lossy().as_ref(), options)
+            .await?;
     }
     Ok(())
 }

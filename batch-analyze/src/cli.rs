@@ -31,7 +31,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compute the pipeline's reports from the lake.
-    #[command(after_help = "Examples:\n  batch-analyze run -c pipelines/access-log.yaml\n  batch-analyze run -c pipelines/access-log.yaml --out reports --format csv --report top_paths")]
+    #[command(
+        after_help = "Examples:\n  batch-analyze run -c pipelines/access-log.yaml\n  batch-analyze run -c pipelines/access-log.yaml --out reports --format csv --report top_paths"
+    )]
     Run(RunArgs),
     /// Check a pipeline file without running it: every report is planned against the
     /// tables' schemas; every problem is printed with its line.
@@ -92,8 +94,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, AnalyzeError> {
 
 async fn run(args: RunArgs) -> Result<(), AnalyzeError> {
     let loaded = shared::config::load(&args.config)?;
-    let format = args.format.unwrap_or(if args.out.is_some() { OutputFormat::Csv } else { OutputFormat::Table });
-    let opts = RunOptions { lake: args.lake, out: args.out, format, reports: args.reports };
+    let format = args.format.unwrap_or(if args.out.is_some() {
+        OutputFormat::Csv
+    } else {
+        OutputFormat::Table
+    });
+    let opts = RunOptions {
+        lake: args.lake,
+        out: args.out,
+        format,
+        reports: args.reports,
+    };
     let summary = crate::run(&loaded, &opts).await?;
     let mut stdout = std::io::stdout().lock();
     let many = summary.reports.len() > 1;
@@ -115,7 +126,12 @@ async fn run(args: RunArgs) -> Result<(), AnalyzeError> {
                 None => format!("{} ({} rows)", r.name, r.rows),
             })
             .collect();
-        eprintln!("batch-analyze: {}: {} in {:.2} s", loaded.config.name, parts.join(", "), summary.seconds);
+        eprintln!(
+            "batch-analyze: {}: {} in {:.2} s",
+            loaded.config.name,
+            parts.join(", "),
+            summary.seconds
+        );
     }
     Ok(())
 }
@@ -136,6 +152,10 @@ async fn validate(args: ValidateArgs) -> Result<(), AnalyzeError> {
 
 /// Logs to standard error, filtered by `RUST_LOG` (default: warnings).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -52,7 +52,9 @@ impl AnalyzeError {
     /// 2 for a bad configuration or arguments, 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AnalyzeError::Config(_) | AnalyzeError::Usage(_) | AnalyzeError::Lake(LakeError::InvalidRoot { .. }) => 2,
+            AnalyzeError::Config(_)
+            | AnalyzeError::Usage(_)
+            | AnalyzeError::Lake(LakeError::InvalidRoot { .. }) => 2,
             _ => 1,
         }
     }
@@ -94,15 +96,25 @@ fn session() -> SessionContext {
 
 /// The reports selected by `--report` (all when empty), in file order; unknown names are
 /// a usage error.
-fn selected<'a>(loaded: &'a LoadedConfig, names: &[String]) -> Result<Vec<&'a shared::config::ReportConfig>, AnalyzeError> {
+fn selected<'a>(
+    loaded: &'a LoadedConfig,
+    names: &[String],
+) -> Result<Vec<&'a shared::config::ReportConfig>, AnalyzeError> {
     let cfg = &loaded.config;
     for n in names {
         if cfg.report(n).is_none() {
             let known: Vec<&str> = cfg.reports.iter().map(|r| r.name.as_str()).collect();
-            return Err(AnalyzeError::Usage(format!("--report {n}: no such report (reports: {})", known.join(", "))));
+            return Err(AnalyzeError::Usage(format!(
+                "--report {n}: no such report (reports: {})",
+                known.join(", ")
+            )));
         }
     }
-    Ok(cfg.reports.iter().filter(|r| names.is_empty() || names.contains(&r.name)).collect())
+    Ok(cfg
+        .reports
+        .iter()
+        .filter(|r| names.is_empty() || names.contains(&r.name))
+        .collect())
 }
 
 /// Plans every report of the pipeline.
@@ -138,20 +150,36 @@ pub async fn check_runnable(loaded: &LoadedConfig) -> Result<(), AnalyzeError> {
     for (i, d) in loaded.config.dimensions.iter().enumerate() {
         let p = loaded.resolve(&d.path);
         if !p.is_file() {
-            problems.push(loaded.problem(format!("dimensions[{i}].path"), format!("no such file: {}", p.display())));
+            problems.push(loaded.problem(
+                format!("dimensions[{i}].path"),
+                format!("no such file: {}", p.display()),
+            ));
         }
     }
     let ctx = session();
-    catalog::register_empty(&ctx, loaded).await.map_err(AnalyzeError::Catalog)?;
+    catalog::register_empty(&ctx, loaded)
+        .await
+        .map_err(AnalyzeError::Catalog)?;
     let reports: Vec<_> = loaded.config.reports.iter().collect();
     for (i, plan) in plans(loaded, &reports).iter().enumerate() {
         if let Err(e) = plan.dataframe(&ctx).await {
             let field = if reports[i].sql.is_some() { "sql" } else { "" };
-            let path = if field.is_empty() { format!("reports[{i}]") } else { format!("reports[{i}].{field}") };
-            problems.push(loaded.problem(path, format!("the report does not plan: {}", first_line(&e.to_string()))));
+            let path = if field.is_empty() {
+                format!("reports[{i}]")
+            } else {
+                format!("reports[{i}].{field}")
+            };
+            problems.push(loaded.problem(
+                path,
+                format!("the report does not plan: {}", first_line(&e.to_string())),
+            ));
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(loaded.invalid(problems).into()) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(loaded.invalid(problems).into())
+    }
 }
 
 fn first_line(s: &str) -> &str {
@@ -166,33 +194,55 @@ pub async fn run(loaded: &LoadedConfig, opts: &RunOptions) -> Result<RunSummary,
     let cfg = &loaded.config;
     let root = opts.lake.clone().unwrap_or_else(|| cfg.lake.root.clone());
     if let Some(root) = &opts.lake {
-        shared::lake::LakeRoot::parse(root).map_err(|e| AnalyzeError::Usage(format!("--lake: {e}")))?;
+        shared::lake::LakeRoot::parse(root)
+            .map_err(|e| AnalyzeError::Usage(format!("--lake: {e}")))?;
     }
     let lake = Lake::open(&root, &cfg.lake.s3, cfg.lake.partition_time)?;
     let ctx = session();
-    catalog::register_lake(&ctx, loaded, &lake).await.map_err(AnalyzeError::Catalog)?;
+    catalog::register_lake(&ctx, loaded, &lake)
+        .await
+        .map_err(AnalyzeError::Catalog)?;
 
     let mut results = Vec::new();
     for plan in plans(loaded, &reports) {
-        let report_err = |source| AnalyzeError::Report { report: plan.name.clone(), source };
+        let report_err = |source| AnalyzeError::Report {
+            report: plan.name.clone(),
+            source,
+        };
         tracing::debug!(report = %plan.name, sql = %plan.describe(), "planned");
         let df = plan.dataframe(&ctx).await.map_err(report_err)?;
         let schema = df.schema().inner().clone();
         let batches: Vec<RecordBatch> = df.collect().await.map_err(report_err)?;
         let rows = batches.iter().map(|b| b.num_rows()).sum();
-        let data = output::encode(opts.format, &schema, &batches)
-            .map_err(|source| AnalyzeError::Output { report: plan.name.clone(), source })?;
-        let mut result = ReportResult { name: plan.name.clone(), rows, path: None, printed: None };
+        let data = output::encode(opts.format, &schema, &batches).map_err(|source| {
+            AnalyzeError::Output {
+                report: plan.name.clone(),
+                source,
+            }
+        })?;
+        let mut result = ReportResult {
+            name: plan.name.clone(),
+            rows,
+            path: None,
+            printed: None,
+        };
         match &opts.out {
             Some(dir) => {
                 let file = format!("{}.{}", plan.name, opts.format.extension());
-                let path = output::write_atomically(dir, &file, &data)
-                    .map_err(|source| AnalyzeError::Output { report: plan.name.clone(), source })?;
+                let path = output::write_atomically(dir, &file, &data).map_err(|source| {
+                    AnalyzeError::Output {
+                        report: plan.name.clone(),
+                        source,
+                    }
+                })?;
                 result.path = Some(path);
             }
             None => result.printed = Some(data),
         }
         results.push(result);
     }
-    Ok(RunSummary { reports: results, seconds: started.elapsed().as_secs_f64() })
+    Ok(RunSummary {
+        reports: results,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }

@@ -50,11 +50,17 @@ pub enum OutputError {
 }
 
 /// Encodes a report in a format.
-pub fn encode(format: OutputFormat, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, OutputError> {
+pub fn encode(
+    format: OutputFormat,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<u8>, OutputError> {
     let mut out = Vec::new();
     match format {
         OutputFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
             if batches.is_empty() {
                 w.write(&RecordBatch::new_empty(schema.clone()))?;
             }
@@ -78,7 +84,9 @@ pub fn encode(format: OutputFormat, schema: &SchemaRef, batches: &[RecordBatch])
         }
         OutputFormat::Table => {
             let text = if batches.is_empty() {
-                arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(schema.clone())])?
+                arrow::util::pretty::pretty_format_batches(&[RecordBatch::new_empty(
+                    schema.clone(),
+                )])?
             } else {
                 arrow::util::pretty::pretty_format_batches(batches)?
             };
@@ -91,7 +99,10 @@ pub fn encode(format: OutputFormat, schema: &SchemaRef, batches: &[RecordBatch])
 /// Writes `DIR/<name>.<ext>` atomically: a hidden temporary file, synced, then renamed.
 pub fn write_atomically(dir: &Path, file_name: &str, data: &[u8]) -> Result<PathBuf, OutputError> {
     let target = dir.join(file_name);
-    let io = |source| OutputError::Io { path: target.clone(), source };
+    let io = |source| OutputError::Io {
+        path: target.clone(),
+        source,
+    };
     std::fs::create_dir_all(dir).map_err(io)?;
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
@@ -121,7 +132,10 @@ mod tests {
         ]));
         RecordBatch::try_new(
             schema,
-            vec![Arc::new(StringArray::from(vec![Some("2015-05-17"), None])), Arc::new(Int64Array::from(vec![3, 4]))],
+            vec![
+                Arc::new(StringArray::from(vec![Some("2015-05-17"), None])),
+                Arc::new(Int64Array::from(vec![3, 4])),
+            ],
         )
         .unwrap()
     }
@@ -130,10 +144,18 @@ mod tests {
     fn formats() {
         let b = batch();
         let csv = encode(OutputFormat::Csv, &b.schema(), &[b.clone()]).unwrap();
-        assert_eq!(String::from_utf8(csv).unwrap(), "dt,requests\n2015-05-17,3\n,4\n");
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "dt,requests\n2015-05-17,3\n,4\n"
+        );
         let json = encode(OutputFormat::Json, &b.schema(), &[b.clone()]).unwrap();
-        assert_eq!(String::from_utf8(json).unwrap(), "{\"dt\":\"2015-05-17\",\"requests\":3}\n{\"requests\":4}\n");
-        let table = String::from_utf8(encode(OutputFormat::Table, &b.schema(), &[b.clone()]).unwrap()).unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            "{\"dt\":\"2015-05-17\",\"requests\":3}\n{\"requests\":4}\n"
+        );
+        let table =
+            String::from_utf8(encode(OutputFormat::Table, &b.schema(), &[b.clone()]).unwrap())
+                .unwrap();
         assert!(table.contains("| 2015-05-17 | 3        |"), "{table}");
         let pq = encode(OutputFormat::Parquet, &b.schema(), &[b.clone()]).unwrap();
         assert_eq!(&pq[..4], b"PAR1");
@@ -146,7 +168,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write_atomically(dir.path(), "r.csv", b"a\n").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"a\n");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("r.csv")]);
     }
 }

@@ -45,7 +45,13 @@ fn literal(l: &Literal) -> String {
 
 fn order_list(keys: &[OrderKey]) -> String {
     keys.iter()
-        .map(|k| format!("{}{}", ident(&k.column), if k.descending { " DESC" } else { " ASC" }))
+        .map(|k| {
+            format!(
+                "{}{}",
+                ident(&k.column),
+                if k.descending { " DESC" } else { " ASC" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -56,24 +62,41 @@ fn ident_list(cols: &[String]) -> String {
 
 impl ReportPlan {
     /// Plans a validated report.
-    pub fn new(report: &ReportConfig, cfg: &PipelineConfig, input_columns: &[String]) -> ReportPlan {
+    pub fn new(
+        report: &ReportConfig,
+        cfg: &PipelineConfig,
+        input_columns: &[String],
+    ) -> ReportPlan {
         if let Some(sql) = &report.sql {
             let sql = sql.trim().trim_end_matches(';').to_string();
             let sql = if report.order_by.is_empty() {
                 sql
             } else {
-                format!("SELECT * FROM ({sql}) AS report ORDER BY {}", order_list(&report.order_by))
+                format!(
+                    "SELECT * FROM ({sql}) AS report ORDER BY {}",
+                    order_list(&report.order_by)
+                )
             };
-            return ReportPlan { name: report.name.clone(), input_sql: None, repartition_by: vec![], sql };
+            return ReportPlan {
+                name: report.name.clone(),
+                input_sql: None,
+                repartition_by: vec![],
+                sql,
+            };
         }
         let from = report.from.as_deref().unwrap_or_default();
 
         // Input: the from table, joined dimension columns (with defaults), filtered.
-        let mut select: Vec<String> = input_columns.iter().map(|c| format!("f.{}", ident(c))).collect();
+        let mut select: Vec<String> = input_columns
+            .iter()
+            .map(|c| format!("f.{}", ident(c)))
+            .collect();
         let mut joins = String::new();
         for (i, j) in report.join.iter().enumerate() {
             let alias = format!("d{i}");
-            let Some(dim) = cfg.dimension(&j.table) else { continue };
+            let Some(dim) = cfg.dimension(&j.table) else {
+                continue;
+            };
             for column in &dim.columns {
                 if j.on.contains(&column.name) || input_columns.contains(&column.name) {
                     continue;
@@ -84,19 +107,22 @@ impl ReportPlan {
                     None => format!("{c} AS {}", ident(&column.name)),
                 });
             }
-            let on = j
-                .on
-                .iter()
-                .map(|k| format!("f.{} = {alias}.{}", ident(k), ident(k)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
+            let on =
+                j.on.iter()
+                    .map(|k| format!("f.{} = {alias}.{}", ident(k), ident(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
             let kind = match j.how {
                 JoinKind::Left => "LEFT JOIN",
                 JoinKind::Inner => "JOIN",
             };
             let _ = write!(joins, " {kind} {} AS {alias} ON {on}", ident(&j.table));
         }
-        let mut input_sql = format!("SELECT {} FROM {} AS f{joins}", select.join(", "), ident(from));
+        let mut input_sql = format!(
+            "SELECT {} FROM {} AS f{joins}",
+            select.join(", "),
+            ident(from)
+        );
         if let Some(w) = &report.filter {
             let _ = write!(input_sql, " WHERE {w}");
         }
@@ -126,13 +152,24 @@ impl ReportPlan {
             current = "grouped".into();
         }
         if !report.derived.is_empty() {
-            let cols: Vec<String> = report.derived.iter().map(|d| format!("{} AS {}", d.expr, ident(&d.name))).collect();
-            ctes.push(("derived".into(), format!("SELECT *, {} FROM {}", cols.join(", "), ident(&current))));
+            let cols: Vec<String> = report
+                .derived
+                .iter()
+                .map(|d| format!("{} AS {}", d.expr, ident(&d.name)))
+                .collect();
+            ctes.push((
+                "derived".into(),
+                format!("SELECT *, {} FROM {}", cols.join(", "), ident(&current)),
+            ));
             current = "derived".into();
         }
         let mut top_filter = None;
         if let Some(top) = &report.top {
-            let partition = if top.per.is_empty() { String::new() } else { format!("PARTITION BY {} ", ident_list(&top.per)) };
+            let partition = if top.per.is_empty() {
+                String::new()
+            } else {
+                format!("PARTITION BY {} ", ident_list(&top.per))
+            };
             ctes.push((
                 "ranked".into(),
                 format!(
@@ -152,7 +189,13 @@ impl ReportPlan {
         let mut sql = String::new();
         if !ctes.is_empty() {
             sql.push_str("WITH ");
-            sql.push_str(&ctes.iter().map(|(n, q)| format!("{n} AS ({q})")).collect::<Vec<_>>().join(", "));
+            sql.push_str(
+                &ctes
+                    .iter()
+                    .map(|(n, q)| format!("{n} AS ({q})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
             sql.push(' ');
         }
         let _ = write!(sql, "SELECT {projection} FROM {}", ident(&current));
@@ -162,7 +205,12 @@ impl ReportPlan {
         if !report.order_by.is_empty() {
             let _ = write!(sql, " ORDER BY {}", order_list(&report.order_by));
         }
-        ReportPlan { name: report.name.clone(), input_sql: Some(input_sql), repartition_by: report.repartition_by.clone(), sql }
+        ReportPlan {
+            name: report.name.clone(),
+            input_sql: Some(input_sql),
+            repartition_by: report.repartition_by.clone(),
+            sql,
+        }
     }
 
     /// The report as a DataFrame over the tables registered in `ctx`.
@@ -171,7 +219,10 @@ impl ReportPlan {
             let mut input = ctx.sql(input_sql).await?;
             if !self.repartition_by.is_empty() {
                 let n = ctx.copied_config().target_partitions();
-                input = input.repartition(Partitioning::Hash(self.repartition_by.iter().map(|c| col(ident(c))).collect(), n))?;
+                input = input.repartition(Partitioning::Hash(
+                    self.repartition_by.iter().map(|c| col(ident(c))).collect(),
+                    n,
+                ))?;
             }
             ctx.deregister_table(INPUT_VIEW)?;
             ctx.register_table(INPUT_VIEW, input.into_view())?;

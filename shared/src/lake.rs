@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
-use object_store::path::Path;
+use object_store::path::{Path, PathPart};
 use url::Url;
 
 use crate::config::{S3Config, TimePartitioning};
@@ -197,20 +197,19 @@ impl Lake {
 
     /// The published path of a data file.
     pub fn data_file(&self, table: &str, partition: &PartitionPath, file: &str) -> Path {
-        let mut p = self.table_dir(table);
-        for seg in &partition.segments {
-            p = p.join(seg.as_str());
-        }
-        p.join(file)
+        below(
+            &self.table_dir(table),
+            partition.segments.iter().map(String::as_str).chain([file]),
+        )
     }
 
     /// The hidden staging path of a data file that will be published at [`Lake::data_file`].
     pub fn staging_file(&self, table: &str, partition: &PartitionPath, file: &str) -> Path {
-        let mut p = self.root.clone().join(STAGING_DIR).join(table);
-        for seg in &partition.segments {
-            p = p.join(seg.as_str());
-        }
-        p.join(format!("{file}{STAGING_SUFFIX}"))
+        let staged = format!("{file}{STAGING_SUFFIX}");
+        let segments = [STAGING_DIR, table]
+            .into_iter()
+            .chain(partition.segments.iter().map(String::as_str));
+        below(&self.root, segments.chain([staged.as_str()]))
     }
 
     /// The time partition of a timestamp (µs since the epoch, UTC).
@@ -222,6 +221,16 @@ impl Lake {
         }
         PartitionPath { segments }
     }
+}
+
+/// `base/seg1/seg2/…`, each segment taken as it is. `Path::join` would percent-encode the
+/// `%` of escaped partition values a second time; our segments are already safe (no `/`, no
+/// control character, never `.` or `..`), which `PathPart::parse` checks.
+fn below<'a>(base: &Path, segments: impl IntoIterator<Item = &'a str>) -> Path {
+    let extra = segments
+        .into_iter()
+        .map(|s| PathPart::parse(s).unwrap_or_else(|e| panic!("unsafe path segment: {e}")));
+    base.parts().chain(extra).collect()
 }
 
 /// The partition directories of a file below its table, e.g. `dt=2015-05-17/hour=10`.
@@ -373,6 +382,20 @@ mod tests {
         let table = lake.table_dir("t");
         assert!(file.prefix_matches(&table), "{file} is outside {table}");
         assert_eq!(file.parts().count(), table.parts().count() + 4);
+        // Escaped once: the `%` of the escape is not encoded again.
+        assert!(
+            file.as_ref()
+                .ends_with("/path=..%2F..%2F..%2Fetc%2Fpasswd/part-0.parquet"),
+            "{file}"
+        );
+        let on_disk = object_store::local::LocalFileSystem::new()
+            .path_to_filesystem(&file)
+            .unwrap();
+        assert!(
+            on_disk.ends_with("path=..%2F..%2F..%2Fetc%2Fpasswd/part-0.parquet"),
+            "{}",
+            on_disk.display()
+        );
     }
 
     proptest! {

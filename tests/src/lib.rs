@@ -13,18 +13,27 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arrow::array::{RecordBatch, RecordBatchReader};
-use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
 }
 
 /// A file of `../shared/data` (beside the project, in CI and on developer machines).
 pub fn shared_data(name: &str) -> PathBuf {
     let p = workspace().join("../shared/data").join(name);
-    assert!(p.is_file(), "{} is missing: the tests need ../shared beside the project", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: the tests need ../shared beside the project",
+        p.display()
+    );
     p
 }
 
@@ -36,7 +45,15 @@ pub fn bin(name: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace())
-            .args(["build", "--quiet", "-p", "stream-ingest", "-p", "batch-analyze", "--bins"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "stream-ingest",
+                "-p",
+                "batch-analyze",
+                "--bins",
+            ])
             .stdin(Stdio::null())
             .status()
             .expect("cargo runs");
@@ -44,7 +61,10 @@ pub fn bin(name: &str) -> PathBuf {
     });
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
     let p = dir.join(name);
     assert!(p.is_file(), "{} is not built", p.display());
     p
@@ -73,7 +93,9 @@ pub fn run_ok(c: &mut Command) -> Output {
 /// Every visible Parquet file below `dir` (hidden `_`/`.` names skipped, as readers do).
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in entries {
         let e = e.expect("dir entry");
         let name = e.file_name().to_string_lossy().to_string();
@@ -96,7 +118,10 @@ pub fn read_table(dir: &Path) -> RecordBatch {
     let mut batches = Vec::new();
     let mut schema = None;
     for f in parquet_files(dir) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).unwrap()).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
         schema.get_or_insert_with(|| reader.schema());
         for b in reader {
             batches.push(b.unwrap());
@@ -113,13 +138,22 @@ pub fn render_table(dir: &Path) -> String {
     let columns: Vec<SortColumn> = batch
         .columns()
         .iter()
-        .map(|c| SortColumn { values: c.clone(), options: Some(SortOptions { descending: false, nulls_first: true }) })
+        .map(|c| SortColumn {
+            values: c.clone(),
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first: true,
+            }),
+        })
         .collect();
     let indices = lexsort_to_indices(&columns, None).unwrap();
     let sorted = take_record_batch(&batch, &indices).unwrap();
     let mut out = Vec::new();
     {
-        let mut w = arrow::csv::WriterBuilder::new().with_header(true).with_null("\\N".into()).build(&mut out);
+        let mut w = arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .with_null("\\N".into())
+            .build(&mut out);
         w.write(&sorted).unwrap();
     }
     String::from_utf8(out).unwrap()
@@ -162,7 +196,11 @@ pub fn python() -> Command {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A real S3-compatible server (`moto_server`) on 127.0.0.1, stopped when dropped.
@@ -175,7 +213,14 @@ impl S3Server {
     pub fn start() -> Arc<S3Server> {
         let port = free_port();
         let child = python()
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -183,7 +228,10 @@ impl S3Server {
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Arc::new(S3Server { child, endpoint })

@@ -38,7 +38,13 @@ fn ingest(lake: &str, dead_letter_dir: &Path) -> String {
 
 /// Runs the batch stage into `out` as CSV.
 fn analyze(lake: &str, out: &Path) {
-    run_ok(cmd("batch-analyze").args(["run", "-c"]).arg(pipeline()).args(["--lake", lake, "--format", "csv", "--out"]).arg(out));
+    run_ok(
+        cmd("batch-analyze")
+            .args(["run", "-c"])
+            .arg(pipeline())
+            .args(["--lake", lake, "--format", "csv", "--out"])
+            .arg(out),
+    );
 }
 
 fn check_reports(out: &Path) {
@@ -53,7 +59,10 @@ fn reference_pipeline_matches_the_golden_files() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let summary = ingest(lake.to_str().unwrap(), dir.path());
-    assert!(summary.contains("10000 lines read, 9999 parsed, 1 invalid, 0 late"), "{summary}");
+    assert!(
+        summary.contains("10000 lines read, 9999 parsed, 1 invalid, 0 late"),
+        "{summary}"
+    );
     for t in TABLES {
         check_golden(&golden(&format!("{t}.csv")), &render_table(&lake.join(t)));
     }
@@ -61,7 +70,10 @@ fn reference_pipeline_matches_the_golden_files() {
     analyze(lake.to_str().unwrap(), &out);
     check_reports(&out);
     // Nothing but finished reports in --out.
-    let mut names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
     names.sort();
     assert_eq!(names, vec!["daily_status_class.csv", "top_paths.csv"]);
 
@@ -69,7 +81,12 @@ fn reference_pipeline_matches_the_golden_files() {
     let dead = std::fs::read_to_string(dir.path().join("out/access-log.invalid.jsonl")).unwrap();
     let entry: serde_json::Value = serde_json::from_str(dead.lines().next().unwrap()).unwrap();
     assert_eq!(entry["line"], 8899);
-    assert!(entry["text"].as_str().unwrap().starts_with("46.118.127.106 - - [20/May/2015:12:05:17"));
+    assert!(
+        entry["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("46.118.127.106 - - [20/May/2015:12:05:17")
+    );
 
     // A rerun on the same input rewrites the same files: no duplicates.
     let before = parquet_files(&lake);
@@ -80,7 +97,11 @@ fn reference_pipeline_matches_the_golden_files() {
     }
     // Staging is empty, and no visible file is empty.
     assert!(parquet_files(&lake.join("_staging")).is_empty());
-    assert!(before.iter().all(|f| std::fs::metadata(f).unwrap().len() > 0));
+    assert!(
+        before
+            .iter()
+            .all(|f| std::fs::metadata(f).unwrap().len() > 0)
+    );
 }
 
 #[test]
@@ -96,7 +117,10 @@ fn oracle_agrees_with_the_golden_files() {
     for name in TABLES.iter().chain(&REPORTS) {
         let oracle = std::fs::read_to_string(dir.path().join(format!("{name}.csv"))).unwrap();
         let golden = std::fs::read_to_string(golden(&format!("{name}.csv"))).unwrap();
-        assert!(oracle == golden, "{name}: the oracle disagrees with the golden file");
+        assert!(
+            oracle == golden,
+            "{name}: the oracle disagrees with the golden file"
+        );
     }
 }
 
@@ -129,9 +153,10 @@ fn lake_is_readable_by_duckdb_and_pyarrow() {
     let script = format!(
         r#"
 import duckdb, pyarrow.dataset as ds
+con = duckdb.connect()
 root = {root:?}
 for t in ["status_1m", "path_1m"]:
-    n, req, byt, days = duckdb.sql(f"SELECT count(*), sum(requests), sum(bytes), count(DISTINCT dt) FROM read_parquet('{{root}}/{{t}}/**/*.parquet', hive_partitioning=true)").fetchone()
+    n, req, byt, days = con.execute(f"SELECT count(*), sum(requests), sum(bytes), count(DISTINCT dt) FROM read_parquet('{{root}}/{{t}}/**/*.parquet', hive_partitioning=true)").fetchone()
     tbl = ds.dataset(f"{{root}}/{{t}}", format="parquet", partitioning="hive").to_table()
     assert tbl.num_rows == n, (tbl.num_rows, n)
     assert str(tbl.schema.field("window_start").type) == "timestamp[us, tz=UTC]", tbl.schema
@@ -144,9 +169,20 @@ for t in ["status_1m", "path_1m"]:
         let ours = read_table(&lake.join(t));
         let sum = |c: &str| {
             let a = ours.column_by_name(c).unwrap();
-            arrow::compute::sum(arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(a.as_ref())).unwrap()
+            arrow::compute::sum(arrow::array::AsArray::as_primitive::<
+                arrow::datatypes::Int64Type,
+            >(a.as_ref()))
+            .unwrap()
         };
-        assert_eq!(line, format!("{t} {} {} {} 4", ours.num_rows(), sum("requests"), sum("bytes")));
+        assert_eq!(
+            line,
+            format!(
+                "{t} {} {} {} 4",
+                ours.num_rows(),
+                sum("requests"),
+                sum("bytes")
+            )
+        );
     }
 }
 
@@ -158,20 +194,36 @@ fn s3_lake_gives_the_same_rows_as_local_disk() {
     let url = "s3://lake/prefix/access";
     let env = s3.env();
     let mut ingest_cmd = cmd("stream-ingest");
-    ingest_cmd.current_dir(dir.path()).envs(env.iter().map(|(k, v)| (*k, v))).args(["run", "-c"]).arg(pipeline());
-    ingest_cmd.arg("--input").arg(shared_data("apache_logs.log")).args(["--lake", url]);
+    ingest_cmd
+        .current_dir(dir.path())
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .args(["run", "-c"])
+        .arg(pipeline());
+    ingest_cmd
+        .arg("--input")
+        .arg(shared_data("apache_logs.log"))
+        .args(["--lake", url]);
     run_ok(&mut ingest_cmd);
 
     let out = dir.path().join("reports");
     let mut analyze_cmd = cmd("batch-analyze");
-    analyze_cmd.envs(env.iter().map(|(k, v)| (*k, v))).args(["run", "-c"]).arg(pipeline());
-    analyze_cmd.args(["--lake", url, "--format", "csv", "--out"]).arg(&out);
+    analyze_cmd
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .args(["run", "-c"])
+        .arg(pipeline());
+    analyze_cmd
+        .args(["--lake", url, "--format", "csv", "--out"])
+        .arg(&out);
     run_ok(&mut analyze_cmd);
     check_reports(&out);
 
     let copy = dir.path().join("copy");
     let keys = s3.download("lake", "prefix/access", &copy);
-    assert!(keys.iter().all(|k| !k.contains("_staging") && k.ends_with(".parquet")), "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| !k.contains("_staging") && k.ends_with(".parquet")),
+        "{keys:?}"
+    );
     for t in TABLES {
         check_golden(&golden(&format!("{t}.csv")), &render_table(&copy.join(t)));
     }
@@ -186,10 +238,18 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// Runs `validate` of both binaries on `yaml`; both must exit 2 and name `needle`.
 fn assert_invalid(yaml: &str, needles: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(workspace().join("pipelines/status_codes.csv"), dir.path().join("status_codes.csv")).unwrap();
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        dir.path().join("status_codes.csv"),
+    )
+    .unwrap();
     let file = write(dir.path(), "p.yaml", yaml);
     for bin in ["stream-ingest", "batch-analyze"] {
-        let out = cmd(bin).args(["validate", "-c"]).arg(&file).output().unwrap();
+        let out = cmd(bin)
+            .args(["validate", "-c"])
+            .arg(&file)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bin}: {err}");
         for n in needles {
@@ -199,7 +259,9 @@ fn assert_invalid(yaml: &str, needles: &[&str]) {
 }
 
 fn reference_yaml() -> String {
-    std::fs::read_to_string(pipeline()).unwrap().replace("path: data/apache_logs.log", "path: /dev/null")
+    std::fs::read_to_string(pipeline())
+        .unwrap()
+        .replace("path: data/apache_logs.log", "path: /dev/null")
 }
 
 #[test]
@@ -213,24 +275,47 @@ fn config_errors_name_file_line_and_field() {
     let line_of = |needle: &str| yaml.lines().position(|l| l.contains(needle)).unwrap() + 1;
 
     // An unknown field.
-    let bad = yaml.replace("  max_out_of_orderness: 60s", "  max_out_of_orderness: 60s\n  allowed_lateness: 0s");
-    assert_invalid(&bad, &[&format!("p.yaml:{}:", line_of("max_out_of_orderness") + 1), "unknown field `allowed_lateness`"]);
+    let bad = yaml.replace(
+        "  max_out_of_orderness: 60s",
+        "  max_out_of_orderness: 60s\n  allowed_lateness: 0s",
+    );
+    assert_invalid(
+        &bad,
+        &[
+            &format!("p.yaml:{}:", line_of("max_out_of_orderness") + 1),
+            "unknown field `allowed_lateness`",
+        ],
+    );
 
     // A wrong type.
     let bad = yaml.replace("max_out_of_orderness: 60s", "max_out_of_orderness: [60]");
-    assert_invalid(&bad, &[&format!("p.yaml:{}:", line_of("max_out_of_orderness")), "event_time.max_out_of_orderness"]);
+    assert_invalid(
+        &bad,
+        &[
+            &format!("p.yaml:{}:", line_of("max_out_of_orderness")),
+            "event_time.max_out_of_orderness",
+        ],
+    );
 
     // A duration without its unit.
     let bad = yaml.replace("max_out_of_orderness: 60s", "max_out_of_orderness: 60");
     assert_invalid(&bad, &["has no unit"]);
 
     // A report on a table that does not exist, and a key that does not exist: both listed.
-    let bad = yaml.replace("from: path_1m", "from: paths_1m").replace("key: [status]", "key: [statuss]");
+    let bad = yaml
+        .replace("from: path_1m", "from: paths_1m")
+        .replace("key: [status]", "key: [statuss]");
     assert_invalid(
         &bad,
         &[
-            &format!("p.yaml:{}: reports[1].from: no table `paths_1m`", line_of("from: path_1m")),
-            &format!("p.yaml:{}: tables[0].key[0]: no event field `statuss`", line_of("key: [status]")),
+            &format!(
+                "p.yaml:{}: reports[1].from: no table `paths_1m`",
+                line_of("from: path_1m")
+            ),
+            &format!(
+                "p.yaml:{}: tables[0].key[0]: no event field `statuss`",
+                line_of("key: [status]")
+            ),
             "2 problems",
         ],
     );
@@ -238,11 +323,31 @@ fn config_errors_name_file_line_and_field() {
 
 #[test]
 fn bad_arguments_exit_2_and_failures_exit_1() {
-    let out = cmd("stream-ingest").args(["run", "-c"]).arg(pipeline()).arg("--bogus").output().unwrap();
+    let out = cmd("stream-ingest")
+        .args(["run", "-c"])
+        .arg(pipeline())
+        .arg("--bogus")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = cmd("stream-ingest").args(["run", "-c"]).arg(pipeline()).args(["--lake", "ftp://x"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = cmd("batch-analyze").args(["run", "-c"]).arg(pipeline()).args(["--report", "nope"]).output().unwrap();
+    let out = cmd("stream-ingest")
+        .args(["run", "-c"])
+        .arg(pipeline())
+        .args(["--lake", "ftp://x"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cmd("batch-analyze")
+        .args(["run", "-c"])
+        .arg(pipeline())
+        .args(["--report", "nope"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let dir = tempfile::tempdir().unwrap();
     let out = cmd("stream-ingest")
@@ -261,7 +366,10 @@ fn bad_arguments_exit_2_and_failures_exit_1() {
 fn partition_values_from_data_stay_inside_the_lake() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("a/b/lake");
-    let yaml = reference_yaml().replace("    key: [path]                       # a NULL path is a key too", "    key: [path]\n    partition_by: [path]");
+    let yaml = reference_yaml().replace(
+        "    key: [path]                       # a NULL path is a key too",
+        "    key: [path]\n    partition_by: [path]",
+    );
     let file = write(dir.path(), "p.yaml", &yaml);
     let log = write(
         dir.path(),
@@ -273,9 +381,21 @@ fn partition_values_from_data_stay_inside_the_lake() {
             "h - - [17/May/2015:10:05:06 +0000] \"GET\" 200 4\n",
         ),
     );
-    run_ok(cmd("stream-ingest").current_dir(dir.path()).args(["run", "-c"]).arg(&file).arg("--input").arg(&log).arg("--lake").arg(&root));
+    run_ok(
+        cmd("stream-ingest")
+            .current_dir(dir.path())
+            .args(["run", "-c"])
+            .arg(&file)
+            .arg("--input")
+            .arg(&log)
+            .arg("--lake")
+            .arg(&root),
+    );
     // Everything written is below the lake root: a/b holds only the lake.
-    let siblings: Vec<_> = std::fs::read_dir(dir.path().join("a/b")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let siblings: Vec<_> = std::fs::read_dir(dir.path().join("a/b"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(siblings, vec![std::ffi::OsString::from("lake")]);
     let mut parts: Vec<String> = std::fs::read_dir(root.join("path_1m/dt=2015-05-17/hour=10"))
         .unwrap()
@@ -284,7 +404,12 @@ fn partition_values_from_data_stay_inside_the_lake() {
     parts.sort();
     assert_eq!(
         parts,
-        vec!["path=%2E%2E", "path=..%2F..%2F..%2F..%2Fx%2Fy%3Dz%2541", "path=..%2F..%2Fetc", "path=__HIVE_DEFAULT_PARTITION__"]
+        vec![
+            "path=%2E%2E",
+            "path=..%2F..%2F..%2F..%2Fx%2Fy%3Dz%2541",
+            "path=..%2F..%2Fetc",
+            "path=__HIVE_DEFAULT_PARTITION__"
+        ]
     );
     // The key column lives in the directory name, not in the files.
     let batch = read_table(&root.join("path_1m"));
@@ -298,21 +423,45 @@ fn ndjson_example_pipeline_runs_end_to_end() {
     let file = workspace().join("pipelines/clicks.yaml");
     run_ok(cmd("stream-ingest").args(["validate", "-c"]).arg(&file));
     let lake = dir.path().join("lake");
-    let out = run_ok(cmd("stream-ingest").current_dir(dir.path()).args(["run", "-c"]).arg(&file).arg("--lake").arg(&lake));
+    let out = run_ok(
+        cmd("stream-ingest")
+            .current_dir(dir.path())
+            .args(["run", "-c"])
+            .arg(&file)
+            .arg("--lake")
+            .arg(&lake),
+    );
     let summary = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(summary.contains("2000 lines read, 1998 parsed, 2 invalid"), "{summary}");
+    assert!(
+        summary.contains("2000 lines read, 1998 parsed, 2 invalid"),
+        "{summary}"
+    );
     // Sliding windows of 5 minutes every minute: each event is counted in 5 windows.
     let views = read_table(&lake.join("page_views_5m"));
     let views_col = views.column_by_name("views").unwrap();
-    let total = arrow::compute::sum(arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(views_col.as_ref())).unwrap();
+    let total = arrow::compute::sum(arrow::array::AsArray::as_primitive::<
+        arrow::datatypes::Int64Type,
+    >(views_col.as_ref()))
+    .unwrap();
     assert_eq!(total, 5 * 1998);
     // Sessions: every event is in exactly one session.
     let sessions = read_table(&lake.join("user_sessions"));
     let clicks = sessions.column_by_name("clicks").unwrap();
-    let total = arrow::compute::sum(arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(clicks.as_ref())).unwrap();
+    let total = arrow::compute::sum(arrow::array::AsArray::as_primitive::<
+        arrow::datatypes::Int64Type,
+    >(clicks.as_ref()))
+    .unwrap();
     assert_eq!(total, 1998);
     let reports = dir.path().join("reports");
-    run_ok(cmd("batch-analyze").args(["run", "-c"]).arg(&file).arg("--lake").arg(&lake).arg("--out").arg(&reports));
+    run_ok(
+        cmd("batch-analyze")
+            .args(["run", "-c"])
+            .arg(&file)
+            .arg("--lake")
+            .arg(&lake)
+            .arg("--out")
+            .arg(&reports),
+    );
     let top = std::fs::read_to_string(reports.join("top_pages.csv")).unwrap();
     assert_eq!(top.lines().next(), Some("page,views,visitors"));
     assert_eq!(top.lines().count(), 11);

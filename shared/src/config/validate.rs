@@ -307,27 +307,36 @@ fn check_filter(c: &mut Checker, path: &str, text: &str, events: &Schema) {
     }
 }
 
-/// The columns a report can use from its `from` table, and their types.
-fn report_input_schema(
-    cfg: &PipelineConfig,
-    from: &str,
-    events: &Schema,
-) -> Option<arrow::datatypes::SchemaRef> {
+/// What a report's `from` names.
+enum Input {
+    /// A table, with the columns a report can use.
+    Table(arrow::datatypes::SchemaRef),
+    /// A table whose own definition has problems (reported there).
+    Broken,
+    Unknown,
+}
+
+fn report_input_schema(cfg: &PipelineConfig, from: &str, events: &Schema) -> Input {
+    let time = cfg.lake.partition_time;
     if let Some(t) = cfg.table(from) {
-        let ts = schema::table_schema(t, events).ok()?;
+        let Ok(ts) = schema::table_schema(t, events) else {
+            return Input::Broken;
+        };
         let fs = schema::file_schema(t, &ts);
-        return Some(schema::read_schema(
+        return Input::Table(schema::read_schema(
             &fs,
-            &schema::partition_columns(&t.partition_by, cfg.lake.partition_time),
+            &schema::partition_columns(&t.partition_by, time),
         ));
     }
     if cfg.late_events.as_ref().is_some_and(|l| l.table == from) {
-        return Some(schema::read_schema(
-            &schema::late_schema(events),
-            &schema::partition_columns(&[], cfg.lake.partition_time),
+        let late = schema::late_schema(events);
+        return Input::Table(schema::read_schema(
+            &late,
+            &schema::partition_columns(&[], time),
         ));
     }
-    cfg.dimension(from).map(|d| dimension_schema(d))
+    cfg.dimension(from)
+        .map_or(Input::Unknown, |d| Input::Table(dimension_schema(d)))
 }
 
 /// The Arrow schema of a dimension table.
@@ -373,19 +382,23 @@ fn check_report(c: &mut Checker, p: &str, r: &ReportConfig, cfg: &PipelineConfig
         (Some(_), None) => {}
     }
     let from = r.from.as_deref().unwrap_or_default();
-    let Some(input) = report_input_schema(cfg, from, events) else {
-        let known: Vec<&str> = cfg
-            .tables
-            .iter()
-            .map(|t| t.name.as_str())
-            .chain(cfg.late_events.iter().map(|l| l.table.as_str()))
-            .chain(cfg.dimensions.iter().map(|d| d.name.as_str()))
-            .collect();
-        c.report(
-            format!("{p}.from"),
-            format!("no table `{from}` (tables: {})", known.join(", ")),
-        );
-        return;
+    let input = match report_input_schema(cfg, from, events) {
+        Input::Table(schema) => schema,
+        Input::Broken => return,
+        Input::Unknown => {
+            let known: Vec<&str> = cfg
+                .tables
+                .iter()
+                .map(|t| t.name.as_str())
+                .chain(cfg.late_events.iter().map(|l| l.table.as_str()))
+                .chain(cfg.dimensions.iter().map(|d| d.name.as_str()))
+                .collect();
+            c.report(
+                format!("{p}.from"),
+                format!("no table `{from}` (tables: {})", known.join(", ")),
+            );
+            return;
+        }
     };
 
     // Columns available to where/group_by/aggregates: the input plus joined dimension columns.
