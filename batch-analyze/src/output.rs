@@ -143,21 +143,22 @@ mod tests {
     #[test]
     fn formats() {
         let b = batch();
-        let csv = encode(OutputFormat::Csv, &b.schema(), &[b.clone()]).unwrap();
+        let csv = encode(OutputFormat::Csv, &b.schema(), std::slice::from_ref(&b)).unwrap();
         assert_eq!(
             String::from_utf8(csv).unwrap(),
             "dt,requests\n2015-05-17,3\n,4\n"
         );
-        let json = encode(OutputFormat::Json, &b.schema(), &[b.clone()]).unwrap();
+        let json = encode(OutputFormat::Json, &b.schema(), std::slice::from_ref(&b)).unwrap();
         assert_eq!(
             String::from_utf8(json).unwrap(),
             "{\"dt\":\"2015-05-17\",\"requests\":3}\n{\"requests\":4}\n"
         );
-        let table =
-            String::from_utf8(encode(OutputFormat::Table, &b.schema(), &[b.clone()]).unwrap())
-                .unwrap();
+        let table = String::from_utf8(
+            encode(OutputFormat::Table, &b.schema(), std::slice::from_ref(&b)).unwrap(),
+        )
+        .unwrap();
         assert!(table.contains("| 2015-05-17 | 3        |"), "{table}");
-        let pq = encode(OutputFormat::Parquet, &b.schema(), &[b.clone()]).unwrap();
+        let pq = encode(OutputFormat::Parquet, &b.schema(), std::slice::from_ref(&b)).unwrap();
         assert_eq!(&pq[..4], b"PAR1");
         let empty = encode(OutputFormat::Csv, &b.schema(), &[]).unwrap();
         assert_eq!(String::from_utf8(empty).unwrap(), "dt,requests\n");

@@ -149,10 +149,10 @@ impl Engine {
             &mut |line: u64, reason: &str, text: &[u8]| {
                 invalid += 1;
                 tracing::debug!(line, reason, "invalid line");
-                if let Some(dl) = dead_letter.as_mut() {
-                    if let Err(e) = dl.write(line, reason, text) {
-                        dead_letter_error.get_or_insert(e);
-                    }
+                if let Some(dl) = dead_letter.as_mut()
+                    && let Err(e) = dl.write(line, reason, text)
+                {
+                    dead_letter_error.get_or_insert(e);
                 }
             },
         );

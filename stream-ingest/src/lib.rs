@@ -118,10 +118,11 @@ pub fn resolve_input(loaded: &LoadedConfig, opts: &RunOptions) -> Input {
 /// Checks what a run needs beyond the file itself (the input exists, the lake root parses).
 pub fn check_runnable(loaded: &LoadedConfig, opts: &RunOptions) -> Result<(), IngestError> {
     let mut problems = Vec::new();
-    if let Input::File(p) = resolve_input(loaded, opts) {
-        if opts.input.is_none() && !p.is_file() {
-            problems.push(loaded.problem("source.path", format!("no such file: {}", p.display())));
-        }
+    if let Input::File(p) = resolve_input(loaded, opts)
+        && opts.input.is_none()
+        && !p.is_file()
+    {
+        problems.push(loaded.problem("source.path", format!("no such file: {}", p.display())));
     }
     if !problems.is_empty() {
         return Err(loaded.invalid(problems).into());

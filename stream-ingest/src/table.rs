@@ -36,6 +36,14 @@ struct Session {
     accs: Vec<Acc>,
 }
 
+/// A window's group, ready to become an output row.
+struct EmittedRow {
+    start: i64,
+    end: i64,
+    key: Box<[u8]>,
+    accs: Vec<Acc>,
+}
+
 /// An event a table dropped as late: its row in the batch and the watermark then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LateRow {
@@ -154,12 +162,11 @@ impl WindowedTable {
             .map(|a| a.input(batch))
             .collect::<Result<_, _>>()?;
         let mut late = Vec::new();
-        for row in 0..batch.num_rows() {
+        for (row, &wm) in watermarks.iter().enumerate().take(batch.num_rows()) {
             if mask.as_ref().is_some_and(|m| !m.value(row)) || ts.is_null(row) {
                 continue;
             }
             let t = ts.value(row);
-            let wm = watermarks[row];
             let key: &[u8] = match &key_rows {
                 Some(rows) => rows.row(row).data(),
                 None => &[],
@@ -268,7 +275,7 @@ impl WindowedTable {
     /// Emits every window whose end is at or before the watermark, as rows of the table
     /// schema ordered by window start, then key. `None` when no window is complete.
     pub fn emit(&mut self, watermark: i64) -> Result<Option<RecordBatch>, ArrowError> {
-        let mut out: Vec<(i64, i64, Box<[u8]>, Vec<Acc>)> = Vec::new();
+        let mut out: Vec<EmittedRow> = Vec::new();
         if self.assigner.is_session() {
             let mut emptied = Vec::new();
             for (key, list) in self.sessions.iter_mut() {
@@ -276,7 +283,12 @@ impl WindowedTable {
                 while i < list.len() {
                     if list[i].end <= watermark {
                         let s = list.swap_remove(i);
-                        out.push((s.start, s.end, key.clone(), s.accs));
+                        out.push(EmittedRow {
+                            start: s.start,
+                            end: s.end,
+                            key: key.clone(),
+                            accs: s.accs,
+                        });
                     } else {
                         i += 1;
                     }
@@ -288,10 +300,10 @@ impl WindowedTable {
             for k in emptied {
                 self.sessions.remove(&k);
             }
-            out.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+            out.sort_by(|a, b| (a.start, &a.key).cmp(&(b.start, &b.key)));
             self.windows_emitted += out
                 .iter()
-                .map(|o| o.0)
+                .map(|o| o.start)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len() as u64;
         } else {
@@ -305,10 +317,13 @@ impl WindowedTable {
                 self.windows_emitted += 1;
                 let mut rows: Vec<_> = groups.into_iter().collect();
                 rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                out.extend(
-                    rows.into_iter()
-                        .map(|(k, accs)| (start, start.saturating_add(span), k, accs)),
-                );
+                let end = start.saturating_add(span);
+                out.extend(rows.into_iter().map(|(key, accs)| EmittedRow {
+                    start,
+                    end,
+                    key,
+                    accs,
+                }));
             }
         }
         if out.is_empty() {
@@ -317,26 +332,23 @@ impl WindowedTable {
         self.rows_to_batch(&out).map(Some)
     }
 
-    fn rows_to_batch(
-        &self,
-        rows: &[(i64, i64, Box<[u8]>, Vec<Acc>)],
-    ) -> Result<RecordBatch, ArrowError> {
+    fn rows_to_batch(&self, rows: &[EmittedRow]) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(
-                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0))
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.start))
                     .with_timezone("UTC"),
             ),
             Arc::new(
-                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1))
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.end))
                     .with_timezone("UTC"),
             ),
         ];
         if let Some(conv) = &self.keys {
             let parser = conv.parser();
-            columns.extend(conv.convert_rows(rows.iter().map(|r| parser.parse(&r.2)))?);
+            columns.extend(conv.convert_rows(rows.iter().map(|r| parser.parse(&r.key)))?);
         }
         for (i, spec) in self.aggs.iter().enumerate() {
-            columns.push(spec.finish(rows.iter().map(|r| &r.3[i]))?);
+            columns.push(spec.finish(rows.iter().map(|r| &r.accs[i]))?);
         }
         // Key columns keep their nullability from the event schema; make the arrays agree.
         RecordBatch::try_new(self.schema.clone(), columns)
@@ -430,13 +442,16 @@ mod tests {
         WindowedTable::new(&cfg, &events(), 0).unwrap()
     }
 
+    /// An emitted row as (start s, end s, key, count, sum).
+    type Row = (i64, i64, Option<String>, i64, i64);
+
     /// Runs events through the table with the pipeline's watermark rule; returns emitted
     /// rows as (start s, end s, key, count, sum) and the late rows.
     fn run(
         t: &mut WindowedTable,
         bound: i64,
         rows: &[(i64, Option<&str>, i32)],
-    ) -> (Vec<(i64, i64, Option<String>, i64, i64)>, Vec<u32>) {
+    ) -> (Vec<Row>, Vec<u32>) {
         let b = batch(rows);
         let mut wm = crate::window::Watermark::new(bound * S);
         let mut wms = Vec::new();

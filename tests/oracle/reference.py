@@ -129,7 +129,7 @@ def main():
         f"""WITH g AS (
               SELECT {day} AS dt, path, sum(requests)::BIGINT AS requests, sum(bytes)::BIGINT AS bytes
               FROM path_1m WHERE path IS NOT NULL GROUP BY ALL),
-            r AS (SELECT *, row_number() OVER (PARTITION BY dt ORDER BY requests DESC, path::BLOB) AS rank FROM g)
+            r AS (SELECT *, row_number() OVER (PARTITION BY dt ORDER BY requests DESC, encode(path)) AS rank FROM g)
             SELECT dt, rank, path, requests, bytes FROM r WHERE rank <= 20 ORDER BY dt, rank"""
     ).fetchall()
     write_csv(out / "top_paths.csv", ["dt", "rank", "path", "requests", "bytes"], rows)

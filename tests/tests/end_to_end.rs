@@ -466,3 +466,77 @@ fn ndjson_example_pipeline_runs_end_to_end() {
     assert_eq!(top.lines().next(), Some("page,views,visitors"));
     assert_eq!(top.lines().count(), 11);
 }
+
+#[test]
+fn generated_log_with_every_rule_matches_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gen.log");
+    run_ok(
+        python()
+            .arg(workspace().join("tests/oracle/gen_log.py"))
+            .args(["30000", "7"])
+            .arg(&log),
+    );
+    let oracle = dir.path().join("oracle");
+    run_ok(
+        python()
+            .arg(workspace().join("tests/oracle/reference.py"))
+            .arg(&log)
+            .arg(workspace().join("pipelines/status_codes.csv"))
+            .arg(&oracle),
+    );
+    let lake = dir.path().join("lake");
+    let out = run_ok(
+        cmd("stream-ingest")
+            .current_dir(dir.path())
+            .args(["run", "-c"])
+            .arg(pipeline())
+            .arg("--input")
+            .arg(&log)
+            .arg("--lake")
+            .arg(&lake),
+    );
+    let summary = String::from_utf8_lossy(&out.stderr).to_string();
+    let reports = dir.path().join("reports");
+    analyze(lake.to_str().unwrap(), &reports);
+    for t in TABLES {
+        let expected = std::fs::read_to_string(oracle.join(format!("{t}.csv"))).unwrap();
+        assert!(
+            render_table(&lake.join(t)) == expected,
+            "{t} differs from the oracle"
+        );
+    }
+    for r in REPORTS {
+        let expected = std::fs::read_to_string(oracle.join(format!("{r}.csv"))).unwrap();
+        let actual = std::fs::read_to_string(reports.join(format!("{r}.csv"))).unwrap();
+        assert!(
+            actual == expected,
+            "{r} differs from the oracle:\n{actual}\n---\n{expected}"
+        );
+    }
+    // Late events are kept, once per table that dropped them, with the watermark then.
+    let late = read_table(&lake.join("late"));
+    let counted: u64 = summary
+        .split(" invalid, ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(counted > 100, "{summary}");
+    assert_eq!(late.num_rows() as u64, counted);
+    let ts = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampMicrosecondType>(
+        late.column_by_name("ts").unwrap().as_ref(),
+    )
+    .clone();
+    let wm = arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampMicrosecondType>(
+        late.column_by_name("watermark").unwrap().as_ref(),
+    )
+    .clone();
+    for i in 0..late.num_rows() {
+        let end = ts.value(i) - ts.value(i).rem_euclid(60_000_000) + 60_000_000;
+        assert!(end <= wm.value(i), "row {i} was not late");
+    }
+}

@@ -158,11 +158,12 @@ fn serde_problem(e: &serde_yaml_ng::Error) -> Problem {
     }
     let mut path = String::new();
     // The path prefix is present when the error is inside a nested value.
-    if let Some((head, rest)) = message.split_once(": ") {
-        if !head.contains(' ') && !head.is_empty() {
-            path = head.to_string();
-            message = rest.to_string();
-        }
+    if let Some((head, rest)) = message.split_once(": ")
+        && !head.contains(' ')
+        && !head.is_empty()
+    {
+        path = head.to_string();
+        message = rest.to_string();
     }
     Problem {
         path,

@@ -87,12 +87,12 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(value, ..) => {
                 // A scalar is either a key (mapping waiting for one) or a value.
-                if let Some((base, Frame::Mapping { key })) = self.stack.last_mut() {
-                    if key.is_none() {
-                        self.lines.entry(join(base, &value)).or_insert(line);
-                        *key = Some(value);
-                        return;
-                    }
+                if let Some((base, Frame::Mapping { key })) = self.stack.last_mut()
+                    && key.is_none()
+                {
+                    self.lines.entry(join(base, &value)).or_insert(line);
+                    *key = Some(value);
+                    return;
                 }
                 self.value_path(line);
             }

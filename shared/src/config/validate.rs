@@ -286,13 +286,13 @@ fn check_filter(c: &mut Checker, path: &str, text: &str, events: &Schema) {
             Test::IsNull | Test::IsNotNull => &[],
         };
         for v in values {
-            let fits = match (field.data_type(), v) {
-                (DataType::Utf8, Value::Str(_)) => true,
-                (DataType::Int32 | DataType::Int64, Value::Int(_)) => true,
-                (DataType::Float64, Value::Int(_) | Value::Float(_)) => true,
-                (DataType::Boolean, Value::Bool(_)) => true,
-                _ => false,
-            };
+            let fits = matches!(
+                (field.data_type(), v),
+                (DataType::Utf8, Value::Str(_))
+                    | (DataType::Int32 | DataType::Int64, Value::Int(_))
+                    | (DataType::Float64, Value::Int(_) | Value::Float(_))
+                    | (DataType::Boolean, Value::Bool(_))
+            );
             if !fits {
                 c.report(
                     path,

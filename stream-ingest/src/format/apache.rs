@@ -150,25 +150,21 @@ fn tail(t: &[u8]) -> Option<Tail> {
     let rest = &t[j..];
     let all_space = |b: &[u8]| b.iter().all(|&c| is_space(c));
     // The optional Combined group, greedy: try it first.
-    if rest.first() == Some(&b' ') {
-        if let Some((r_end, after_r)) = quoted(&rest[1..]) {
-            let r = &rest[1 + after_r..];
-            if r.first() == Some(&b' ') {
-                if let Some((u_end, after_u)) = quoted(&r[1..]) {
-                    if all_space(&r[1 + after_u..]) {
-                        let base = j + 1;
-                        let ua_base = base + after_r + 1;
-                        return Some(Tail {
-                            status,
-                            bytes,
-                            combined: Some((
-                                (base + 1, base + r_end),
-                                (ua_base + 1, ua_base + u_end),
-                            )),
-                        });
-                    }
-                }
-            }
+    if rest.first() == Some(&b' ')
+        && let Some((r_end, after_r)) = quoted(&rest[1..])
+    {
+        let r = &rest[1 + after_r..];
+        if r.first() == Some(&b' ')
+            && let Some((u_end, after_u)) = quoted(&r[1..])
+            && all_space(&r[1 + after_u..])
+        {
+            let base = j + 1;
+            let ua_base = base + after_r + 1;
+            return Some(Tail {
+                status,
+                bytes,
+                combined: Some(((base + 1, base + r_end), (ua_base + 1, ua_base + u_end))),
+            });
         }
     }
     if all_space(rest) {
@@ -241,7 +237,7 @@ pub fn parse_access_line(line: &str) -> Result<Access<'_>, &'static str> {
         return Err("the time does not exist");
     }
     let date = NaiveDate::from_ymd_opt(year as i32, mon, day).ok_or("the date does not exist")?;
-    let days = i64::from(date.signed_duration_since(NaiveDate::default()).num_days());
+    let days = date.signed_duration_since(NaiveDate::default()).num_days();
     let local = days * 86_400 + i64::from(hour * 3600 + min * 60 + sec);
     let offset = i64::from(off_h * 3600 + off_m * 60);
     let ts = (local - sign * offset) * 1_000_000;
