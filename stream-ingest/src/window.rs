@@ -161,3 +161,52 @@ mod tests {
         assert_eq!(w.current(), i64::MAX);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every window holding `ts` is found once, starts on the slide grid, and holds `ts`.
+        #[test]
+        fn sliding_windows_are_exactly_those_holding_the_event(
+            ts in -10_000_000i64..10_000_000,
+            slide in 1i64..1000,
+            factor in 1i64..6,
+            extra in 0i64..1000,
+        ) {
+            let size = slide * factor + extra % slide;
+            let a = WindowAssigner::Sliding { size, slide };
+            let mut got = Vec::new();
+            a.for_each_start(ts, |s| got.push(s));
+            let expected: Vec<i64> = (0..=size / slide + 1)
+                .map(|k| ts - ts.rem_euclid(slide) - k * slide)
+                .filter(|s| *s <= ts && ts < s + size)
+                .collect();
+            prop_assert_eq!(got, expected);
+        }
+
+        #[test]
+        fn tumbling_window_holds_the_event(ts in any::<i32>(), size in 1i64..100_000) {
+            let ts = i64::from(ts);
+            let a = WindowAssigner::Tumbling { size };
+            let mut got = Vec::new();
+            a.for_each_start(ts, |s| got.push(s));
+            prop_assert_eq!(got.len(), 1);
+            prop_assert!(got[0] <= ts && ts < got[0] + size && got[0].rem_euclid(size) == 0);
+        }
+
+        /// The watermark never goes back, whatever the order of events.
+        #[test]
+        fn watermark_is_monotonic(events in proptest::collection::vec(any::<i32>(), 1..50)) {
+            let mut w = Watermark::new(60);
+            let mut last = w.current();
+            for e in events {
+                w.observe(i64::from(e));
+                prop_assert!(w.current() >= last);
+                last = w.current();
+            }
+        }
+    }
+}

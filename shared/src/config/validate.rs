@@ -560,3 +560,125 @@ fn check_report(c: &mut Checker, p: &str, r: &ReportConfig, cfg: &PipelineConfig
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{ConfigError, load_str};
+
+    const BASE: &str = r#"name: t
+source: { kind: stdin }
+format: { kind: apache }
+event_time: { field: ts, max_out_of_orderness: 60s }
+tables:
+  - name: status_1m
+    window: { kind: tumbling, size: 1m }
+    key: [status]
+    aggregates:
+      - { name: requests, fn: count }
+lake: { root: lake }
+"#;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match load_str(yaml, Path::new("p.yaml")) {
+            Ok(_) => vec![],
+            Err(ConfigError::Invalid { problems, .. }) => problems
+                .iter()
+                .map(|p| format!("{}:{}: {}", p.line.unwrap_or(0), p.path, p.message))
+                .collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn the_base_is_valid() {
+        assert_eq!(problems(BASE), Vec::<String>::new());
+    }
+
+    #[test]
+    fn windows_must_make_sense() {
+        let p = problems(&BASE.replace(
+            "{ kind: tumbling, size: 1m }",
+            "{ kind: sliding, size: 1m, slide: 2m }",
+        ));
+        assert_eq!(
+            p,
+            vec!["7:tables[0].window.slide: the slide (2m) is longer than the window (1m)"]
+        );
+        let p =
+            problems(&BASE.replace("{ kind: tumbling, size: 1m }", "{ kind: session, gap: 0s }"));
+        assert_eq!(p, vec!["7:tables[0].window.gap: must be longer than zero"]);
+        let p = problems(&BASE.replace("kind: tumbling", "kind: hopping"));
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("7:") && p[0].contains("unknown variant `hopping`"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn names_types_and_references_are_checked() {
+        let second = "  - name: status_1m\n    window: { kind: tumbling, size: 1m }\n    aggregates:\n      - { name: b, fn: sum, column: host }\nlake:";
+        let yaml = BASE
+            .replace(
+                "key: [status]",
+                "key: [status]\n    partition_by: [path]\n    filter: \"status >= 'x'\"",
+            )
+            .replace("lake:", second);
+        let p = problems(&yaml);
+        assert!(
+            p.contains(
+                &"10:tables[0].filter: `status` is of type Int32; it cannot be compared with 'x'"
+                    .to_string()
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(
+                &"9:tables[0].partition_by[0]: `path` is not a key column of the table".to_string()
+            ),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&"13:tables[1].name: table `status_1m` is defined twice".to_string()),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("16:tables[1].aggregates[0].fn: `sum` cannot aggregate")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn reports_are_checked_against_their_tables() {
+        let yaml = BASE.to_string()
+            + "reports:\n  - name: r\n    from: status_1m\n    group_by: [dt, nope]\n    order_by: [requests desc]\n  - name: s\n    from: status_1m\n    sql: SELECT 1\n";
+        let p = problems(&yaml);
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("15:reports[0].group_by[1]: no column `nope`")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("16:reports[0].order_by[0]: no output column `requests`")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("19:reports[1].sql: give either `from` or `sql`")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn bad_lake_roots_are_refused() {
+        let p = problems(&BASE.replace("root: lake", "root: 'gs://bucket'"));
+        assert_eq!(
+            p,
+            vec!["11:lake.root: `gs://` is not supported; use a local directory, file:// or s3://"]
+        );
+    }
+}
