@@ -5,6 +5,12 @@
 //! 2. **publish**: the staged file is renamed to its final name under the table (an atomic
 //!    `rename(2)` on local disk; copy then delete on S3, where the copy is atomic too).
 //!
+//! Between the two steps, the stream stage **pre-commits**: it writes a checkpoint that
+//! lists the staged files ([`PendingFile`]). Publishing is idempotent
+//! ([`FileCommitter::publish_pending`]), so after a crash the files of the newest checkpoint
+//! are published again (a no-op for those already done) and every other staged file is
+//! removed: it belongs to work after the checkpoint, which the restart replays.
+//!
 //! A reader therefore sees a file whole or not at all. Final names are derived from the
 //! file's content ([`data_file_name`]), so writing the same rows again (a replay, a rerun
 //! on the same input) replaces a file by an identical one instead of adding a duplicate,
@@ -32,6 +38,8 @@ pub enum CommitError {
         #[source]
         source: object_store::Error,
     },
+    #[error("a checkpoint names an invalid path: {0}")]
+    BadPath(String),
     #[error("cannot clean the staging area {path}: {source}")]
     Clean {
         path: Path,
@@ -49,6 +57,31 @@ pub struct StagedFile {
     pub target: Path,
     pub rows: u64,
     pub bytes: u64,
+}
+
+/// A staged file as recorded in a checkpoint, to be published once the checkpoint is durable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingFile {
+    pub table: String,
+    /// The partition directories, e.g. `dt=2015-05-17/hour=10`.
+    pub partition: String,
+    pub staged: String,
+    pub target: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl From<&StagedFile> for PendingFile {
+    fn from(f: &StagedFile) -> Self {
+        PendingFile {
+            table: f.table.clone(),
+            partition: f.partition.to_string(),
+            staged: f.staged.to_string(),
+            target: f.target.to_string(),
+            rows: f.rows,
+            bytes: f.bytes,
+        }
+    }
 }
 
 /// Stages and publishes data files of one lake.
@@ -107,6 +140,30 @@ impl FileCommitter {
                 to: file.target.clone(),
                 source,
             })
+    }
+
+    /// Publishes a pre-committed file; done already (by a run that crashed after it) is fine.
+    pub async fn publish_pending(&self, file: &PendingFile) -> Result<(), CommitError> {
+        let parse = |p: &str| Path::parse(p).map_err(|e| CommitError::BadPath(format!("{p}: {e}")));
+        let (staged, target) = (parse(&file.staged)?, parse(&file.target)?);
+        match self.lake.store.rename(&staged, &target).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => {
+                match self.lake.store.head(&target).await {
+                    Ok(_) => Ok(()),
+                    Err(source) => Err(CommitError::Publish {
+                        from: staged,
+                        to: target,
+                        source,
+                    }),
+                }
+            }
+            Err(source) => Err(CommitError::Publish {
+                from: staged,
+                to: target,
+                source,
+            }),
+        }
     }
 
     /// Removes what a crashed run left in the staging area of `table`. Returns the number of

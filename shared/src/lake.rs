@@ -8,8 +8,10 @@
 //! │           └── part-<id>.parquet       published, complete, never empty
 //! ├── path_1m/…
 //! ├── late/…                              late events (when asked for), by event time
-//! └── _staging/                           hidden: files being written
-//!     └── status_1m/dt=…/hour=…/part-<id>.parquet.inprogress
+//! ├── _staging/                           hidden: files written, not yet published
+//! │   └── status_1m/dt=…/hour=…/part-<id>.parquet.inprogress
+//! └── _checkpoints/<pipeline>/            hidden: the stream stage's checkpoints
+//!     └── ckpt-0000000042.bin
 //! ```
 //!
 //! Readers (Spark, DuckDB, Trino, pandas, DataFusion) read `<root>/<table>` as a Hive
@@ -37,6 +39,8 @@ use crate::schema;
 pub const STAGING_DIR: &str = "_staging";
 /// Suffix of staged files: no reader's `*.parquet` pattern matches them.
 pub const STAGING_SUFFIX: &str = ".inprogress";
+/// Name of the hidden folder holding the stream stage's checkpoints, one folder per pipeline.
+pub const CHECKPOINT_DIR: &str = "_checkpoints";
 /// Hive's name for the partition of NULL (and empty) values.
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
@@ -210,6 +214,11 @@ impl Lake {
             .into_iter()
             .chain(partition.segments.iter().map(String::as_str));
         below(&self.root, segments.chain([staged.as_str()]))
+    }
+
+    /// `<root>/_checkpoints/<pipeline>`.
+    pub fn checkpoint_dir(&self, pipeline: &str) -> Path {
+        below(&self.root, [CHECKPOINT_DIR, pipeline])
     }
 
     /// The time partition of a timestamp (µs since the epoch, UTC).

@@ -144,7 +144,7 @@ pub enum AggInput {
 }
 
 /// The state of one aggregate for one group of one window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Acc {
     Count(i64),
     SumInt(Option<i64>),

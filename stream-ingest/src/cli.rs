@@ -2,8 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
+
+use shared::HumanDuration;
 
 use crate::{IngestError, RunOptions, parse_input};
 
@@ -51,9 +55,19 @@ pub struct RunArgs {
     /// s3://bucket/prefix (endpoint, region and credentials from AWS_* variables).
     #[arg(long, value_name = "URL")]
     pub lake: Option<String>,
+    /// Checkpoint this often (overrides `checkpoint.interval`, default 10s). Files become
+    /// visible in the lake at checkpoints.
+    #[arg(long, value_name = "DURATION")]
+    pub checkpoint_interval: Option<HumanDuration>,
+    /// Ignore the pipeline's checkpoint and read the input from its start.
+    #[arg(long)]
+    pub from_scratch: bool,
     /// Bytes of input per batch (default 4 MiB).
     #[arg(long, value_name = "BYTES", hide = true)]
     pub chunk_bytes: Option<usize>,
+    /// Read at most this many lines per second (demos, crash tests).
+    #[arg(long, value_name = "LINES", hide = true)]
+    pub max_lines_per_sec: Option<u64>,
     /// Print no summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
@@ -87,12 +101,19 @@ fn run(args: RunArgs) -> Result<(), IngestError> {
         input: args.input.as_deref().map(parse_input),
         lake: args.lake,
         chunk_bytes: args.chunk_bytes,
+        checkpoint_interval: args.checkpoint_interval,
+        from_scratch: args.from_scratch,
+        max_lines_per_sec: args.max_lines_per_sec,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| IngestError::Internal(format!("cannot start the runtime: {e}")))?;
-    let summary = runtime.block_on(crate::run(&loaded, opts))?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let summary = runtime.block_on(async {
+        spawn_signal_handler(shutdown.clone());
+        crate::run(&loaded, opts, shutdown).await
+    })?;
     if !args.quiet {
         eprintln!("stream-ingest: {}: {summary}", loaded.config.name);
     }
@@ -113,6 +134,31 @@ fn validate(args: ValidateArgs) -> Result<(), IngestError> {
         if c.reports.len() == 1 { "" } else { "s" }
     );
     Ok(())
+}
+
+/// SIGINT or SIGTERM: checkpoint and stop (a second signal kills at once).
+fn spawn_signal_handler(shutdown: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("stream-ingest: stopping: writing a checkpoint (signal again to kill)");
+        shutdown.store(true, Ordering::SeqCst);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        std::process::exit(130);
+    });
 }
 
 /// Logs to standard error, filtered by `RUST_LOG` (default: warnings).

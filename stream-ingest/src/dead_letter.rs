@@ -63,6 +63,32 @@ impl DeadLetter {
             })
     }
 
+    /// Flushes and returns the file's length: what a checkpoint records.
+    pub fn checkpoint_len(&mut self) -> Result<u64, DeadLetterError> {
+        self.flush()?;
+        self.out
+            .get_ref()
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|source| DeadLetterError {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Cuts the file back to a checkpoint's length: lines after it are written again by the replay.
+    pub fn truncate(&mut self, len: u64) -> Result<(), DeadLetterError> {
+        self.flush()?;
+        let file = self.out.get_ref();
+        if file.metadata().map(|m| m.len() > len).unwrap_or(false) {
+            file.set_len(len).map_err(|source| DeadLetterError {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> Result<(), DeadLetterError> {
         self.out.flush().map_err(|source| DeadLetterError {
             path: self.path.clone(),

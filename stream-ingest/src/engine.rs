@@ -23,8 +23,8 @@ use shared::lake::Lake;
 
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::format::{EventParser, parser_for};
-use crate::sink::{EncodedFile, SinkError, TableSink};
-use crate::table::{LateRow, WindowedTable};
+use crate::sink::{EncodedFile, SinkError, SinkSnapshot, TableSink};
+use crate::table::{LateRow, TableSnapshot, WindowedTable};
 use crate::window::Watermark;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +39,11 @@ pub enum EngineError {
     Build { table: String, message: String },
 }
 
+/// Late events are written once this many have gathered (and at the end of the input).
+pub const LATE_ROWS_PER_FLUSH: usize = 20_000;
+
 /// Counters of a run.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineStats {
     pub lines: u64,
     pub parsed: u64,
@@ -49,6 +52,21 @@ pub struct EngineStats {
     pub late: u64,
     pub windows_emitted: u64,
     pub rows_emitted: u64,
+}
+
+/// The engine's state in a checkpoint: where the source is, the watermark, every table's
+/// open windows and every sink's buffered rows.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct EngineSnapshot {
+    /// Bytes of input consumed.
+    pub source_offset: u64,
+    pub next_line: u64,
+    pub max_ts: Option<i64>,
+    pub stats: EngineStats,
+    pub tables: Vec<TableSnapshot>,
+    pub sinks: Vec<SinkSnapshot>,
+    pub late: Option<SinkSnapshot>,
+    pub dead_letter_len: Option<u64>,
 }
 
 struct LateOutput {
@@ -66,6 +84,7 @@ pub struct Engine {
     dead_letter: Option<DeadLetter>,
     lake: Lake,
     next_line: u64,
+    source_offset: u64,
     stats: EngineStats,
 }
 
@@ -121,6 +140,7 @@ impl Engine {
             dead_letter,
             lake,
             next_line: 1,
+            source_offset: 0,
             stats: EngineStats::default(),
         })
     }
@@ -160,6 +180,7 @@ impl Engine {
             return Err(e.into());
         }
         self.next_line += parsed.lines;
+        self.source_offset += chunk.len() as u64;
         self.stats.lines += parsed.lines;
         self.stats.invalid += invalid;
         self.stats.parsed += parsed.batch.num_rows() as u64;
@@ -199,8 +220,15 @@ impl Engine {
         self.emit(files)
     }
 
-    /// Emits complete windows and writes complete partitions.
+    /// Emits complete windows and writes complete partitions. Late events, which belong to
+    /// partitions already written, are cut into files once enough have gathered: the cut
+    /// depends only on the input, so a replay after a crash writes the same files.
     fn emit(&mut self, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
+        if let Some(out) = &mut self.late
+            && out.sink.buffered_rows() >= LATE_ROWS_PER_FLUSH
+        {
+            files.extend(out.sink.flush_all()?);
+        }
         let wm = self.watermark.current();
         for (table, sink) in self.tables.iter_mut().zip(&mut self.sinks) {
             let before = table.windows_emitted;
@@ -226,6 +254,63 @@ impl Engine {
         }
         if let Some(dl) = &mut self.dead_letter {
             dl.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Bytes of input consumed so far.
+    pub fn source_offset(&self) -> u64 {
+        self.source_offset
+    }
+
+    /// The state to checkpoint (flushes the dead-letter file to record its length).
+    pub fn snapshot(&mut self) -> Result<EngineSnapshot, EngineError> {
+        Ok(EngineSnapshot {
+            source_offset: self.source_offset,
+            next_line: self.next_line,
+            max_ts: self.watermark.max_ts(),
+            stats: self.stats.clone(),
+            tables: self.tables.iter().map(WindowedTable::snapshot).collect(),
+            sinks: self
+                .sinks
+                .iter()
+                .map(TableSink::snapshot)
+                .collect::<Result<_, _>>()?,
+            late: self.late.as_ref().map(|l| l.sink.snapshot()).transpose()?,
+            dead_letter_len: self
+                .dead_letter
+                .as_mut()
+                .map(DeadLetter::checkpoint_len)
+                .transpose()?,
+        })
+    }
+
+    /// Continues from a checkpoint.
+    pub fn restore(&mut self, s: EngineSnapshot) -> Result<(), EngineError> {
+        if s.tables.len() != self.tables.len() || s.sinks.len() != self.sinks.len() {
+            return Err(EngineError::Build {
+                table: "(checkpoint)".into(),
+                message: "the checkpoint was taken with other tables; restart with --from-scratch"
+                    .into(),
+            });
+        }
+        self.source_offset = s.source_offset;
+        self.next_line = s.next_line;
+        self.watermark.restore(s.max_ts);
+        self.stats = s.stats;
+        for (t, snap) in self.tables.iter_mut().zip(s.tables) {
+            t.restore(snap);
+        }
+        for (sink, snap) in self.sinks.iter_mut().zip(s.sinks) {
+            sink.restore(snap)?;
+        }
+        if let (Some(out), Some(snap)) = (&mut self.late, s.late) {
+            out.sink.restore(snap)?;
+        }
+        if let (Some(dl), Some(len)) = (&mut self.dead_letter, s.dead_letter_len) {
+            dl.truncate(len)?;
         }
         Ok(())
     }

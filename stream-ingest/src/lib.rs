@@ -9,9 +9,11 @@
 //! `main.rs` only parses the command line ([`cli`]) and maps errors to exit codes.
 
 pub mod aggregate;
+pub mod checkpoint;
 pub mod cli;
 pub mod dead_letter;
 pub mod engine;
+pub mod fault;
 pub mod filter;
 pub mod format;
 pub mod sink;
@@ -21,17 +23,22 @@ pub mod window;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
-use shared::commit::{CommitError, FileCommitter};
+use shared::HumanDuration;
+use shared::commit::{CommitError, FileCommitter, PendingFile};
 use shared::config::{ConfigError, LoadedConfig, SourceConfig};
 use shared::lake::{Lake, LakeError};
 use tokio::sync::mpsc;
 
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
-use crate::engine::{Engine, EngineError, EngineStats};
+use crate::engine::{Engine, EngineError, EngineSnapshot, EngineStats};
 use crate::sink::EncodedFile;
-use crate::source::{Input, SourceError};
+use crate::source::{Input, ReaderOptions, SourceError};
 
 /// Everything that can stop a run. [`IngestError::exit_code`] maps it for scripts.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +57,8 @@ pub enum IngestError {
     Commit(#[from] CommitError),
     #[error(transparent)]
     DeadLetter(#[from] DeadLetterError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -75,15 +84,29 @@ pub struct RunOptions {
     pub lake: Option<String>,
     /// Size of the chunks the source hands the engine (default [`source::CHUNK_BYTES`]).
     pub chunk_bytes: Option<usize>,
+    /// Overrides `checkpoint.interval`.
+    pub checkpoint_interval: Option<HumanDuration>,
+    /// Ignore any checkpoint and read the input from its start.
+    pub from_scratch: bool,
+    /// Read no faster than this (lines per second).
+    pub max_lines_per_sec: Option<u64>,
 }
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
+    /// Counters since the pipeline started (across restarts).
     pub stats: EngineStats,
     pub files_written: u64,
     pub bytes_written: u64,
     pub rows_written: u64,
+    pub checkpoints: u64,
+    /// Size of the last checkpoint written.
+    pub checkpoint_bytes: u64,
+    /// The checkpoint this run resumed from.
+    pub resumed_from: Option<u64>,
+    /// Stopped by a signal before the end of the input (resumable).
+    pub interrupted: bool,
     pub seconds: f64,
 }
 
@@ -92,7 +115,7 @@ impl fmt::Display for RunSummary {
         let s = &self.stats;
         write!(
             f,
-            "{} lines read, {} parsed, {} invalid, {} late; {} windows emitted; {} rows in {} files ({:.1} MB) written in {:.2} s",
+            "{} lines read, {} parsed, {} invalid, {} late; {} windows emitted; {} rows in {} files ({:.1} MB) written; {} checkpoints ({:.1} KB) in {:.2} s",
             s.lines,
             s.parsed,
             s.invalid,
@@ -101,8 +124,17 @@ impl fmt::Display for RunSummary {
             self.rows_written,
             self.files_written,
             self.bytes_written as f64 / 1e6,
+            self.checkpoints,
+            self.checkpoint_bytes as f64 / 1e3,
             self.seconds
-        )
+        )?;
+        if let Some(id) = self.resumed_from {
+            write!(f, " (resumed from checkpoint {id})")?;
+        }
+        if self.interrupted {
+            write!(f, "; stopped by a signal, the same command resumes")?;
+        }
+        Ok(())
     }
 }
 
@@ -134,8 +166,32 @@ pub fn check_runnable(loaded: &LoadedConfig, opts: &RunOptions) -> Result<(), In
     Ok(())
 }
 
-/// Runs the stream stage to the end of its input.
-pub async fn run(loaded: &LoadedConfig, opts: RunOptions) -> Result<RunSummary, IngestError> {
+/// What the engine thread sends the writer task, in order.
+enum ToWriter {
+    /// A complete file to stage.
+    File(EncodedFile),
+    /// A consistent state: every file sent before it belongs to it.
+    Checkpoint(Box<EngineSnapshot>),
+}
+
+/// A name for the input, kept in checkpoints so that a run does not resume on another input.
+fn input_identity(input: &Input) -> String {
+    match input {
+        Input::File(p) => std::fs::canonicalize(p)
+            .unwrap_or_else(|_| p.clone())
+            .display()
+            .to_string(),
+        Input::Stdin => "stdin".into(),
+    }
+}
+
+/// Runs the stream stage to the end of its input, or until `shutdown` is set (then it
+/// checkpoints and returns; the same command resumes).
+pub async fn run(
+    loaded: &LoadedConfig,
+    opts: RunOptions,
+    shutdown: Arc<AtomicBool>,
+) -> Result<RunSummary, IngestError> {
     let started = Instant::now();
     let config = &loaded.config;
     check_runnable(loaded, &opts)?;
@@ -145,6 +201,29 @@ pub async fn run(loaded: &LoadedConfig, opts: RunOptions) -> Result<RunSummary, 
         .unwrap_or_else(|| config.lake.root.clone());
     let lake = Lake::open(&root, &config.lake.s3, config.lake.partition_time)?;
     let committer = FileCommitter::new(lake.clone());
+    let store = CheckpointStore::new(lake.clone(), &config.name, config.checkpoint.keep as usize);
+    let input = resolve_input(loaded, &opts);
+    let identity = input_identity(&input);
+
+    // Recovery: finish the commit of the newest checkpoint, drop everything staged after it.
+    let (restored, highest) = store.latest().await?;
+    let restored = if opts.from_scratch { None } else { restored };
+    if let Some(ck) = &restored {
+        if ck.input != identity {
+            return Err(IngestError::Usage(format!(
+                "the lake holds a checkpoint of `{}` reading {}; to read {} from its start, pass --from-scratch",
+                config.name, ck.input, identity
+            )));
+        }
+        for f in &ck.pending {
+            committer.publish_pending(f).await?;
+        }
+        tracing::info!(
+            checkpoint = ck.id,
+            offset = ck.engine.source_offset,
+            "resuming"
+        );
+    }
     let table_names = config
         .tables
         .iter()
@@ -156,7 +235,7 @@ pub async fn run(loaded: &LoadedConfig, opts: RunOptions) -> Result<RunSummary, 
             tracing::info!(
                 table,
                 removed,
-                "removed staged files left by an earlier run"
+                "removed staged files of work after the last checkpoint"
             );
         }
     }
@@ -165,73 +244,148 @@ pub async fn run(loaded: &LoadedConfig, opts: RunOptions) -> Result<RunSummary, 
         None => None,
     };
     let mut engine = Engine::new(config, lake.clone(), dead_letter)?;
+    let resumed_from = restored.as_ref().map(|c| c.id);
+    if let Some(ck) = restored {
+        engine.restore(ck.engine)?;
+    }
 
-    let input = resolve_input(loaded, &opts);
     tracing::info!(pipeline = %config.name, %input, lake = %lake.url, "starting");
-    let (chunk_tx, mut chunk_rx) = mpsc::channel::<Result<Vec<u8>, SourceError>>(2);
-    let reader = source::spawn_reader(
-        input,
-        opts.chunk_bytes.unwrap_or(source::CHUNK_BYTES),
-        chunk_tx,
-    )?;
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, SourceError>>(2);
+    let reader_opts = ReaderOptions {
+        chunk_bytes: opts.chunk_bytes.unwrap_or(source::CHUNK_BYTES),
+        start_offset: engine.source_offset(),
+        max_lines_per_sec: opts.max_lines_per_sec,
+    };
+    let _reader = source::spawn_reader(input, reader_opts, chunk_tx)?;
+    let interval = opts
+        .checkpoint_interval
+        .unwrap_or(config.checkpoint.interval)
+        .0;
 
-    let (file_tx, mut file_rx) = mpsc::channel::<EncodedFile>(4);
-    let engine_task = tokio::task::spawn_blocking(move || -> Result<EngineStats, IngestError> {
+    let (tx, mut rx) = mpsc::channel::<ToWriter>(8);
+    let stop = shutdown.clone();
+    let engine_task = tokio::task::spawn_blocking(move || -> Result<bool, IngestError> {
         let mut files = Vec::new();
-        let send = |files: &mut Vec<EncodedFile>| -> bool {
-            files.drain(..).all(|f| file_tx.blocking_send(f).is_ok())
+        let stopped_writer = || IngestError::Internal("the writer stopped".into());
+        let send_files = |files: &mut Vec<EncodedFile>| -> Result<(), IngestError> {
+            for f in files.drain(..) {
+                tx.blocking_send(ToWriter::File(f))
+                    .map_err(|_| stopped_writer())?;
+            }
+            Ok(())
         };
-        while let Some(chunk) = chunk_rx.blocking_recv() {
-            engine.process_chunk(&chunk?, &mut files)?;
-            if !send(&mut files) {
-                return Err(IngestError::Internal("the writer stopped".into()));
+        let mut last_checkpoint = Instant::now();
+        if resumed_from.is_none() {
+            // A first checkpoint at the start, so that a crash before the next one restarts
+            // from a known state (the dead-letter file's length included).
+            let snap = engine.snapshot()?;
+            tx.blocking_send(ToWriter::Checkpoint(Box::new(snap)))
+                .map_err(|_| stopped_writer())?;
+        }
+        loop {
+            let wait = interval
+                .saturating_sub(last_checkpoint.elapsed())
+                .min(Duration::from_millis(200));
+            match chunk_rx.recv_timeout(wait) {
+                Ok(chunk) => {
+                    engine.process_chunk(&chunk?, &mut files)?;
+                    send_files(&mut files)?;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    engine.finish(&mut files)?;
+                    send_files(&mut files)?;
+                    let snap = engine.snapshot()?;
+                    tx.blocking_send(ToWriter::Checkpoint(Box::new(snap)))
+                        .map_err(|_| stopped_writer())?;
+                    return Ok(false);
+                }
+            }
+            let stopping = stop.load(Ordering::SeqCst);
+            if stopping || last_checkpoint.elapsed() >= interval {
+                let snap = engine.snapshot()?;
+                tx.blocking_send(ToWriter::Checkpoint(Box::new(snap)))
+                    .map_err(|_| stopped_writer())?;
+                last_checkpoint = Instant::now();
+            }
+            if stopping {
+                return Ok(true);
             }
         }
-        engine.finish(&mut files)?;
-        if !send(&mut files) {
-            return Err(IngestError::Internal("the writer stopped".into()));
-        }
-        Ok(engine.stats().clone())
     });
 
-    let mut summary = RunSummary::default();
-    let mut write_error = None;
-    while let Some(file) = file_rx.recv().await {
-        let staged = committer
-            .stage(
-                &file.table,
-                &file.partition,
-                &file.name,
-                file.data,
-                file.rows,
-            )
-            .await;
-        match staged {
-            Ok(staged) => {
-                if let Err(e) = committer.publish(&staged).await {
-                    write_error = Some(e);
-                    break;
+    let mut summary = RunSummary {
+        resumed_from,
+        ..RunSummary::default()
+    };
+    let mut pending: Vec<PendingFile> = Vec::new();
+    let mut next_id = highest + 1;
+    let mut last_stats = None;
+    let mut write_error: Option<IngestError> = None;
+    while let Some(msg) = rx.recv().await {
+        let step = async {
+            match msg {
+                ToWriter::File(file) => {
+                    let staged = committer
+                        .stage(
+                            &file.table,
+                            &file.partition,
+                            &file.name,
+                            file.data,
+                            file.rows,
+                        )
+                        .await?;
+                    fault::point("after-stage");
+                    pending.push(PendingFile::from(&staged));
                 }
-                tracing::info!(table = %staged.table, partition = %staged.partition, rows = staged.rows, "published {}", staged.target);
-                summary.files_written += 1;
-                summary.bytes_written += staged.bytes;
-                summary.rows_written += staged.rows;
+                ToWriter::Checkpoint(snap) => {
+                    let stats = snap.stats.clone();
+                    let ck = Checkpoint {
+                        id: next_id,
+                        pipeline: config.name.clone(),
+                        input: identity.clone(),
+                        engine: *snap,
+                        pending: std::mem::take(&mut pending),
+                    };
+                    summary.checkpoint_bytes = store.write(&ck).await?;
+                    fault::point("after-checkpoint");
+                    for (i, f) in ck.pending.iter().enumerate() {
+                        committer.publish_pending(f).await?;
+                        if i == 0 {
+                            fault::point("mid-publish");
+                        }
+                        tracing::info!(table = %f.table, partition = %f.partition, rows = f.rows, "published {}", f.target);
+                        summary.files_written += 1;
+                        summary.bytes_written += f.bytes;
+                        summary.rows_written += f.rows;
+                    }
+                    fault::point("after-publish");
+                    tracing::debug!(
+                        checkpoint = next_id,
+                        bytes = summary.checkpoint_bytes,
+                        "checkpoint"
+                    );
+                    summary.checkpoints += 1;
+                    next_id += 1;
+                    last_stats = Some(stats);
+                }
             }
-            Err(e) => {
-                write_error = Some(e);
-                break;
-            }
+            Ok::<(), IngestError>(())
+        };
+        if let Err(e) = step.await {
+            write_error = Some(e);
+            break;
         }
     }
-    drop(file_rx);
+    drop(rx);
     let engine_result = engine_task
         .await
         .map_err(|e| IngestError::Internal(format!("engine panicked: {e}")))?;
-    let _ = reader.join();
     if let Some(e) = write_error {
-        return Err(e.into());
+        return Err(e);
     }
-    summary.stats = engine_result?;
+    summary.interrupted = engine_result?;
+    summary.stats = last_stats.unwrap_or_default();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

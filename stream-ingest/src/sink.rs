@@ -52,6 +52,20 @@ struct Buffer {
     first_time: i64,
 }
 
+/// The buffered rows of a sink in a checkpoint: per partition, Arrow IPC bytes.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SinkSnapshot {
+    partitions: Vec<BufferSnapshot>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct BufferSnapshot {
+    segments: Vec<String>,
+    time_end: i64,
+    first_time: i64,
+    ipc: Vec<u8>,
+}
+
 /// Buffers one table's rows by partition and cuts them into files.
 pub struct TableSink {
     table: String,
@@ -184,6 +198,51 @@ impl TableSink {
     /// Files for every buffered partition.
     pub fn flush_all(&mut self) -> Result<Vec<EncodedFile>, SinkError> {
         self.complete(i64::MAX)
+    }
+
+    /// The buffered rows, for a checkpoint.
+    pub fn snapshot(&self) -> Result<SinkSnapshot, SinkError> {
+        let mut partitions = Vec::new();
+        for (p, buf) in &self.buffers {
+            let mut ipc = Vec::new();
+            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &self.file_schema)?;
+            for b in &buf.batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+            drop(w);
+            partitions.push(BufferSnapshot {
+                segments: p.segments.clone(),
+                time_end: buf.time_end,
+                first_time: buf.first_time,
+                ipc,
+            });
+        }
+        Ok(SinkSnapshot { partitions })
+    }
+
+    /// Replaces the buffered rows by a checkpoint's.
+    pub fn restore(&mut self, snapshot: SinkSnapshot) -> Result<(), SinkError> {
+        self.buffers.clear();
+        for b in snapshot.partitions {
+            let reader =
+                arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(b.ipc), None)?;
+            let batches = reader.collect::<Result<Vec<_>, _>>()?;
+            let rows = batches.iter().map(|b| b.num_rows()).sum();
+            let part = PartitionPath {
+                segments: b.segments,
+            };
+            self.buffers.insert(
+                part,
+                Buffer {
+                    batches,
+                    rows,
+                    time_end: b.time_end,
+                    first_time: b.first_time,
+                },
+            );
+        }
+        Ok(())
     }
 
     fn time_range(&self, t: i64) -> (i64, i64) {

@@ -3,10 +3,10 @@
 //! input), so that a parser never sees half a line.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
-
-use tokio::sync::mpsc;
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
 
 /// Target size of a chunk; a single longer line makes a longer chunk.
 pub const CHUNK_BYTES: usize = 4 << 20;
@@ -36,30 +36,80 @@ pub struct SourceError {
     pub source: io::Error,
 }
 
-/// Opens the input now (so a missing file is reported before anything runs) and starts a
-/// thread that sends its chunks, then closes the channel at the end of the input.
+/// How a reader reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ReaderOptions {
+    /// Target chunk size in bytes.
+    pub chunk_bytes: usize,
+    /// Bytes to skip first: the position of the checkpoint a run resumes from.
+    pub start_offset: u64,
+    /// Read no faster than this many lines per second (demos and crash tests).
+    pub max_lines_per_sec: Option<u64>,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        ReaderOptions {
+            chunk_bytes: CHUNK_BYTES,
+            start_offset: 0,
+            max_lines_per_sec: None,
+        }
+    }
+}
+
+/// Opens the input now (so a missing file is reported before anything runs), skips to the
+/// start offset, and starts a thread that sends its chunks, then closes the channel at the
+/// end of the input.
 pub fn spawn_reader(
     input: Input,
-    chunk_bytes: usize,
-    tx: mpsc::Sender<Result<Vec<u8>, SourceError>>,
+    opts: ReaderOptions,
+    tx: SyncSender<Result<Vec<u8>, SourceError>>,
 ) -> Result<std::thread::JoinHandle<()>, SourceError> {
     let name = input.to_string();
+    let err = |source| SourceError {
+        input: name.clone(),
+        source,
+    };
     let reader: Box<dyn Read + Send> = match &input {
-        Input::File(p) => Box::new(File::open(p).map_err(|source| SourceError {
-            input: name.clone(),
-            source,
-        })?),
+        Input::File(p) => {
+            let mut f = File::open(p).map_err(err)?;
+            f.seek(SeekFrom::Start(opts.start_offset)).map_err(err)?;
+            Box::new(f)
+        }
         Input::Stdin => Box::new(io::stdin()),
+    };
+    let skip = if input == Input::Stdin {
+        opts.start_offset
+    } else {
+        0
     };
     let handle = std::thread::Builder::new()
         .name("source".into())
         .spawn(move || {
-            read_chunks(
-                reader,
-                chunk_bytes,
-                |chunk| tx.blocking_send(chunk).is_ok(),
-                &name,
-            )
+            let mut reader = reader;
+            if skip > 0 {
+                // Standard input cannot seek: read past what the checkpoint already covers.
+                if let Err(source) = io::copy(&mut (&mut reader).take(skip), &mut io::sink()) {
+                    let _ = tx.send(Err(SourceError {
+                        input: name,
+                        source,
+                    }));
+                    return;
+                }
+            }
+            let started = Instant::now();
+            let mut lines = 0u64;
+            let send = |chunk: Result<Vec<u8>, SourceError>| {
+                if let (Some(rate), Ok(c)) = (opts.max_lines_per_sec, &chunk) {
+                    lines += c.iter().filter(|&&b| b == b'\n').count() as u64;
+                    let due = Duration::from_secs_f64(lines as f64 / rate.max(1) as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                tx.send(chunk).is_ok()
+            };
+            read_chunks(reader, opts.chunk_bytes, send, &name)
         })
         .map_err(|source| SourceError {
             input: input.to_string(),

@@ -51,6 +51,16 @@ pub struct LateRow {
     pub watermark: i64,
 }
 
+/// The state of a windowed table in a checkpoint.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct TableSnapshot {
+    /// Open fixed windows: start, then (key bytes, states) per group.
+    windows: Vec<(i64, Vec<(Vec<u8>, Vec<Acc>)>)>,
+    /// Open sessions: key bytes, then (start, end, states) per session.
+    sessions: Vec<(Vec<u8>, Vec<(i64, i64, Vec<Acc>)>)>,
+    windows_emitted: u64,
+}
+
 /// One windowed table's state and logic.
 pub struct WindowedTable {
     pub name: String,
@@ -366,6 +376,67 @@ impl WindowedTable {
             self.windows.keys().next().copied()
         };
         open.map_or(future, |o| o.min(future))
+    }
+
+    /// The open state, for a checkpoint.
+    pub fn snapshot(&self) -> TableSnapshot {
+        TableSnapshot {
+            windows: self
+                .windows
+                .iter()
+                .map(|(start, groups)| {
+                    (
+                        *start,
+                        groups
+                            .iter()
+                            .map(|(k, a)| (k.to_vec(), a.clone()))
+                            .collect(),
+                    )
+                })
+                .collect(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(k, list)| {
+                    (
+                        k.to_vec(),
+                        list.iter()
+                            .map(|s| (s.start, s.end, s.accs.clone()))
+                            .collect(),
+                    )
+                })
+                .collect(),
+            windows_emitted: self.windows_emitted,
+        }
+    }
+
+    /// Replaces the open state by a checkpoint's.
+    pub fn restore(&mut self, snapshot: TableSnapshot) {
+        self.windows = snapshot
+            .windows
+            .into_iter()
+            .map(|(start, groups)| {
+                (
+                    start,
+                    groups
+                        .into_iter()
+                        .map(|(k, a)| (k.into_boxed_slice(), a))
+                        .collect(),
+                )
+            })
+            .collect();
+        self.sessions = snapshot
+            .sessions
+            .into_iter()
+            .map(|(k, list)| {
+                let list = list
+                    .into_iter()
+                    .map(|(start, end, accs)| Session { start, end, accs })
+                    .collect();
+                (k.into_boxed_slice(), list)
+            })
+            .collect();
+        self.windows_emitted = snapshot.windows_emitted;
     }
 
     /// Number of open windows (sessions count one each) and of groups in them.

@@ -96,6 +96,19 @@ impl Watermark {
         self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
     }
 
+    /// The largest event time seen (the checkpointed part of the watermark).
+    pub fn max_ts(&self) -> Option<i64> {
+        self.max_ts
+    }
+
+    /// Restores the largest event time seen; `i64::MAX` means the input had ended.
+    pub fn restore(&mut self, max_ts: Option<i64>) {
+        self.max_ts = max_ts;
+        if max_ts == Some(i64::MAX) {
+            self.bound = 0;
+        }
+    }
+
     /// Moves to the end of time: every window is complete (end of a bounded input).
     pub fn end_of_input(&mut self) {
         self.max_ts = Some(i64::MAX);

@@ -33,6 +33,9 @@ pub struct PipelineConfig {
     /// only counted.
     #[serde(default)]
     pub late_events: Option<LateEventsConfig>,
+    /// Checkpoints of the stream stage (exactly-once through crashes).
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
     /// The windowed tables the stream stage keeps and writes.
     pub tables: Vec<TableConfig>,
     /// The lake: where tables are written and read back.
@@ -141,6 +144,37 @@ pub struct InvalidLinesConfig {
     /// A relative path is taken from the current directory.
     #[serde(default)]
     pub dead_letter: Option<PathBuf>,
+}
+
+/// Checkpoints: the stream stage's position, watermark and open state, saved atomically so
+/// that a restart after a crash resumes exactly where the last checkpoint left off.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// How often to checkpoint (default 10s; `--checkpoint-interval` overrides it). Files become
+    /// visible in the lake at checkpoints.
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval: HumanDuration,
+    /// How many complete checkpoints to keep (default 3; the newest that reads back wins).
+    #[serde(default = "default_checkpoint_keep")]
+    pub keep: u32,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            interval: default_checkpoint_interval(),
+            keep: default_checkpoint_keep(),
+        }
+    }
+}
+
+fn default_checkpoint_interval() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+fn default_checkpoint_keep() -> u32 {
+    3
 }
 
 /// Where late events are kept.

@@ -68,9 +68,8 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         problems: Vec::new(),
     };
 
-    if cfg.name.trim().is_empty() {
-        c.report("name", "must not be empty");
-    }
+    // The name is a folder of the lake (`_checkpoints/<name>`).
+    c.check_name("name".into(), &cfg.name);
 
     check_format(&mut c, &cfg.format);
     let events = schema::event_schema(&cfg.format);
@@ -93,6 +92,11 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
                 field_list(&events)
             ),
         ),
+    }
+
+    c.check_positive("checkpoint.interval".into(), &cfg.checkpoint.interval);
+    if cfg.checkpoint.keep == 0 {
+        c.report("checkpoint.keep", "keep at least one checkpoint");
     }
 
     // Names in the lake: tables, the late table, dimensions share one namespace in reports.

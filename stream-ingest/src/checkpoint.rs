@@ -1,0 +1,180 @@
+//! Checkpoints: everything a restart needs to continue exactly where a run stopped.
+//!
+//! A checkpoint holds the source position, the watermark, every open window's aggregate state
+//! (count-distinct sets included), the rows of emitted windows still buffered for their
+//! partition, the staged files not yet published, and a format version. It is stored under
+//! `<lake>/_checkpoints/<pipeline>/ckpt-<id>.bin` (on S3 too), written in one atomic `PUT`,
+//! and ends with a checksum: a damaged or partial checkpoint is detected and skipped, and the
+//! newest one that reads back wins. Older ones are pruned (`checkpoint.keep`).
+//!
+//! ```text
+//! file = "SICKPT" version:u16 | postcard(Checkpoint) | fnv1a64(body):u64 LE
+//! ```
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use shared::commit::{PendingFile, fnv1a64};
+use shared::lake::Lake;
+
+use crate::engine::EngineSnapshot;
+
+/// Version of the checkpoint format; a checkpoint of another version is not restored.
+pub const FORMAT_VERSION: u16 = 1;
+const MAGIC: &[u8; 6] = b"SICKPT";
+
+/// One checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub id: u64,
+    pub pipeline: String,
+    /// The input it was reading (`--input` or the pipeline's source), to refuse resuming on another.
+    pub input: String,
+    pub engine: EngineSnapshot,
+    /// Staged files to publish once this checkpoint is durable.
+    pub pending: Vec<PendingFile>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot write checkpoint {path}: {source}")]
+    Write {
+        path: Path,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("cannot list checkpoints under {path}: {source}")]
+    List {
+        path: Path,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("cannot encode checkpoint: {0}")]
+    Encode(String),
+}
+
+impl Checkpoint {
+    pub fn encode(&self) -> Result<Vec<u8>, CheckpointError> {
+        let body = postcard::to_stdvec(self).map_err(|e| CheckpointError::Encode(e.to_string()))?;
+        let mut out = Vec::with_capacity(body.len() + 16);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&fnv1a64(&body).to_le_bytes());
+        Ok(out)
+    }
+
+    /// Decodes a checkpoint; why not, when it is damaged or of another version.
+    pub fn decode(data: &[u8]) -> Result<Checkpoint, String> {
+        if data.len() < 16 || &data[..6] != MAGIC {
+            return Err("not a checkpoint (bad header or truncated)".into());
+        }
+        let version = u16::from_le_bytes([data[6], data[7]]);
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            ));
+        }
+        let (body, sum) = data[8..].split_at(data.len() - 16);
+        let expected = u64::from_le_bytes(sum.try_into().expect("8 bytes"));
+        if fnv1a64(body) != expected {
+            return Err("checksum mismatch (damaged or partly written)".into());
+        }
+        postcard::from_bytes(body).map_err(|e| format!("cannot decode: {e}"))
+    }
+}
+
+/// The checkpoints of one pipeline in one lake.
+pub struct CheckpointStore {
+    lake: Lake,
+    dir: Path,
+    keep: usize,
+}
+
+fn file_name(id: u64) -> String {
+    format!("ckpt-{id:010}.bin")
+}
+
+fn id_of(path: &Path) -> Option<u64> {
+    path.filename()?
+        .strip_prefix("ckpt-")?
+        .strip_suffix(".bin")?
+        .parse()
+        .ok()
+}
+
+impl CheckpointStore {
+    pub fn new(lake: Lake, pipeline: &str, keep: usize) -> Self {
+        let dir = lake.checkpoint_dir(pipeline);
+        CheckpointStore {
+            lake,
+            dir,
+            keep: keep.max(1),
+        }
+    }
+
+    /// Ids of the stored checkpoints, newest first.
+    async fn ids(&self) -> Result<Vec<(u64, Path)>, CheckpointError> {
+        let metas: Vec<_> = self
+            .lake
+            .store
+            .list(Some(&self.dir))
+            .try_collect()
+            .await
+            .map_err(|source| CheckpointError::List {
+                path: self.dir.clone(),
+                source,
+            })?;
+        let mut ids: Vec<(u64, Path)> = metas
+            .into_iter()
+            .filter_map(|m| id_of(&m.location).map(|id| (id, m.location)))
+            .collect();
+        ids.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(ids)
+    }
+
+    /// The newest checkpoint that reads back, and the highest id seen (even of a damaged one).
+    pub async fn latest(&self) -> Result<(Option<Checkpoint>, u64), CheckpointError> {
+        let ids = self.ids().await?;
+        let highest = ids.first().map_or(0, |(id, _)| *id);
+        for (id, path) in ids {
+            let data = match self.lake.store.get(&path).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            };
+            match data
+                .map_err(|e| e.to_string())
+                .and_then(|d| Checkpoint::decode(&d))
+            {
+                Ok(c) => return Ok((Some(c), highest)),
+                Err(reason) => {
+                    tracing::warn!(checkpoint = id, %reason, "skipping an unreadable checkpoint")
+                }
+            }
+        }
+        Ok((None, highest))
+    }
+
+    /// Writes a checkpoint atomically, then prunes the oldest beyond `keep`.
+    pub async fn write(&self, checkpoint: &Checkpoint) -> Result<u64, CheckpointError> {
+        let data = checkpoint.encode()?;
+        let size = data.len() as u64;
+        let path = self.dir.clone().join(file_name(checkpoint.id));
+        self.lake
+            .store
+            .put(&path, PutPayload::from_bytes(Bytes::from(data)))
+            .await
+            .map_err(|source| CheckpointError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        for (_, old) in self.ids().await?.into_iter().skip(self.keep) {
+            if let Err(e) = self.lake.store.delete(&old).await {
+                tracing::warn!(checkpoint = %old, error = %e, "cannot prune an old checkpoint");
+            }
+        }
+        Ok(size)
+    }
+}

@@ -1,0 +1,396 @@
+//! Exactly once through crashes: `kill -9` at random instants, faults injected between
+//! pre-commit and commit, a damaged newest checkpoint. Each run must end with exactly the
+//! rows of an uninterrupted run: none lost, none doubled, no visible staged or empty file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::*;
+
+const TABLES: [&str; 3] = ["status_1m", "path_1m", "late"];
+
+fn pipeline() -> PathBuf {
+    workspace().join("pipelines/access-log.yaml")
+}
+
+/// A small deterministic generator for kill instants (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        })
+}
+
+fn generated_log(dir: &Path, lines: u32) -> PathBuf {
+    let log = dir.join("gen.log");
+    run_ok(
+        python()
+            .arg(workspace().join("tests/oracle/gen_log.py"))
+            .arg(lines.to_string())
+            .arg("11")
+            .arg(&log),
+    );
+    log
+}
+
+fn ingest(
+    dir: &Path,
+    log: &Path,
+    lake: &str,
+    extra: &[&str],
+    env: &[(&'static str, String)],
+) -> Command {
+    let mut c = cmd("stream-ingest");
+    c.current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .args(["run", "-q", "-c"])
+        .arg(pipeline());
+    c.arg("--input").arg(log).args(["--lake", lake]).args(extra);
+    c
+}
+
+/// The tables of a local lake as canonical CSV, and the dead-letter file.
+fn snapshot(dir: &Path, lake: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = TABLES
+        .iter()
+        .map(|t| (t.to_string(), render_table(&lake.join(t))))
+        .collect();
+    let dead =
+        std::fs::read_to_string(dir.join("out/access-log.invalid.jsonl")).unwrap_or_default();
+    out.push(("dead letters".into(), dead));
+    for f in parquet_files(lake) {
+        assert!(
+            std::fs::metadata(&f).unwrap().len() > 0,
+            "empty file {}",
+            f.display()
+        );
+    }
+    out
+}
+
+fn assert_same(expected: &[(String, String)], actual: &[(String, String)], seed: u64) {
+    for ((name, e), (_, a)) in expected.iter().zip(actual) {
+        assert!(
+            e == a,
+            "{name} differs from the uninterrupted run ({} vs {} lines); replay with CRASH_SEED={seed}",
+            e.lines().count(),
+            a.lines().count()
+        );
+    }
+}
+
+/// Runs with a 1 s checkpoint interval, killed with SIGKILL at random instants at least
+/// `kills` times, then to the end; returns the number of kills.
+fn run_with_kills(
+    dir: &Path,
+    log: &Path,
+    lake: &str,
+    env: &[(&'static str, String)],
+    kills: u32,
+    seed: u64,
+) -> u32 {
+    let mut rng = Rng(seed);
+    let paced = [
+        "--checkpoint-interval",
+        "1s",
+        "--chunk-bytes",
+        "65536",
+        "--max-lines-per-sec",
+        "12000",
+    ];
+    let mut done = 0;
+    let mut attempts = 0;
+    while done < kills {
+        attempts += 1;
+        assert!(
+            attempts < kills * 4,
+            "the run kept finishing before it could be killed"
+        );
+        let mut child = ingest(dir, log, lake, &paced, env).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(150 + rng.below(1900)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            done += 1;
+        } else {
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "a run failed on its own: {status}; CRASH_SEED={seed}"
+            );
+            break;
+        }
+    }
+    run_ok(&mut ingest(
+        dir,
+        log,
+        lake,
+        &["--checkpoint-interval", "1s"],
+        env,
+    ));
+    done
+}
+
+#[test]
+fn kill_9_at_random_instants_loses_and_doubles_nothing() {
+    let seed = seed();
+    eprintln!("CRASH_SEED={seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let log = generated_log(dir.path(), 200_000);
+
+    let reference = dir.path().join("reference");
+    std::fs::create_dir_all(&reference).unwrap();
+    let ref_lake = reference.join("lake");
+    run_ok(&mut ingest(
+        &reference,
+        &log,
+        ref_lake.to_str().unwrap(),
+        &[],
+        &[],
+    ));
+    let expected = snapshot(&reference, &ref_lake);
+
+    let crashed = dir.path().join("crashed");
+    std::fs::create_dir_all(&crashed).unwrap();
+    let lake = crashed.join("lake");
+    let kills = run_with_kills(&crashed, &log, lake.to_str().unwrap(), &[], 20, seed);
+    eprintln!("{kills} kills");
+    assert!(kills >= 20);
+    assert_same(&expected, &snapshot(&crashed, &lake), seed);
+    assert!(parquet_files(&lake.join("_staging")).is_empty());
+}
+
+#[test]
+fn kill_9_on_s3_loses_and_doubles_nothing() {
+    let seed = seed();
+    eprintln!("CRASH_SEED={seed}");
+    let s3 = S3Server::start();
+    s3.create_bucket("lake");
+    let dir = tempfile::tempdir().unwrap();
+    let log = generated_log(dir.path(), 200_000);
+
+    let reference = dir.path().join("reference");
+    std::fs::create_dir_all(&reference).unwrap();
+    let ref_lake = reference.join("lake");
+    run_ok(&mut ingest(
+        &reference,
+        &log,
+        ref_lake.to_str().unwrap(),
+        &[],
+        &[],
+    ));
+    let expected = snapshot(&reference, &ref_lake);
+
+    let crashed = dir.path().join("crashed");
+    std::fs::create_dir_all(&crashed).unwrap();
+    let kills = run_with_kills(&crashed, &log, "s3://lake/crash", &s3.env(), 20, seed);
+    assert!(kills >= 20);
+    let copy = crashed.join("copy");
+    let keys = s3.download("lake", "crash", &copy);
+    assert!(
+        keys.iter().all(|k| !k.contains("/_staging/")),
+        "staged files left: {keys:?}"
+    );
+    assert_same(&expected, &snapshot(&crashed, &copy), seed);
+}
+
+/// Runs the sample paced, so that it takes several checkpoints.
+fn paced(dir: &Path, lake: &Path, env: &[(&'static str, String)]) -> std::process::Output {
+    let log = shared_data("apache_logs.log");
+    let extra = [
+        "--checkpoint-interval",
+        "100ms",
+        "--chunk-bytes",
+        "32768",
+        "--max-lines-per-sec",
+        "20000",
+    ];
+    ingest(dir, &log, lake.to_str().unwrap(), &extra, env)
+        .output()
+        .unwrap()
+}
+
+fn golden_tables(lake: &Path) {
+    for t in ["status_1m", "path_1m"] {
+        check_golden(
+            &workspace()
+                .join("tests/golden/access-log")
+                .join(format!("{t}.csv")),
+            &render_table(&lake.join(t)),
+        );
+    }
+}
+
+#[test]
+fn crashes_between_pre_commit_and_commit_recover_exactly() {
+    for point in [
+        "after-stage:3",
+        "after-checkpoint:2",
+        "mid-publish:2",
+        "after-publish:2",
+        "after-checkpoint:4",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("lake");
+        let out = paced(
+            dir.path(),
+            &lake,
+            &[("STREAM_INGEST_CRASH_AT", point.to_string())],
+        );
+        assert!(!out.status.success(), "{point}: the run did not crash");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("crashing at"),
+            "{point}"
+        );
+        let out = paced(dir.path(), &lake, &[]);
+        assert!(
+            out.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        golden_tables(&lake);
+        assert!(parquet_files(&lake.join("_staging")).is_empty(), "{point}");
+    }
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let out = paced(
+        dir.path(),
+        &lake,
+        &[("STREAM_INGEST_CRASH_AT", "after-publish:3".into())],
+    );
+    assert!(!out.status.success());
+    let ckdir = lake.join("_checkpoints/access-log");
+    let mut cks: Vec<PathBuf> = std::fs::read_dir(&ckdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cks.sort();
+    assert_eq!(cks.len(), 3, "{cks:?}");
+    // Damage the newest: cut it in half.
+    let newest = cks.last().unwrap();
+    let data = std::fs::read(newest).unwrap();
+    std::fs::write(newest, &data[..data.len() / 2]).unwrap();
+    let out = paced(dir.path(), &lake, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    golden_tables(&lake);
+}
+
+#[test]
+fn a_rerun_after_the_end_adds_nothing_and_from_scratch_rewrites_the_same_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let log = shared_data("apache_logs.log");
+    run_ok(&mut ingest(
+        dir.path(),
+        &log,
+        lake.to_str().unwrap(),
+        &[],
+        &[],
+    ));
+    let files = parquet_files(&lake);
+    let out = run_ok(
+        cmd("stream-ingest")
+            .current_dir(dir.path())
+            .args(["run", "-c"])
+            .arg(pipeline())
+            .arg("--input")
+            .arg(&log)
+            .arg("--lake")
+            .arg(&lake),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0 rows in 0 files"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run_ok(&mut ingest(
+        dir.path(),
+        &log,
+        lake.to_str().unwrap(),
+        &["--from-scratch"],
+        &[],
+    ));
+    assert_eq!(parquet_files(&lake), files);
+    golden_tables(&lake);
+    // Another input on the same lake needs --from-scratch.
+    let other = dir.path().join("other.log");
+    std::fs::write(
+        &other,
+        "h - - [17/May/2015:10:05:03 +0000] \"GET / HTTP/1.1\" 200 1\n",
+    )
+    .unwrap();
+    let out = ingest(dir.path(), &other, lake.to_str().unwrap(), &[], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from-scratch"));
+}
+
+#[test]
+fn sigterm_checkpoints_and_the_same_command_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let log = shared_data("apache_logs.log");
+    let extra = [
+        "--checkpoint-interval",
+        "10s",
+        "--chunk-bytes",
+        "32768",
+        "--max-lines-per-sec",
+        "5000",
+    ];
+    let child = ingest(dir.path(), &log, lake.to_str().unwrap(), &extra, &[])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The checkpoint at the signal published what was complete; the rest comes on resume.
+    assert!(
+        lake.join("_checkpoints/access-log")
+            .read_dir()
+            .unwrap()
+            .count()
+            >= 1
+    );
+    run_ok(&mut ingest(
+        dir.path(),
+        &log,
+        lake.to_str().unwrap(),
+        &[],
+        &[],
+    ));
+    golden_tables(&lake);
+}
