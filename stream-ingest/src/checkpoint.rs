@@ -131,7 +131,7 @@ impl CheckpointStore {
             .into_iter()
             .filter_map(|m| id_of(&m.location).map(|id| (id, m.location)))
             .collect();
-        ids.sort_by(|a, b| b.0.cmp(&a.0));
+        ids.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
         Ok(ids)
     }
 

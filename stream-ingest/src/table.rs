@@ -51,13 +51,18 @@ pub struct LateRow {
     pub watermark: i64,
 }
 
+/// A group of a window in a checkpoint: key bytes and aggregate states.
+type GroupSnapshot = (Vec<u8>, Vec<Acc>);
+/// A session in a checkpoint: start, end, aggregate states.
+type SessionSnapshot = (i64, i64, Vec<Acc>);
+
 /// The state of a windowed table in a checkpoint.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct TableSnapshot {
     /// Open fixed windows: start, then (key bytes, states) per group.
-    windows: Vec<(i64, Vec<(Vec<u8>, Vec<Acc>)>)>,
+    windows: Vec<(i64, Vec<GroupSnapshot>)>,
     /// Open sessions: key bytes, then (start, end, states) per session.
-    sessions: Vec<(Vec<u8>, Vec<(i64, i64, Vec<Acc>)>)>,
+    sessions: Vec<(Vec<u8>, Vec<SessionSnapshot>)>,
     windows_emitted: u64,
 }
 
