@@ -18,9 +18,10 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
+use datafusion::prelude::{Expr, col, lit};
 use shared::config::LoadedConfig;
 use shared::config::validate::dimension_schema;
-use shared::lake::Lake;
+use shared::lake::{Lake, NULL_PARTITION, unescape_partition_value};
 use shared::schema;
 
 /// A lake table as the batch stage reads it.
@@ -57,11 +58,14 @@ pub fn lake_tables(loaded: &LoadedConfig) -> Vec<LakeTable> {
     out
 }
 
-/// Registers the lake tables over the files in `lake`, and the dimension tables.
+/// Registers the lake tables over the files in `lake`, and the dimension tables. Windowed
+/// tables show committed partitions only (those with `_SUCCESS`) unless `include_open`; the
+/// late-events table has no commits and shows everything.
 pub async fn register_lake(
     ctx: &SessionContext,
     loaded: &LoadedConfig,
     lake: &Lake,
+    include_open: bool,
 ) -> Result<(), DataFusionError> {
     if lake.url.scheme() != "file" {
         let mut bucket = lake.url.clone();
@@ -81,9 +85,51 @@ pub async fn register_lake(
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(t.file_schema.clone());
-        ctx.register_table(t.name.as_str(), Arc::new(ListingTable::try_new(config)?))?;
+        let table = Arc::new(ListingTable::try_new(config)?);
+        let is_late = loaded
+            .config
+            .late_events
+            .as_ref()
+            .is_some_and(|l| l.table == t.name);
+        if include_open || is_late {
+            ctx.register_table(t.name.as_str(), table)?;
+            continue;
+        }
+        let committed = lake
+            .committed_partitions(&t.name)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        tracing::debug!(table = %t.name, partitions = committed.len(), "committed partitions");
+        let raw = format!("__all_{}", t.name);
+        ctx.register_table(raw.as_str(), table)?;
+        let view = ctx
+            .table(raw.as_str())
+            .await?
+            .filter(committed_filter(&committed))?;
+        ctx.register_table(t.name.as_str(), view.into_view())?;
     }
     register_dimensions(ctx, loaded).await
+}
+
+/// `(dt = … AND hour = …) OR …` over the committed partitions (values as DataFusion reads
+/// them from paths: percent-decoded); false when there is none. DataFusion prunes the
+/// listing with it, so open partitions are not even read.
+fn committed_filter(partitions: &[Vec<String>]) -> Expr {
+    partitions
+        .iter()
+        .filter_map(|segments| {
+            segments
+                .iter()
+                .filter_map(|seg| seg.split_once('='))
+                .map(|(k, v)| {
+                    let value =
+                        unescape_partition_value(v).unwrap_or_else(|| NULL_PARTITION.to_string());
+                    col(crate::plan::ident(k)).eq(lit(value))
+                })
+                .reduce(Expr::and)
+        })
+        .reduce(Expr::or)
+        .unwrap_or(lit(false))
 }
 
 /// Registers every table empty, with its schema: enough to plan reports.

@@ -58,6 +58,9 @@ pub struct RunArgs {
     /// Run only this report (repeatable; default: all).
     #[arg(long = "report", value_name = "NAME")]
     pub reports: Vec<String>,
+    /// Read partitions that are not committed yet (no `_SUCCESS`) too.
+    #[arg(long)]
+    pub include_open: bool,
     /// Print no summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
@@ -104,6 +107,7 @@ async fn run(args: RunArgs) -> Result<(), AnalyzeError> {
         out: args.out,
         format,
         reports: args.reports,
+        include_open: args.include_open,
     };
     let summary = crate::run(&loaded, &opts).await?;
     let mut stdout = std::io::stdout().lock();

@@ -70,6 +70,8 @@ pub struct RunOptions {
     pub format: OutputFormat,
     /// Only these reports (default: all, in file order).
     pub reports: Vec<String>,
+    /// Read partitions that are not committed yet too.
+    pub include_open: bool,
 }
 
 /// One report's result.
@@ -199,7 +201,7 @@ pub async fn run(loaded: &LoadedConfig, opts: &RunOptions) -> Result<RunSummary,
     }
     let lake = Lake::open(&root, &cfg.lake.s3, cfg.lake.partition_time)?;
     let ctx = session();
-    catalog::register_lake(&ctx, loaded, &lake)
+    catalog::register_lake(&ctx, loaded, &lake, opts.include_open)
         .await
         .map_err(AnalyzeError::Catalog)?;
 

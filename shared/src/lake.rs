@@ -5,7 +5,8 @@
 //! ├── status_1m/                          a windowed table
 //! │   └── dt=2015-05-17/                  day of window_start (UTC)
 //! │       └── hour=10/                    hour of window_start (UTC)
-//! │           └── part-<id>.parquet       published, complete, never empty
+//! │           ├── part-<id>.parquet       published, complete, never empty
+//! │           └── _SUCCESS                the partition is complete (JSON: rows, files)
 //! ├── path_1m/…
 //! ├── late/…                              late events (when asked for), by event time
 //! ├── _staging/                           hidden: files written, not yet published
@@ -39,6 +40,8 @@ use crate::schema;
 pub const STAGING_DIR: &str = "_staging";
 /// Suffix of staged files: no reader's `*.parquet` pattern matches them.
 pub const STAGING_SUFFIX: &str = ".inprogress";
+/// The partition commit marker: a partition holding it is complete.
+pub const COMMIT_MARKER: &str = "_SUCCESS";
 /// Name of the hidden folder holding the stream stage's checkpoints, one folder per pipeline.
 pub const CHECKPOINT_DIR: &str = "_checkpoints";
 /// Hive's name for the partition of NULL (and empty) values.
@@ -214,6 +217,33 @@ impl Lake {
             .into_iter()
             .chain(partition.segments.iter().map(String::as_str));
         below(&self.root, segments.chain([staged.as_str()]))
+    }
+
+    /// The committed partitions of a table (those holding [`COMMIT_MARKER`]), as their
+    /// `name=value` segments below the table directory.
+    pub async fn committed_partitions(
+        &self,
+        table: &str,
+    ) -> Result<Vec<Vec<String>>, object_store::Error> {
+        use futures::TryStreamExt;
+        let dir = self.table_dir(table);
+        let metas: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
+        let depth = dir.parts().count();
+        let mut out: Vec<Vec<String>> = metas
+            .iter()
+            .filter(|m| m.location.filename() == Some(COMMIT_MARKER))
+            .map(|m| {
+                let parts: Vec<String> = m
+                    .location
+                    .parts()
+                    .skip(depth)
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                parts[..parts.len() - 1].to_vec()
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// `<root>/_checkpoints/<pipeline>`.

@@ -23,7 +23,7 @@ use shared::lake::Lake;
 
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::format::{EventParser, parser_for};
-use crate::sink::{EncodedFile, SinkError, SinkSnapshot, TableSink};
+use crate::sink::{EncodedFile, PartitionMarker, SinkError, SinkSnapshot, TableSink};
 use crate::table::{LateRow, TableSnapshot, WindowedTable};
 use crate::window::Watermark;
 
@@ -67,6 +67,8 @@ pub struct EngineSnapshot {
     pub sinks: Vec<SinkSnapshot>,
     pub late: Option<SinkSnapshot>,
     pub dead_letter_len: Option<u64>,
+    /// Partitions to commit once this checkpoint's files are published.
+    pub markers: Vec<PartitionMarker>,
 }
 
 struct LateOutput {
@@ -85,6 +87,7 @@ pub struct Engine {
     lake: Lake,
     next_line: u64,
     source_offset: u64,
+    commit_delay: i64,
     stats: EngineStats,
 }
 
@@ -141,6 +144,7 @@ impl Engine {
             lake,
             next_line: 1,
             source_offset: 0,
+            commit_delay: config.partition_commit.delay.as_micros(),
             stats: EngineStats::default(),
         })
     }
@@ -267,7 +271,13 @@ impl Engine {
 
     /// The state to checkpoint (flushes the dead-letter file to record its length).
     pub fn snapshot(&mut self) -> Result<EngineSnapshot, EngineError> {
+        let wm = self.watermark.current();
+        let mut markers = Vec::new();
+        for (table, sink) in self.tables.iter().zip(&mut self.sinks) {
+            markers.extend(sink.ready_markers(table.low_water_start(wm), wm, self.commit_delay));
+        }
         Ok(EngineSnapshot {
+            markers,
             source_offset: self.source_offset,
             next_line: self.next_line,
             max_ts: self.watermark.max_ts(),

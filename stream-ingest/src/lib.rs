@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
+use object_store::ObjectStoreExt;
 use shared::HumanDuration;
 use shared::commit::{CommitError, FileCommitter, PendingFile};
 use shared::config::{ConfigError, LoadedConfig, SourceConfig};
@@ -37,7 +38,7 @@ use tokio::sync::mpsc;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::engine::{Engine, EngineError, EngineSnapshot, EngineStats};
-use crate::sink::EncodedFile;
+use crate::sink::{EncodedFile, PartitionMarker};
 use crate::source::{Input, ReaderOptions, SourceError};
 
 /// Everything that can stop a run. [`IngestError::exit_code`] maps it for scripts.
@@ -59,6 +60,12 @@ pub enum IngestError {
     DeadLetter(#[from] DeadLetterError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error("cannot write the commit marker {path}: {source}")]
+    Marker {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -174,6 +181,26 @@ enum ToWriter {
     Checkpoint(Box<EngineSnapshot>),
 }
 
+/// Writes the `_SUCCESS` markers of committed partitions (idempotent: same content again).
+async fn write_markers(lake: &Lake, markers: &[PartitionMarker]) -> Result<(), IngestError> {
+    for m in markers {
+        let partition = shared::lake::PartitionPath {
+            segments: m.partition.clone(),
+        };
+        let path = lake.data_file(&m.table, &partition, shared::lake::COMMIT_MARKER);
+        let body = serde_json::to_vec(m).map_err(|e| IngestError::Internal(e.to_string()))?;
+        lake.store
+            .put(&path, object_store::PutPayload::from(body))
+            .await
+            .map_err(|source| IngestError::Marker {
+                path: path.to_string(),
+                source,
+            })?;
+        tracing::info!(table = %m.table, partition = %partition, rows = m.rows, "partition committed");
+    }
+    Ok(())
+}
+
 /// A name for the input, kept in checkpoints so that a run does not resume on another input.
 fn input_identity(input: &Input) -> String {
     match input {
@@ -218,6 +245,7 @@ pub async fn run(
         for f in &ck.pending {
             committer.publish_pending(f).await?;
         }
+        write_markers(&lake, &ck.engine.markers).await?;
         tracing::info!(
             checkpoint = ck.id,
             offset = ck.engine.source_offset,
@@ -359,6 +387,7 @@ pub async fn run(
                         summary.bytes_written += f.bytes;
                         summary.rows_written += f.rows;
                     }
+                    write_markers(&lake, &ck.engine.markers).await?;
                     fault::point("after-publish");
                     tracing::debug!(
                         checkpoint = next_id,

@@ -56,6 +56,7 @@ struct Buffer {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SinkSnapshot {
     partitions: Vec<BufferSnapshot>,
+    written: Vec<(Vec<String>, Written)>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -64,6 +65,25 @@ struct BufferSnapshot {
     time_end: i64,
     first_time: i64,
     ipc: Vec<u8>,
+}
+
+/// A partition declared complete: written as `_SUCCESS` with this JSON body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionMarker {
+    pub table: String,
+    pub partition: Vec<String>,
+    pub rows: u64,
+    pub files: Vec<String>,
+    /// The watermark when it was committed (µs).
+    pub watermark: i64,
+}
+
+/// Files written to a partition that is not committed yet.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Written {
+    files: Vec<String>,
+    rows: u64,
+    time_end: i64,
 }
 
 /// Buffers one table's rows by partition and cuts them into files.
@@ -78,6 +98,8 @@ pub struct TableSink {
     file_columns: Vec<usize>,
     time_partitioning: TimePartitioning,
     buffers: BTreeMap<PartitionPath, Buffer>,
+    /// Partitions with files, not yet committed.
+    written: BTreeMap<PartitionPath, Written>,
     props: WriterProperties,
 }
 
@@ -118,6 +140,7 @@ impl TableSink {
             file_columns,
             time_partitioning: lake.time_partitioning,
             buffers: BTreeMap::new(),
+            written: BTreeMap::new(),
             props,
         }
     }
@@ -173,7 +196,7 @@ impl TableSink {
             buf.batches.push(taken);
             if buf.rows >= MAX_ROWS_PER_FILE {
                 let buf = self.buffers.remove(&part).expect("just inserted");
-                files.push(self.encode(part, buf)?);
+                files.push(self.cut(part, buf)?);
             }
         }
         Ok(files)
@@ -190,7 +213,7 @@ impl TableSink {
         let mut files = Vec::new();
         for p in done {
             let buf = self.buffers.remove(&p).expect("listed above");
-            files.push(self.encode(p, buf)?);
+            files.push(self.cut(p, buf)?);
         }
         Ok(files)
     }
@@ -218,12 +241,25 @@ impl TableSink {
                 ipc,
             });
         }
-        Ok(SinkSnapshot { partitions })
+        let written = self
+            .written
+            .iter()
+            .map(|(p, w)| (p.segments.clone(), w.clone()))
+            .collect();
+        Ok(SinkSnapshot {
+            partitions,
+            written,
+        })
     }
 
     /// Replaces the buffered rows by a checkpoint's.
     pub fn restore(&mut self, snapshot: SinkSnapshot) -> Result<(), SinkError> {
         self.buffers.clear();
+        self.written = snapshot
+            .written
+            .into_iter()
+            .map(|(segments, w)| (PartitionPath { segments }, w))
+            .collect();
         for b in snapshot.partitions {
             let reader =
                 arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(b.ipc), None)?;
@@ -252,6 +288,50 @@ impl TableSink {
         };
         let start = t - t.rem_euclid(len);
         (start, start.saturating_add(len))
+    }
+
+    /// Partitions to commit: files written, nothing buffered, no open window can add to them
+    /// (`low_water`), and the watermark past their end plus `delay`.
+    pub fn ready_markers(
+        &mut self,
+        low_water: i64,
+        watermark: i64,
+        delay: i64,
+    ) -> Vec<PartitionMarker> {
+        let ready: Vec<PartitionPath> = self
+            .written
+            .iter()
+            .filter(|(p, w)| {
+                w.time_end <= low_water
+                    && w.time_end.saturating_add(delay) <= watermark
+                    && !self.buffers.contains_key(p)
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        ready
+            .into_iter()
+            .map(|p| {
+                let w = self.written.remove(&p).expect("listed above");
+                PartitionMarker {
+                    table: self.table.clone(),
+                    partition: p.segments,
+                    rows: w.rows,
+                    files: w.files,
+                    watermark,
+                }
+            })
+            .collect()
+    }
+
+    /// Encodes a buffer as a file and remembers it for the partition's commit.
+    fn cut(&mut self, partition: PartitionPath, buf: Buffer) -> Result<EncodedFile, SinkError> {
+        let time_end = buf.time_end;
+        let file = self.encode(partition, buf)?;
+        let w = self.written.entry(file.partition.clone()).or_default();
+        w.files.push(file.name.clone());
+        w.rows += file.rows;
+        w.time_end = time_end;
+        Ok(file)
     }
 
     fn encode(&self, partition: PartitionPath, buf: Buffer) -> Result<EncodedFile, SinkError> {

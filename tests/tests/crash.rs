@@ -394,3 +394,106 @@ fn sigterm_checkpoints_and_the_same_command_resumes() {
     ));
     golden_tables(&lake);
 }
+
+/// The `_SUCCESS` markers below `lake`, by partition directory: (rows, files) from their JSON.
+fn markers(lake: &Path) -> Vec<(PathBuf, u64, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![lake.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('_') {
+                stack.push(p);
+            } else if p.file_name().unwrap() == "_SUCCESS" {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                let files = v["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap().to_string())
+                    .collect();
+                out.push((dir.clone(), v["rows"].as_u64().unwrap(), files));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn visible_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn committed_partitions_never_change_and_gate_the_batch_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let out = paced(
+        dir.path(),
+        &lake,
+        &[("STREAM_INGEST_CRASH_AT", "after-publish:4".into())],
+    );
+    assert!(!out.status.success());
+    let early = markers(&lake);
+    assert!(
+        !early.is_empty(),
+        "no partition was committed before the crash"
+    );
+    for (part, rows, files) in &early {
+        assert_eq!(&visible_files(part), files, "{}", part.display());
+        assert_eq!(
+            read_table(part).num_rows() as u64,
+            *rows,
+            "{}",
+            part.display()
+        );
+    }
+    let out = paced(dir.path(), &lake, &[]);
+    assert!(out.status.success());
+    golden_tables(&lake);
+    // Nothing was added to a partition after its commit; every partition is committed at the end.
+    for (part, _, files) in &early {
+        assert_eq!(
+            &visible_files(part),
+            files,
+            "{} changed after its commit",
+            part.display()
+        );
+    }
+    let all = markers(&lake);
+    let with_files = parquet_files(&lake)
+        .iter()
+        .map(|f| f.parent().unwrap().to_path_buf())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(all.len(), with_files.len());
+
+    // The batch stage reads committed partitions only, unless --include-open.
+    let (gone, _, _) = &all[all.len() - 1];
+    std::fs::remove_file(gone.join("_SUCCESS")).unwrap();
+    let report = |extra: &[&str]| {
+        let out_dir = dir.path().join(format!("reports{}", extra.len()));
+        run_ok(
+            cmd("batch-analyze")
+                .args(["run", "-q", "-c"])
+                .arg(pipeline())
+                .arg("--lake")
+                .arg(&lake)
+                .args(extra)
+                .arg("--out")
+                .arg(&out_dir),
+        );
+        std::fs::read_to_string(out_dir.join("daily_status_class.csv")).unwrap()
+    };
+    let golden =
+        std::fs::read_to_string(workspace().join("tests/golden/access-log/daily_status_class.csv"))
+            .unwrap();
+    assert_ne!(report(&[]), golden, "an open partition was read");
+    assert_eq!(report(&["--include-open"]), golden);
+}

@@ -36,6 +36,9 @@ pub struct PipelineConfig {
     /// Checkpoints of the stream stage (exactly-once through crashes).
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// When a partition is declared complete (`_SUCCESS`).
+    #[serde(default)]
+    pub partition_commit: PartitionCommitConfig,
     /// The windowed tables the stream stage keeps and writes.
     pub tables: Vec<TableConfig>,
     /// The lake: where tables are written and read back.
@@ -175,6 +178,17 @@ fn default_checkpoint_interval() -> HumanDuration {
 
 fn default_checkpoint_keep() -> u32 {
     3
+}
+
+/// Partition commit: once the watermark passes the end of a partition plus `delay` and no
+/// open window can still add to it, a `_SUCCESS` file (JSON: rows, files, watermark) is
+/// written into it. `batch-analyze` reads committed partitions only, unless `--include-open`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionCommitConfig {
+    /// Extra wait after the partition's end (default 0s).
+    #[serde(default)]
+    pub delay: HumanDuration,
 }
 
 /// Where late events are kept.
