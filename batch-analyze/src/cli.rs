@@ -153,13 +153,3 @@ async fn validate(args: ValidateArgs) -> Result<(), AnalyzeError> {
     );
     Ok(())
 }
-
-/// Logs to standard error, filtered by `RUST_LOG` (default: warnings).
-pub fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}

@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use batch_analyze::cli::{Cli, execute, init_tracing};
+use batch_analyze::cli::{Cli, execute};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    shared::logging::init();
     execute(cli)
 }

@@ -16,6 +16,7 @@ pub mod commit;
 pub mod config;
 pub mod duration;
 pub mod lake;
+pub mod logging;
 pub mod schema;
 
 pub use config::{ConfigError, PipelineConfig};

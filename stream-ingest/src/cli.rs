@@ -160,13 +160,3 @@ fn spawn_signal_handler(shutdown: Arc<AtomicBool>) {
         std::process::exit(130);
     });
 }
-
-/// Logs to standard error, filtered by `RUST_LOG` (default: warnings).
-pub fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use stream_ingest::cli::{Cli, execute, init_tracing};
+use stream_ingest::cli::{Cli, execute};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    shared::logging::init();
     execute(cli)
 }
