@@ -149,6 +149,21 @@ fn run_with_kills(
     done
 }
 
+/// The tables and dead letters of an uninterrupted run on `log`, in `dir/reference`.
+fn uninterrupted(dir: &Path, log: &Path) -> Vec<(String, String)> {
+    let reference = dir.join("reference");
+    std::fs::create_dir_all(&reference).unwrap();
+    let lake = reference.join("lake");
+    run_ok(&mut ingest(
+        &reference,
+        log,
+        lake.to_str().unwrap(),
+        &[],
+        &[],
+    ));
+    snapshot(&reference, &lake)
+}
+
 #[test]
 fn kill_9_at_random_instants_loses_and_doubles_nothing() {
     let seed = seed();
@@ -156,18 +171,7 @@ fn kill_9_at_random_instants_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = generated_log(dir.path(), 200_000);
 
-    let reference = dir.path().join("reference");
-    std::fs::create_dir_all(&reference).unwrap();
-    let ref_lake = reference.join("lake");
-    run_ok(&mut ingest(
-        &reference,
-        &log,
-        ref_lake.to_str().unwrap(),
-        &[],
-        &[],
-    ));
-    let expected = snapshot(&reference, &ref_lake);
-
+    let expected = uninterrupted(dir.path(), &log);
     let crashed = dir.path().join("crashed");
     std::fs::create_dir_all(&crashed).unwrap();
     let lake = crashed.join("lake");
@@ -187,18 +191,7 @@ fn kill_9_on_s3_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = generated_log(dir.path(), 200_000);
 
-    let reference = dir.path().join("reference");
-    std::fs::create_dir_all(&reference).unwrap();
-    let ref_lake = reference.join("lake");
-    run_ok(&mut ingest(
-        &reference,
-        &log,
-        ref_lake.to_str().unwrap(),
-        &[],
-        &[],
-    ));
-    let expected = snapshot(&reference, &ref_lake);
-
+    let expected = uninterrupted(dir.path(), &log);
     let crashed = dir.path().join("crashed");
     std::fs::create_dir_all(&crashed).unwrap();
     let kills = run_with_kills(&crashed, &log, "s3://lake/crash", &s3.env(), 20, seed);
