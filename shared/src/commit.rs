@@ -129,19 +129,6 @@ impl FileCommitter {
         })
     }
 
-    /// Makes a staged file visible under its final name.
-    pub async fn publish(&self, file: &StagedFile) -> Result<(), CommitError> {
-        self.lake
-            .store
-            .rename(&file.staged, &file.target)
-            .await
-            .map_err(|source| CommitError::Publish {
-                from: file.staged.clone(),
-                to: file.target.clone(),
-                source,
-            })
-    }
-
     /// Publishes a pre-committed file; done already (by a run that crashed after it) is fine.
     pub async fn publish_pending(&self, file: &PendingFile) -> Result<(), CommitError> {
         let parse = |p: &str| Path::parse(p).map_err(|e| CommitError::BadPath(format!("{p}: {e}")));
@@ -241,7 +228,15 @@ mod tests {
                 .join(format!("{name}.inprogress"))
                 .exists()
         );
-        committer.publish(&staged).await.unwrap();
+        committer
+            .publish_pending(&PendingFile::from(&staged))
+            .await
+            .unwrap();
+        // Publishing again (a restart after a crash) is a no-op.
+        committer
+            .publish_pending(&PendingFile::from(&staged))
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(&visible).unwrap(), b"rows");
         assert_eq!(committer.clean_staging("t").await.unwrap(), 0);
     }
