@@ -11,17 +11,23 @@
 //! are published again (a no-op for those already done) and every other staged file is
 //! removed: it belongs to work after the checkpoint, which the restart replays.
 //!
-//! A reader therefore sees a file whole or not at all. Final names are derived from the
-//! file's content ([`data_file_name`]), so writing the same rows again (a replay, a rerun
-//! on the same input) replaces a file by an identical one instead of adding a duplicate,
-//! and different rows can never overwrite each other.
+//! A reader therefore sees a file whole or not at all. A final name holds the id of the
+//! checkpoint that commits it and a hash of the content ([`data_file_name`]): a replay of
+//! the same work writes the same name, different rows never overwrite each other, and the
+//! files of checkpoints that a restart has to redo can be found by name and retracted
+//! ([`FileCommitter::retract`]) — the case of a damaged newest checkpoint.
+//!
+//! 3. **commit a partition**: once no event can add to a partition, a [`PartitionMarker`]
+//!    (`_SUCCESS`, JSON) is written into it, naming its files. It is the last write to the
+//!    partition, except for compaction, which replaces the files it names (see
+//!    `stream-ingest compact`).
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use crate::lake::{Lake, PartitionPath, STAGING_DIR};
+use crate::lake::{COMMIT_MARKER, Lake, PartitionPath, STAGING_DIR};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -153,6 +159,78 @@ impl FileCommitter {
         }
     }
 
+    /// Writes a partition's `_SUCCESS` marker (idempotent: the same content again).
+    pub async fn write_marker(&self, marker: &PartitionMarker) -> Result<(), MarkerError> {
+        let path = self
+            .lake
+            .data_file(&marker.table, &marker.partition_path(), COMMIT_MARKER);
+        let body = serde_json::to_vec_pretty(marker).expect("a marker serializes");
+        self.lake
+            .store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|source| MarkerError::Write { path, source })?;
+        Ok(())
+    }
+
+    /// Reads the `_SUCCESS` marker at `path`.
+    pub async fn read_marker(&self, path: &Path) -> Result<PartitionMarker, MarkerError> {
+        let read = async { self.lake.store.get(path).await?.bytes().await };
+        let body = read.await.map_err(|source| MarkerError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&body).map_err(|e| MarkerError::Invalid {
+            path: path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Removes from `table` the data files and markers committed by the checkpoints that
+    /// `redo` selects: the work a restart redoes (after a newer checkpoint that does not
+    /// read back, or to rebuild from scratch). Returns the number of files removed.
+    pub async fn retract(
+        &self,
+        table: &str,
+        redo: impl Fn(u64) -> bool,
+    ) -> Result<usize, CommitError> {
+        let dir = self.lake.table_dir(table);
+        let clean = |path: &Path| {
+            let path = path.clone();
+            move |source| CommitError::Clean { path, source }
+        };
+        let metas: Vec<_> = self
+            .lake
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(clean(&dir))?;
+        let mut removed = 0;
+        for meta in metas {
+            let name = meta.location.filename().unwrap_or_default();
+            let retract = if name == COMMIT_MARKER {
+                match self.read_marker(&meta.location).await {
+                    Ok(m) => redo(m.checkpoint),
+                    // A marker that does not read back is rewritten by the replay.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "removing an unreadable commit marker");
+                        true
+                    }
+                }
+            } else {
+                checkpoint_of(name).is_some_and(&redo)
+            };
+            if retract {
+                match self.lake.store.delete(&meta.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                    Err(e) => return Err(clean(&meta.location)(e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes what a crashed run left in the staging area of `table`. Returns the number of
     /// files removed.
     pub async fn clean_staging(&self, table: &str) -> Result<usize, CommitError> {
@@ -182,11 +260,65 @@ impl FileCommitter {
     }
 }
 
-/// The final name of a data file: `part-<label>-<content hash>.parquet`. The label orders
-/// files by time in a listing (e.g. the first window start, `20150517T1005`); the hash makes
-/// the name a function of the content.
-pub fn data_file_name(label: &str, content: &[u8]) -> String {
-    format!("part-{label}-{:016x}.parquet", fnv1a64(content))
+/// The final name of a data file: `part-<label>-c<checkpoint>-<content hash>.parquet`. The
+/// label orders files by time in a listing (e.g. the first window start, `20150517T1005`);
+/// the checkpoint id says which checkpoint commits the file; the hash makes the name a
+/// function of the content.
+pub fn data_file_name(label: &str, checkpoint: u64, content: &[u8]) -> String {
+    format!(
+        "part-{label}-c{checkpoint:010}-{:016x}.parquet",
+        fnv1a64(content)
+    )
+}
+
+/// The checkpoint id in a data file name made by [`data_file_name`].
+pub fn checkpoint_of(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let mut parts = rest.rsplitn(3, '-');
+    let _hash = parts.next()?;
+    parts.next()?.strip_prefix('c')?.parse().ok()
+}
+
+/// A committed partition: the `_SUCCESS` file's JSON body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionMarker {
+    pub table: String,
+    /// The partition directories, e.g. `["dt=2015-05-17", "hour=10"]`.
+    pub partition: Vec<String>,
+    pub rows: u64,
+    /// The data files of the partition.
+    pub files: Vec<String>,
+    /// The watermark when it was committed (µs).
+    pub watermark: i64,
+    /// The checkpoint that committed it.
+    #[serde(default)]
+    pub checkpoint: u64,
+}
+
+impl PartitionMarker {
+    pub fn partition_path(&self) -> PartitionPath {
+        PartitionPath {
+            segments: self.partition.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MarkerError {
+    #[error("cannot write the commit marker {path}: {source}")]
+    Write {
+        path: Path,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("cannot read the commit marker {path}: {source}")]
+    Read {
+        path: Path,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("the commit marker {path} is not valid JSON: {reason}")]
+    Invalid { path: Path, reason: String },
 }
 
 /// FNV-1a, 64 bits: stable across Rust versions and platforms, unlike `DefaultHasher`.
@@ -215,7 +347,7 @@ mod tests {
         .unwrap();
         let committer = FileCommitter::new(lake.clone());
         let part = lake.time_partition(0);
-        let name = data_file_name("19700101T0000", b"rows");
+        let name = data_file_name("19700101T0000", 1, b"rows");
         let staged = committer
             .stage("t", &part, &name, Bytes::from_static(b"rows"), 1)
             .await
@@ -267,8 +399,11 @@ mod tests {
 
     #[test]
     fn names_follow_content() {
-        assert_eq!(data_file_name("a", b"x"), data_file_name("a", b"x"));
-        assert_ne!(data_file_name("a", b"x"), data_file_name("a", b"y"));
+        assert_eq!(data_file_name("a", 1, b"x"), data_file_name("a", 1, b"x"));
+        assert_ne!(data_file_name("a", 1, b"x"), data_file_name("a", 1, b"y"));
+        assert_eq!(checkpoint_of(&data_file_name("20150517T1005", 42, b"x")), Some(42));
+        assert_eq!(checkpoint_of("part-x.parquet"), None);
+        assert_eq!(checkpoint_of("_SUCCESS"), None);
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
     }
 }

@@ -12,6 +12,7 @@
 //!   atomic rename (or copy on object storage) only once complete.
 //! - [`duration`]: durations written the same way everywhere (`250ms`, `10s`, `5m`).
 
+pub mod bytesize;
 pub mod commit;
 pub mod config;
 pub mod duration;
@@ -20,4 +21,5 @@ pub mod logging;
 pub mod schema;
 
 pub use config::{ConfigError, PipelineConfig};
+pub use bytesize::ByteSize;
 pub use duration::HumanDuration;

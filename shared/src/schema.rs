@@ -190,6 +190,7 @@ mod tests {
 
     fn status_table() -> TableConfig {
         TableConfig {
+            rolling: Default::default(),
             name: "status_1m".into(),
             window: WindowConfig::Tumbling {
                 size: HumanDuration::from_secs(60),

@@ -22,13 +22,16 @@ use shared::lake::Lake;
 use crate::engine::EngineSnapshot;
 
 /// Version of the checkpoint format; a checkpoint of another version is not restored.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 const MAGIC: &[u8; 6] = b"SICKPT";
 
 /// One checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub id: u64,
+    /// The first checkpoint of this generation: the run that started the pipeline's output
+    /// from scratch. Files of earlier generations are removed once it is durable.
+    pub generation: u64,
     pub pipeline: String,
     /// The input it was reading (`--input` or the pipeline's source), to refuse resuming on another.
     pub input: String,

@@ -11,19 +11,24 @@
 //! tables work on whole batches. Windows complete inside a batch are emitted at its end: a
 //! later event of the same batch cannot reach them, as it is judged against its own `W`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use shared::commit::PartitionMarker;
 use shared::config::PipelineConfig;
 use shared::lake::Lake;
 
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::format::{EventParser, parser_for};
-use crate::sink::{EncodedFile, PartitionMarker, SinkError, SinkSnapshot, TableSink};
+use crate::sink::{EncodedFile, SinkError, SinkSnapshot, TableSink};
+use crate::source::Chunk;
+use crate::tail::{FileId, TailPosition};
 use crate::table::{LateRow, TableSnapshot, WindowedTable};
 use crate::window::Watermark;
 
@@ -38,9 +43,6 @@ pub enum EngineError {
     #[error("building table `{table}`: {message}")]
     Build { table: String, message: String },
 }
-
-/// Late events are written once this many have gathered (and at the end of the input).
-pub const LATE_ROWS_PER_FLUSH: usize = 20_000;
 
 /// Counters of a run.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,8 +60,12 @@ pub struct EngineStats {
 /// open windows and every sink's buffered rows.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EngineSnapshot {
-    /// Bytes of input consumed.
+    /// The checkpoint this state belongs to: it commits the files cut before it.
+    pub checkpoint: u64,
+    /// Bytes of input consumed (a file or standard input).
     pub source_offset: u64,
+    /// Positions in followed files (the `tail` source).
+    pub tail: Vec<TailPosition>,
     pub next_line: u64,
     pub max_ts: Option<i64>,
     pub stats: EngineStats,
@@ -87,6 +93,11 @@ pub struct Engine {
     lake: Lake,
     next_line: u64,
     source_offset: u64,
+    tail: BTreeMap<FileId, TailPosition>,
+    /// The largest event time when the source went quiet (see [`Engine::advance_idle`]).
+    idle_base: Option<i64>,
+    /// The checkpoint that commits the files cut now.
+    checkpoint: u64,
     commit_delay: i64,
     stats: EngineStats,
 }
@@ -120,6 +131,8 @@ impl Engine {
                 table.schema().clone(),
                 0,
                 &t.partition_by,
+                &t.rolling,
+                true,
                 &lake,
             ));
             tables.push(table);
@@ -129,7 +142,15 @@ impl Engine {
             // Late events are partitioned by their own event time.
             let time_column = 2 + ts_column;
             LateOutput {
-                sink: TableSink::new(&l.table, schema.clone(), time_column, &[], &lake),
+                sink: TableSink::new(
+                    &l.table,
+                    schema.clone(),
+                    time_column,
+                    &[],
+                    &l.rolling,
+                    false,
+                    &lake,
+                ),
                 schema,
             }
         });
@@ -144,6 +165,9 @@ impl Engine {
             lake,
             next_line: 1,
             source_offset: 0,
+            tail: BTreeMap::new(),
+            idle_base: None,
+            checkpoint: 1,
             commit_delay: config.partition_commit.delay.as_micros(),
             stats: EngineStats::default(),
         })
@@ -156,6 +180,24 @@ impl Engine {
     /// The current watermark (µs; `i64::MIN` before the first event).
     pub fn watermark(&self) -> i64 {
         self.watermark.current()
+    }
+
+    /// Processes what a source sent; appends the files it completes.
+    pub fn process(&mut self, chunk: Chunk, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
+        match chunk {
+            Chunk::Bytes(data) => {
+                self.process_chunk(&data, files)?;
+                self.source_offset += data.len() as u64;
+            }
+            Chunk::Tail { data, position } => {
+                self.process_chunk(&data, files)?;
+                self.tail.insert(position.id, position);
+            }
+            Chunk::Forget(id) => {
+                self.tail.remove(&id);
+            }
+        }
+        Ok(())
     }
 
     /// Parses and processes a chunk of complete lines; appends the files it completes.
@@ -184,7 +226,6 @@ impl Engine {
             return Err(e.into());
         }
         self.next_line += parsed.lines;
-        self.source_offset += chunk.len() as u64;
         self.stats.lines += parsed.lines;
         self.stats.invalid += invalid;
         self.stats.parsed += parsed.batch.num_rows() as u64;
@@ -199,6 +240,7 @@ impl Engine {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        self.idle_base = None;
         // The watermark just before each event.
         let ts = batch
             .column(self.ts_column)
@@ -217,31 +259,45 @@ impl Engine {
                 tracing::debug!(table = %self.tables[t].name, late = late.len(), "late events");
                 if let Some(out) = &mut self.late {
                     let rows = late_rows(&out.schema, &self.tables[t].name, batch, &late)?;
-                    files.extend(out.sink.add(&rows, &self.lake)?);
+                    out.sink.add(&rows, &self.lake)?;
                 }
             }
         }
         self.emit(files)
     }
 
-    /// Emits complete windows and writes complete partitions. Late events, which belong to
-    /// partitions already written, are cut into files once enough have gathered: the cut
-    /// depends only on the input, so a replay after a crash writes the same files.
+    /// Emits complete windows and writes complete partitions. (Late events belong to
+    /// partitions already written: their table's rolling policy writes them.)
     fn emit(&mut self, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
-        if let Some(out) = &mut self.late
-            && out.sink.buffered_rows() >= LATE_ROWS_PER_FLUSH
-        {
-            files.extend(out.sink.flush_all()?);
-        }
         let wm = self.watermark.current();
         for (table, sink) in self.tables.iter_mut().zip(&mut self.sinks) {
             let before = table.windows_emitted;
             if let Some(rows) = table.emit(wm)? {
                 self.stats.rows_emitted += rows.num_rows() as u64;
-                files.extend(sink.add(&rows, &self.lake)?);
+                sink.add(&rows, &self.lake)?;
             }
             self.stats.windows_emitted += table.windows_emitted - before;
             files.extend(sink.complete(table.low_water_start(wm))?);
+        }
+        Ok(())
+    }
+
+    /// The source brought nothing for `quiet` (at least `event_time.idle_timeout`): event
+    /// time is taken to have gone on with the wall clock since the last event, so the
+    /// watermark moves and windows close.
+    pub fn advance_idle(
+        &mut self,
+        quiet: Duration,
+        files: &mut Vec<EncodedFile>,
+    ) -> Result<(), EngineError> {
+        let Some(max) = self.watermark.max_ts() else {
+            return Ok(());
+        };
+        let base = *self.idle_base.get_or_insert(max);
+        let now = base.saturating_add(i64::try_from(quiet.as_micros()).unwrap_or(i64::MAX));
+        if now > max {
+            self.watermark.observe(now);
+            self.emit(files)?;
         }
         Ok(())
     }
@@ -269,15 +325,41 @@ impl Engine {
         self.source_offset
     }
 
-    /// The state to checkpoint (flushes the dead-letter file to record its length).
-    pub fn snapshot(&mut self) -> Result<EngineSnapshot, EngineError> {
+    /// Files cut from now on are committed by checkpoint `id` (and the next ones).
+    pub fn set_next_checkpoint(&mut self, id: u64) {
+        self.checkpoint = id;
+        for sink in &mut self.sinks {
+            sink.set_checkpoint(id);
+        }
+        if let Some(out) = &mut self.late {
+            out.sink.set_checkpoint(id);
+        }
+    }
+
+    /// The id of the next checkpoint.
+    pub fn next_checkpoint(&self) -> u64 {
+        self.checkpoint
+    }
+
+    /// The state to checkpoint (flushes the dead-letter file to record its length). First
+    /// appends the files the rolling policies write at a checkpoint: they belong to it.
+    pub fn snapshot(&mut self, files: &mut Vec<EncodedFile>) -> Result<EngineSnapshot, EngineError> {
+        let now = crate::sink::now_ms();
+        for sink in &mut self.sinks {
+            files.extend(sink.roll(now)?);
+        }
+        if let Some(out) = &mut self.late {
+            files.extend(out.sink.roll(now)?);
+        }
         let wm = self.watermark.current();
         let mut markers = Vec::new();
         for (table, sink) in self.tables.iter().zip(&mut self.sinks) {
             markers.extend(sink.ready_markers(table.low_water_start(wm), wm, self.commit_delay));
         }
-        Ok(EngineSnapshot {
+        let snapshot = EngineSnapshot {
+            checkpoint: self.checkpoint,
             markers,
+            tail: self.tail.values().cloned().collect(),
             source_offset: self.source_offset,
             next_line: self.next_line,
             max_ts: self.watermark.max_ts(),
@@ -294,7 +376,14 @@ impl Engine {
                 .as_mut()
                 .map(DeadLetter::checkpoint_len)
                 .transpose()?,
-        })
+        };
+        self.set_next_checkpoint(self.checkpoint + 1);
+        Ok(snapshot)
+    }
+
+    /// Positions of followed files (to reopen them on a restart).
+    pub fn tail_positions(&self) -> Vec<TailPosition> {
+        self.tail.values().cloned().collect()
     }
 
     /// Continues from a checkpoint.
@@ -307,6 +396,7 @@ impl Engine {
             });
         }
         self.source_offset = s.source_offset;
+        self.tail = s.tail.into_iter().map(|p| (p.id, p)).collect();
         self.next_line = s.next_line;
         self.watermark.restore(s.max_ts);
         self.stats = s.stats;

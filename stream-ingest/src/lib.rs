@@ -19,6 +19,7 @@ pub mod format;
 pub mod sink;
 pub mod source;
 pub mod table;
+pub mod tail;
 pub mod window;
 
 use std::fmt;
@@ -28,9 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use object_store::ObjectStoreExt;
 use shared::HumanDuration;
-use shared::commit::{CommitError, FileCommitter, PendingFile};
+use shared::commit::{CommitError, FileCommitter, MarkerError, PartitionMarker, PendingFile};
 use shared::config::{ConfigError, LoadedConfig, SourceConfig};
 use shared::lake::{Lake, LakeError};
 use tokio::sync::mpsc;
@@ -38,8 +38,8 @@ use tokio::sync::mpsc;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::engine::{Engine, EngineError, EngineSnapshot, EngineStats};
-use crate::sink::{EncodedFile, PartitionMarker};
-use crate::source::{Input, ReaderOptions, SourceError};
+use crate::sink::EncodedFile;
+use crate::source::{Chunk, Input, ReaderOptions, SourceError};
 
 /// Everything that can stop a run. [`IngestError::exit_code`] maps it for scripts.
 #[derive(Debug, thiserror::Error)]
@@ -60,12 +60,8 @@ pub enum IngestError {
     DeadLetter(#[from] DeadLetterError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("cannot write the commit marker {path}: {source}")]
-    Marker {
-        path: String,
-        #[source]
-        source: object_store::Error,
-    },
+    #[error(transparent)]
+    Marker(#[from] MarkerError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -151,6 +147,16 @@ pub fn resolve_input(loaded: &LoadedConfig, opts: &RunOptions) -> Input {
         (Some(i), _) => i.clone(),
         (None, SourceConfig::File { path }) => Input::File(loaded.resolve(path)),
         (None, SourceConfig::Stdin) => Input::Stdin,
+        (
+            None,
+            SourceConfig::Tail {
+                path,
+                poll_interval,
+            },
+        ) => Input::Tail {
+            pattern: loaded.resolve(path),
+            poll: poll_interval.0,
+        },
     }
 }
 
@@ -182,21 +188,30 @@ enum ToWriter {
 }
 
 /// Writes the `_SUCCESS` markers of committed partitions (idempotent: same content again).
-async fn write_markers(lake: &Lake, markers: &[PartitionMarker]) -> Result<(), IngestError> {
+async fn write_markers(
+    committer: &FileCommitter,
+    markers: &[PartitionMarker],
+) -> Result<(), IngestError> {
     for m in markers {
-        let partition = shared::lake::PartitionPath {
-            segments: m.partition.clone(),
-        };
-        let path = lake.data_file(&m.table, &partition, shared::lake::COMMIT_MARKER);
-        let body = serde_json::to_vec(m).map_err(|e| IngestError::Internal(e.to_string()))?;
-        lake.store
-            .put(&path, object_store::PutPayload::from(body))
-            .await
-            .map_err(|source| IngestError::Marker {
-                path: path.to_string(),
-                source,
-            })?;
-        tracing::info!(table = %m.table, partition = %partition, rows = m.rows, "partition committed");
+        committer.write_marker(m).await?;
+        tracing::info!(table = %m.table, partition = %m.partition_path(), rows = m.rows, "partition committed");
+    }
+    Ok(())
+}
+
+/// Removes from every table what the checkpoints `redo` selects committed (see
+/// [`FileCommitter::retract`]).
+async fn retract(
+    committer: &FileCommitter,
+    tables: &[String],
+    why: &str,
+    redo: impl Fn(u64) -> bool + Copy,
+) -> Result<(), IngestError> {
+    for table in tables {
+        let removed = committer.retract(table, redo).await?;
+        if removed > 0 {
+            tracing::warn!(table, removed, "removed files {why}");
+        }
     }
     Ok(())
 }
@@ -209,6 +224,13 @@ fn input_identity(input: &Input) -> String {
             .display()
             .to_string(),
         Input::Stdin => "stdin".into(),
+        Input::Tail { pattern, .. } => {
+            let dir = pattern.parent().and_then(|d| std::fs::canonicalize(d).ok());
+            match (dir, pattern.file_name()) {
+                (Some(d), Some(f)) => format!("tail:{}", d.join(f).display()),
+                _ => format!("tail:{}", pattern.display()),
+            }
+        }
     }
 }
 
@@ -233,32 +255,43 @@ pub async fn run(
     let identity = input_identity(&input);
 
     // Recovery: finish the commit of the newest checkpoint, drop everything staged after it.
-    let (restored, highest) = store.latest().await?;
-    let restored = if opts.from_scratch { None } else { restored };
-    if let Some(ck) = &restored {
-        if ck.input != identity {
-            return Err(IngestError::Usage(format!(
-                "the lake holds a checkpoint of `{}` reading {}; to read {} from its start, pass --from-scratch",
-                config.name, ck.input, identity
-            )));
-        }
-        for f in &ck.pending {
-            committer.publish_pending(f).await?;
-        }
-        write_markers(&lake, &ck.engine.markers).await?;
-        tracing::info!(
-            checkpoint = ck.id,
-            offset = ck.engine.source_offset,
-            "resuming"
-        );
-    }
-    let table_names = config
+    let tables: Vec<String> = config
         .tables
         .iter()
         .map(|t| t.name.clone())
-        .chain(config.late_events.iter().map(|l| l.table.clone()));
-    for table in table_names {
-        let removed = committer.clean_staging(&table).await?;
+        .chain(config.late_events.iter().map(|l| l.table.clone()))
+        .collect();
+    let (restored, highest) = store.latest().await?;
+    let restored = if opts.from_scratch { None } else { restored };
+    let generation = match &restored {
+        Some(ck) => {
+            if ck.input != identity {
+                return Err(IngestError::Usage(format!(
+                    "the lake holds a checkpoint of `{}` reading {}; to rebuild its tables from {} instead, pass --from-scratch",
+                    config.name, ck.input, identity
+                )));
+            }
+            for f in &ck.pending {
+                committer.publish_pending(f).await?;
+            }
+            write_markers(&committer, &ck.engine.markers).await?;
+            // A newer checkpoint did not read back: what it committed is redone by the
+            // replay, and so are the files of an unfinished rebuild.
+            let (id, generation) = (ck.id, ck.generation);
+            let unfinished_rebuild = id == generation && generation > 1;
+            if highest > id || unfinished_rebuild {
+                retract(&committer, &tables, "that the replay rewrites", |c| {
+                    c > id || (unfinished_rebuild && c < generation)
+                })
+                .await?;
+            }
+            tracing::info!(checkpoint = id, offset = ck.engine.source_offset, "resuming");
+            generation
+        }
+        None => highest + 1,
+    };
+    for table in &tables {
+        let removed = committer.clean_staging(table).await?;
         if removed > 0 {
             tracing::info!(
                 table,
@@ -276,12 +309,38 @@ pub async fn run(
     if let Some(ck) = restored {
         engine.restore(ck.engine)?;
     }
+    engine.set_next_checkpoint(highest + 1);
+    if resumed_from.is_none() {
+        // A first checkpoint at the start, so that a crash before the next one restarts
+        // from a known state (the dead-letter file's length included). It starts a new
+        // generation: the files of earlier runs (a rebuild with --from-scratch, or
+        // checkpoints that all failed to read back) are removed once it is durable.
+        let mut files = Vec::new();
+        let snap = engine.snapshot(&mut files)?;
+        debug_assert!(files.is_empty());
+        let ck = Checkpoint {
+            id: snap.checkpoint,
+            generation,
+            pipeline: config.name.clone(),
+            input: identity.clone(),
+            engine: snap,
+            pending: Vec::new(),
+        };
+        store.write(&ck).await?;
+        if generation > 1 {
+            retract(&committer, &tables, "of earlier runs (rebuild)", |c| {
+                c < generation
+            })
+            .await?;
+        }
+    }
 
     tracing::info!(pipeline = %config.name, %input, lake = %lake.url, "starting");
-    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, SourceError>>(2);
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, SourceError>>(2);
     let reader_opts = ReaderOptions {
         chunk_bytes: opts.chunk_bytes.unwrap_or(source::CHUNK_BYTES),
         start_offset: engine.source_offset(),
+        tail_positions: engine.tail_positions(),
         max_lines_per_sec: opts.max_lines_per_sec,
     };
     let _reader = source::spawn_reader(input, reader_opts, chunk_tx)?;
@@ -289,6 +348,7 @@ pub async fn run(
         .checkpoint_interval
         .unwrap_or(config.checkpoint.interval)
         .0;
+    let idle_timeout = config.event_time.idle_timeout.map(|d| d.0);
 
     let (tx, mut rx) = mpsc::channel::<ToWriter>(8);
     let stop = shutdown.clone();
@@ -302,38 +362,42 @@ pub async fn run(
             }
             Ok(())
         };
-        let mut last_checkpoint = Instant::now();
-        if resumed_from.is_none() {
-            // A first checkpoint at the start, so that a crash before the next one restarts
-            // from a known state (the dead-letter file's length included).
-            let snap = engine.snapshot()?;
+        let checkpoint = |engine: &mut Engine, files: &mut Vec<EncodedFile>| {
+            let snap = engine.snapshot(files)?;
+            send_files(files)?;
             tx.blocking_send(ToWriter::Checkpoint(Box::new(snap)))
-                .map_err(|_| stopped_writer())?;
-        }
+                .map_err(|_| stopped_writer())
+        };
+        let mut last_checkpoint = Instant::now();
+        let mut last_data = Instant::now();
         loop {
             let wait = interval
                 .saturating_sub(last_checkpoint.elapsed())
                 .min(Duration::from_millis(200));
             match chunk_rx.recv_timeout(wait) {
                 Ok(chunk) => {
-                    engine.process_chunk(&chunk?, &mut files)?;
+                    engine.process(chunk?, &mut files)?;
                     send_files(&mut files)?;
+                    last_data = Instant::now();
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(idle) = idle_timeout
+                        && last_data.elapsed() >= idle
+                    {
+                        engine.advance_idle(last_data.elapsed(), &mut files)?;
+                        send_files(&mut files)?;
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     engine.finish(&mut files)?;
                     send_files(&mut files)?;
-                    let snap = engine.snapshot()?;
-                    tx.blocking_send(ToWriter::Checkpoint(Box::new(snap)))
-                        .map_err(|_| stopped_writer())?;
+                    checkpoint(&mut engine, &mut files)?;
                     return Ok(false);
                 }
             }
             let stopping = stop.load(Ordering::SeqCst);
             if stopping || last_checkpoint.elapsed() >= interval {
-                let snap = engine.snapshot()?;
-                tx.blocking_send(ToWriter::Checkpoint(Box::new(snap)))
-                    .map_err(|_| stopped_writer())?;
+                checkpoint(&mut engine, &mut files)?;
                 last_checkpoint = Instant::now();
             }
             if stopping {
@@ -347,7 +411,6 @@ pub async fn run(
         ..RunSummary::default()
     };
     let mut pending: Vec<PendingFile> = Vec::new();
-    let mut next_id = highest + 1;
     let mut last_stats = None;
     let mut write_error: Option<IngestError> = None;
     while let Some(msg) = rx.recv().await {
@@ -369,7 +432,8 @@ pub async fn run(
                 ToWriter::Checkpoint(snap) => {
                     let stats = snap.stats.clone();
                     let ck = Checkpoint {
-                        id: next_id,
+                        id: snap.checkpoint,
+                        generation,
                         pipeline: config.name.clone(),
                         input: identity.clone(),
                         engine: *snap,
@@ -387,15 +451,14 @@ pub async fn run(
                         summary.bytes_written += f.bytes;
                         summary.rows_written += f.rows;
                     }
-                    write_markers(&lake, &ck.engine.markers).await?;
+                    write_markers(&committer, &ck.engine.markers).await?;
                     fault::point("after-publish");
                     tracing::debug!(
-                        checkpoint = next_id,
+                        checkpoint = ck.id,
                         bytes = summary.checkpoint_bytes,
                         "checkpoint"
                     );
                     summary.checkpoints += 1;
-                    next_id += 1;
                     last_stats = Some(stats);
                 }
             }

@@ -2,10 +2,12 @@
 //!
 //! Rows are buffered per partition (`dt`/`hour` of the row's time column, then any
 //! `partition_by` keys) until the partition is complete, i.e. no open or future window can
-//! still add a row to it. A complete partition becomes one file; a partition that grows past
-//! [`MAX_ROWS_PER_FILE`] is cut into several. Memory is bounded by the rows of open
-//! partitions. Files are encoded here and handed to the writer task, which stages and
-//! publishes them through [`shared::commit`].
+//! still add a row to it: a complete partition becomes one file. The table's rolling policy
+//! ([`RollingConfig`]) writes a partition's rows early, at a checkpoint, when it holds too
+//! many rows or bytes or waited too long ([`TableSink::roll`]): so a partition gets at most
+//! one file per checkpoint, and memory is bounded by what arrives between two checkpoints.
+//! Files are encoded here and handed to the writer task, which stages and publishes them
+//! through [`shared::commit`]; their names carry the id of the checkpoint that commits them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,11 +22,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
-use shared::config::TimePartitioning;
+use shared::commit::PartitionMarker;
+use shared::config::{RollingConfig, TimePartitioning};
 use shared::lake::{Lake, PartitionPath};
 
-/// A partition that grows past this many rows is written as several files.
-pub const MAX_ROWS_PER_FILE: usize = 1_000_000;
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 1_000_000;
 
 /// A file ready to be staged and published.
 #[derive(Debug)]
@@ -47,9 +50,13 @@ pub enum SinkError {
 struct Buffer {
     batches: Vec<RecordBatch>,
     rows: usize,
+    /// Arrow memory of `batches`.
+    bytes: usize,
     /// End of the partition's time range (µs): complete once nothing can start before it.
     time_end: i64,
     first_time: i64,
+    /// Wall clock (ms since the epoch) when the first row was buffered.
+    opened_ms: i64,
 }
 
 /// The buffered rows of a sink in a checkpoint: per partition, Arrow IPC bytes.
@@ -64,18 +71,8 @@ struct BufferSnapshot {
     segments: Vec<String>,
     time_end: i64,
     first_time: i64,
+    opened_ms: i64,
     ipc: Vec<u8>,
-}
-
-/// A partition declared complete: written as `_SUCCESS` with this JSON body.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PartitionMarker {
-    pub table: String,
-    pub partition: Vec<String>,
-    pub rows: u64,
-    pub files: Vec<String>,
-    /// The watermark when it was committed (µs).
-    pub watermark: i64,
 }
 
 /// Files written to a partition that is not committed yet.
@@ -100,16 +97,24 @@ pub struct TableSink {
     buffers: BTreeMap<PartitionPath, Buffer>,
     /// Partitions with files, not yet committed.
     written: BTreeMap<PartitionPath, Written>,
+    /// Whether partitions get `_SUCCESS` markers (not the late table: it has no end).
+    commits: bool,
+    rolling: RollingConfig,
+    /// The checkpoint that will commit the files cut now.
+    checkpoint: u64,
     props: WriterProperties,
 }
 
 impl TableSink {
-    /// `time_column` (a timestamp) picks `dt`/`hour`; `partition_by` names further key columns.
+    /// `time_column` (a timestamp) picks `dt`/`hour`; `partition_by` names further key
+    /// columns; `commits` says whether complete partitions get a marker.
     pub fn new(
         table: &str,
         schema: SchemaRef,
         time_column: usize,
         partition_by: &[String],
+        rolling: &RollingConfig,
+        commits: bool,
         lake: &Lake,
     ) -> Self {
         let partition_keys: Vec<(String, usize)> = partition_by
@@ -129,7 +134,7 @@ impl TableSink {
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(1).expect("level 1 is valid"),
             ))
-            .set_max_row_group_row_count(Some(MAX_ROWS_PER_FILE))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         TableSink {
             table: table.to_string(),
@@ -141,8 +146,16 @@ impl TableSink {
             time_partitioning: lake.time_partitioning,
             buffers: BTreeMap::new(),
             written: BTreeMap::new(),
+            commits,
+            rolling: rolling.clone(),
+            checkpoint: 1,
             props,
         }
+    }
+
+    /// Files cut from now on are committed by checkpoint `id`.
+    pub fn set_checkpoint(&mut self, id: u64) {
+        self.checkpoint = id;
     }
 
     pub fn file_schema(&self) -> &SchemaRef {
@@ -154,9 +167,8 @@ impl TableSink {
         self.buffers.values().map(|b| b.rows).sum()
     }
 
-    /// Splits `batch` by partition into the buffers; returns files for partitions that
-    /// reached [`MAX_ROWS_PER_FILE`].
-    pub fn add(&mut self, batch: &RecordBatch, lake: &Lake) -> Result<Vec<EncodedFile>, SinkError> {
+    /// Splits `batch` by partition into the buffers.
+    pub fn add(&mut self, batch: &RecordBatch, lake: &Lake) -> Result<(), SinkError> {
         let times = batch
             .column(self.time_column)
             .as_primitive::<TimestampMicrosecondType>();
@@ -182,22 +194,44 @@ impl TableSink {
             let e = groups.entry(part).or_insert((Vec::new(), time_end, t));
             e.0.push(row as u32);
         }
-        let mut files = Vec::new();
+        let now = now_ms();
         for (part, (rows, time_end, first_time)) in groups {
             let taken = take_record_batch(batch, &UInt32Array::from(rows))?;
             let taken = taken.project(&self.file_columns)?;
-            let buf = self.buffers.entry(part.clone()).or_insert(Buffer {
+            let buf = self.buffers.entry(part).or_insert(Buffer {
                 batches: Vec::new(),
                 rows: 0,
+                bytes: 0,
                 time_end,
                 first_time,
+                opened_ms: now,
             });
             buf.rows += taken.num_rows();
+            buf.bytes += taken.get_array_memory_size();
             buf.batches.push(taken);
-            if buf.rows >= MAX_ROWS_PER_FILE {
-                let buf = self.buffers.remove(&part).expect("just inserted");
-                files.push(self.cut(part, buf)?);
-            }
+        }
+        Ok(())
+    }
+
+    /// Files for the partitions the rolling policy says to write now (called at checkpoints).
+    pub fn roll(&mut self, now_ms: i64) -> Result<Vec<EncodedFile>, SinkError> {
+        let r = &self.rolling;
+        let max_open_ms = r.max_open_time.map(|d| d.0.as_millis() as i64);
+        let due: Vec<PartitionPath> = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| {
+                let full = b.rows as u64 >= r.max_rows || b.bytes as u64 >= r.max_bytes.0;
+                let old = max_open_ms.is_some_and(|m| now_ms - b.opened_ms >= m);
+                (full || old) && b.bytes as u64 >= r.min_size.0
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut files = Vec::new();
+        for p in due {
+            let buf = self.buffers.remove(&p).expect("listed above");
+            tracing::debug!(table = %self.table, partition = %p, rows = buf.rows, "rolling");
+            files.push(self.cut(p, buf)?);
         }
         Ok(files)
     }
@@ -238,6 +272,7 @@ impl TableSink {
                 segments: p.segments.clone(),
                 time_end: buf.time_end,
                 first_time: buf.first_time,
+                opened_ms: buf.opened_ms,
                 ipc,
             });
         }
@@ -265,6 +300,7 @@ impl TableSink {
                 arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(b.ipc), None)?;
             let batches = reader.collect::<Result<Vec<_>, _>>()?;
             let rows = batches.iter().map(|b| b.num_rows()).sum();
+            let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
             let part = PartitionPath {
                 segments: b.segments,
             };
@@ -273,8 +309,10 @@ impl TableSink {
                 Buffer {
                     batches,
                     rows,
+                    bytes,
                     time_end: b.time_end,
                     first_time: b.first_time,
+                    opened_ms: b.opened_ms,
                 },
             );
         }
@@ -318,6 +356,7 @@ impl TableSink {
                     rows: w.rows,
                     files: w.files,
                     watermark,
+                    checkpoint: self.checkpoint,
                 }
             })
             .collect()
@@ -327,10 +366,12 @@ impl TableSink {
     fn cut(&mut self, partition: PartitionPath, buf: Buffer) -> Result<EncodedFile, SinkError> {
         let time_end = buf.time_end;
         let file = self.encode(partition, buf)?;
-        let w = self.written.entry(file.partition.clone()).or_default();
-        w.files.push(file.name.clone());
-        w.rows += file.rows;
-        w.time_end = time_end;
+        if self.commits {
+            let w = self.written.entry(file.partition.clone()).or_default();
+            w.files.push(file.name.clone());
+            w.rows += file.rows;
+            w.time_end = time_end;
+        }
         Ok(file)
     }
 
@@ -347,7 +388,7 @@ impl TableSink {
         let label = DateTime::<Utc>::from_timestamp_micros(buf.first_time)
             .unwrap_or_default()
             .format("%Y%m%dT%H%M%S");
-        let name = shared::commit::data_file_name(&label.to_string(), &data);
+        let name = shared::commit::data_file_name(&label.to_string(), self.checkpoint, &data);
         Ok(EncodedFile {
             table: self.table.clone(),
             partition,
@@ -360,6 +401,11 @@ impl TableSink {
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
+}
+
+/// The wall clock in milliseconds since the epoch (rolling by open time).
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
 }
 
 /// A partition value as text: the value's display form, `None` for NULL.
@@ -408,8 +454,16 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut sink = TableSink::new("t", schema, 0, &["path".to_string()], &lake);
-        assert!(sink.add(&batch, &lake).unwrap().is_empty());
+        let mut sink = TableSink::new(
+            "t",
+            schema,
+            0,
+            &["path".to_string()],
+            &RollingConfig::default(),
+            true,
+            &lake,
+        );
+        sink.add(&batch, &lake).unwrap();
         assert_eq!(sink.buffered_rows(), 4);
         let first = sink.complete(H).unwrap();
         let names: Vec<String> = first.iter().map(|f| f.partition.to_string()).collect();

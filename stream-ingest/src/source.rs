@@ -1,12 +1,15 @@
 //! Sources: where lines come from. A source reads on its own thread and hands the engine
 //! chunks of complete lines (a chunk ends at a `\n`, except the very last one of the
-//! input), so that a parser never sees half a line.
+//! input), so that a parser never sees half a line. A file or standard input is read once,
+//! to its end; the `tail` source ([`crate::tail`]) follows files until stopped.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
+
+use crate::tail::{FileId, Follower, TailPosition};
 
 /// Target size of a chunk; a single longer line makes a longer chunk.
 pub const CHUNK_BYTES: usize = 4 << 20;
@@ -16,6 +19,8 @@ pub const CHUNK_BYTES: usize = 4 << 20;
 pub enum Input {
     File(PathBuf),
     Stdin,
+    /// Files followed as they grow (a path or a glob).
+    Tail { pattern: PathBuf, poll: Duration },
 }
 
 impl std::fmt::Display for Input {
@@ -23,8 +28,24 @@ impl std::fmt::Display for Input {
         match self {
             Input::File(p) => write!(f, "{}", p.display()),
             Input::Stdin => f.write_str("standard input"),
+            Input::Tail { pattern, .. } => write!(f, "{} (followed)", pattern.display()),
         }
     }
+}
+
+/// What a source hands the engine.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Complete lines of a file or standard input read from its start: the position is the
+    /// number of bytes consumed.
+    Bytes(Vec<u8>),
+    /// Complete lines of a followed file, and the position just after them.
+    Tail {
+        data: Vec<u8>,
+        position: TailPosition,
+    },
+    /// A followed file is finished (rotated away and read to its end): forget its position.
+    Forget(FileId),
 }
 
 /// An input that could not be read.
@@ -37,12 +58,14 @@ pub struct SourceError {
 }
 
 /// How a reader reads.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReaderOptions {
     /// Target chunk size in bytes.
     pub chunk_bytes: usize,
     /// Bytes to skip first: the position of the checkpoint a run resumes from.
     pub start_offset: u64,
+    /// Positions of followed files in the checkpoint a run resumes from.
+    pub tail_positions: Vec<TailPosition>,
     /// Read no faster than this many lines per second (demos and crash tests).
     pub max_lines_per_sec: Option<u64>,
 }
@@ -52,6 +75,7 @@ impl Default for ReaderOptions {
         ReaderOptions {
             chunk_bytes: CHUNK_BYTES,
             start_offset: 0,
+            tail_positions: Vec::new(),
             max_lines_per_sec: None,
         }
     }
@@ -63,7 +87,7 @@ impl Default for ReaderOptions {
 pub fn spawn_reader(
     input: Input,
     opts: ReaderOptions,
-    tx: SyncSender<Result<Vec<u8>, SourceError>>,
+    tx: SyncSender<Result<Chunk, SourceError>>,
 ) -> Result<std::thread::JoinHandle<()>, SourceError> {
     let name = input.to_string();
     let err = |source| SourceError {
@@ -77,6 +101,13 @@ pub fn spawn_reader(
             Box::new(f)
         }
         Input::Stdin => Box::new(io::stdin()),
+        Input::Tail { pattern, poll } => {
+            let follower = Follower::new(pattern, *poll, opts.chunk_bytes, opts.tail_positions);
+            return std::thread::Builder::new()
+                .name("tail".into())
+                .spawn(move || follower.run(|chunk| tx.send(chunk).is_ok()))
+                .map_err(err);
+        }
     };
     let skip = if input == Input::Stdin {
         opts.start_offset
@@ -107,7 +138,7 @@ pub fn spawn_reader(
                         std::thread::sleep(wait);
                     }
                 }
-                tx.send(chunk).is_ok()
+                tx.send(chunk.map(Chunk::Bytes)).is_ok()
             };
             read_chunks(reader, opts.chunk_bytes, send, &name)
         })

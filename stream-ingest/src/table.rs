@@ -497,6 +497,7 @@ mod tests {
 
     fn table(window: WindowConfig) -> WindowedTable {
         let cfg = TableConfig {
+            rolling: Default::default(),
             name: "t".into(),
             window,
             key: vec!["k".into()],

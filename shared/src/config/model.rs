@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
+use crate::bytesize::ByteSize;
 use crate::duration::HumanDuration;
 
 /// A whole pipeline: where events come from, how they are parsed and windowed, where the
@@ -59,6 +60,21 @@ pub enum SourceConfig {
     File { path: PathBuf },
     /// Standard input, read to its end.
     Stdin,
+    /// Files followed as they grow, like `tail -F`: `path` is a file or a glob
+    /// (`/var/log/nginx/access.log*`). Rotation (rename, then a new file) and truncation are
+    /// followed; each file's identity (device, inode) and offset are checkpointed, so a
+    /// restart resumes exactly, even in a file renamed while the stage was down. Runs until
+    /// stopped (SIGINT/SIGTERM).
+    Tail {
+        path: PathBuf,
+        /// How often to look for new data and new files (default 250ms).
+        #[serde(default = "default_poll_interval")]
+        poll_interval: HumanDuration,
+    },
+}
+
+fn default_poll_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(250))
 }
 
 /// How a line of input becomes an event.
@@ -137,6 +153,11 @@ pub struct EventTimeConfig {
     /// The watermark trails the largest event time seen by this much; a window is emitted
     /// once the watermark passes its end. Events up to this far out of order are never late.
     pub max_out_of_orderness: HumanDuration,
+    /// When a live source (`tail`) brings no data for this long, event time is taken to go on
+    /// with the wall clock from the last event, so that the windows of a quiet log still
+    /// close (default: never; the watermark only moves with events).
+    #[serde(default)]
+    pub idle_timeout: Option<HumanDuration>,
 }
 
 /// What to do with lines that do not parse.
@@ -198,6 +219,48 @@ pub struct LateEventsConfig {
     /// Name of the lake table that receives late events: the event's fields, plus `table`
     /// (the windowed table that dropped it) and `watermark`. Partitioned by the event time.
     pub table: String,
+    /// When buffered late events are written (default: at most every 5 minutes).
+    #[serde(default = "RollingConfig::late_default")]
+    pub rolling: RollingConfig,
+}
+
+/// When rows buffered for a partition are written as a file before the partition completes.
+/// Rolls happen at checkpoints, so a partition gets at most one file per checkpoint; a
+/// complete partition (and the end of the input, or a shutdown) writes what is buffered
+/// whatever its size. Sizes are measured in memory (Arrow); Parquet files are smaller.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RollingConfig {
+    /// Roll a partition holding this many rows (default 1000000).
+    pub max_rows: u64,
+    /// Roll a partition holding this much data (default 128MiB).
+    pub max_bytes: ByteSize,
+    /// Roll a partition whose first buffered row waited this long (default: never; the
+    /// partition is written when complete).
+    pub max_open_time: Option<HumanDuration>,
+    /// Never roll less than this (default 0B); a complete partition is written anyway.
+    pub min_size: ByteSize,
+}
+
+impl Default for RollingConfig {
+    fn default() -> Self {
+        RollingConfig {
+            max_rows: 1_000_000,
+            max_bytes: ByteSize(128 << 20),
+            max_open_time: None,
+            min_size: ByteSize(0),
+        }
+    }
+}
+
+impl RollingConfig {
+    /// Late events have no partition that completes: roll them every 5 minutes.
+    pub fn late_default() -> Self {
+        RollingConfig {
+            max_open_time: Some(HumanDuration::from_secs(300)),
+            ..RollingConfig::default()
+        }
+    }
 }
 
 /// A windowed table: events grouped by key within event-time windows, one row per window and key.
@@ -221,6 +284,9 @@ pub struct TableConfig {
     /// escaped). They are not stored inside the Parquet files.
     #[serde(default)]
     pub partition_by: Vec<String>,
+    /// When buffered rows of an open partition are written early.
+    #[serde(default)]
+    pub rolling: RollingConfig,
 }
 
 /// Event-time windows. Windows are aligned to the Unix epoch in UTC.

@@ -53,6 +53,27 @@ impl Checker<'_> {
         }
     }
 
+    fn check_rolling(&mut self, path: &str, r: &RollingConfig) {
+        if r.max_rows == 0 {
+            self.report(format!("{path}.max_rows"), "must be at least 1");
+        }
+        if r.max_bytes.0 == 0 {
+            self.report(format!("{path}.max_bytes"), "must be larger than 0B");
+        }
+        if r.min_size > r.max_bytes {
+            self.report(
+                format!("{path}.min_size"),
+                format!(
+                    "{} is larger than max_bytes ({})",
+                    r.min_size, r.max_bytes
+                ),
+            );
+        }
+        if let Some(d) = &r.max_open_time {
+            self.check_positive(format!("{path}.max_open_time"), d);
+        }
+    }
+
     fn check_positive(&mut self, path: String, d: &crate::HumanDuration) {
         if d.is_zero() {
             self.report(path, "must be longer than zero");
@@ -94,6 +115,12 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         ),
     }
 
+    if let Some(idle) = &cfg.event_time.idle_timeout {
+        c.check_positive("event_time.idle_timeout".into(), idle);
+    }
+    if let SourceConfig::Tail { poll_interval, .. } = &cfg.source {
+        c.check_positive("source.poll_interval".into(), poll_interval);
+    }
     c.check_positive("checkpoint.interval".into(), &cfg.checkpoint.interval);
     if cfg.checkpoint.keep == 0 {
         c.report("checkpoint.keep", "keep at least one checkpoint");
@@ -109,8 +136,10 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         c.check_name(format!("{p}.name"), &t.name);
         c.check_unique(&mut names, format!("{p}.name"), &t.name, "table");
         check_table(&mut c, &p, t, &events);
+        c.check_rolling(&format!("{p}.rolling"), &t.rolling);
     }
     if let Some(late) = &cfg.late_events {
+        c.check_rolling("late_events.rolling", &late.rolling);
         c.check_name("late_events.table".into(), &late.table);
         c.check_unique(&mut names, "late_events.table".into(), &late.table, "table");
     }
@@ -598,6 +627,30 @@ lake: { root: lake }
     #[test]
     fn the_base_is_valid() {
         assert_eq!(problems(BASE), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rolling_and_idle_settings_are_checked() {
+        let yaml = BASE
+            .replace(
+                "max_out_of_orderness: 60s }",
+                "max_out_of_orderness: 60s, idle_timeout: 0s }",
+            )
+            .replace(
+                "    key: [status]\n",
+                "    key: [status]\n    rolling: { max_rows: 0, max_bytes: 1MB, min_size: 2MB, max_open_time: 5m }\n",
+            );
+        assert_eq!(
+            problems(&yaml),
+            vec![
+                "4:event_time.idle_timeout: must be longer than zero",
+                "9:tables[0].rolling.max_rows: must be at least 1",
+                "9:tables[0].rolling.min_size: 2MB is larger than max_bytes (1MB)",
+            ]
+        );
+        let p = problems(&BASE.replace("    key: [status]\n", "    key: [status]\n    rolling: { max_bytes: 128 }\n"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("no unit"), "{p:?}");
     }
 
     #[test]

@@ -1,0 +1,412 @@
+//! The `tail` source: follows files as they grow, like `tail -F`.
+//!
+//! A file is known by its identity (device, inode), not its name, so that a rotation —
+//! `access.log` renamed to `access.log.1`, then a new `access.log` — is two files: the old
+//! one is read to its end, then dropped, and the new one is read from its start. A file
+//! that shrinks below the position read (truncation, `copytruncate`) is read again from its
+//! start. Every chunk carries the position after it ([`TailPosition`]); the engine keeps the
+//! positions of the lines it processed and the checkpoint stores them, so a restart reopens
+//! each file by identity (looking through the directory for a file renamed while the stage
+//! was down) and continues after the last line it counted.
+//!
+//! Only complete lines are sent: a line still being written waits for its `\n`, except in a
+//! file that was rotated away, whose last line is final.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::source::{Chunk, SourceError};
+
+/// A file's identity: it survives renames.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// How far a followed file has been read: the end of its last complete line sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TailPosition {
+    pub id: FileId,
+    /// The name it had when last read (for logs and to find it again).
+    pub path: String,
+    pub offset: u64,
+}
+
+struct Followed {
+    path: PathBuf,
+    file: File,
+    /// Bytes read so far (sent lines plus `partial`).
+    read: u64,
+    /// The start of a line whose end was not read yet.
+    partial: Vec<u8>,
+    /// Polls in a row that found this file outside the pattern and with nothing new.
+    gone_polls: u32,
+    modified: std::time::SystemTime,
+}
+
+impl Followed {
+    fn sent(&self) -> u64 {
+        self.read - self.partial.len() as u64
+    }
+
+    fn position(&self, id: FileId) -> TailPosition {
+        TailPosition {
+            id,
+            path: self.path.display().to_string(),
+            offset: self.sent(),
+        }
+    }
+}
+
+/// Follows the files that `pattern` (a path or a glob) names.
+pub struct Follower {
+    pattern: String,
+    poll: Duration,
+    chunk_bytes: usize,
+    files: BTreeMap<FileId, Followed>,
+    /// Positions from the checkpoint of files not opened yet.
+    restored: BTreeMap<FileId, TailPosition>,
+}
+
+/// Polls a rotated file is still read after it left the pattern with nothing new.
+const GONE_POLLS: u32 = 2;
+
+impl Follower {
+    pub fn new(
+        pattern: &Path,
+        poll: Duration,
+        chunk_bytes: usize,
+        restored: Vec<TailPosition>,
+    ) -> Self {
+        Follower {
+            pattern: pattern.display().to_string(),
+            poll,
+            chunk_bytes: chunk_bytes.max(1),
+            files: BTreeMap::new(),
+            restored: restored.into_iter().map(|p| (p.id, p)).collect(),
+        }
+    }
+
+    fn is_glob(&self) -> bool {
+        self.pattern.contains(['*', '?', '['])
+    }
+
+    /// The files the pattern names now, by identity.
+    fn matches(&self) -> BTreeMap<FileId, (PathBuf, std::fs::Metadata)> {
+        let mut out = BTreeMap::new();
+        let paths: Vec<PathBuf> = if self.is_glob() {
+            match glob::glob(&self.pattern) {
+                Ok(paths) => paths.filter_map(Result::ok).collect(),
+                Err(_) => Vec::new(),
+            }
+        } else {
+            vec![PathBuf::from(&self.pattern)]
+        };
+        for p in paths {
+            if let Ok(meta) = std::fs::metadata(&p)
+                && meta.is_file()
+            {
+                out.insert(FileId::of(&meta), (p, meta));
+            }
+        }
+        out
+    }
+
+    /// Opens a file at the position the checkpoint has for it (or its start).
+    fn open(&mut self, id: FileId, path: PathBuf, meta: &std::fs::Metadata) -> io::Result<()> {
+        let mut file = File::open(&path)?;
+        // The name may now be another file: trust only what the open file descriptor says.
+        let opened = file.metadata()?;
+        if FileId::of(&opened) != id {
+            return Ok(());
+        }
+        let mut offset = self.restored.remove(&id).map_or(0, |p| p.offset);
+        if opened.len() < offset {
+            tracing::warn!(path = %path.display(), offset, size = opened.len(), "file shorter than the checkpoint's position (truncated): reading it from its start");
+            offset = 0;
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        tracing::info!(path = %path.display(), offset, "following");
+        self.files.insert(
+            id,
+            Followed {
+                path,
+                file,
+                read: offset,
+                partial: Vec::new(),
+                gone_polls: 0,
+                modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            },
+        );
+        Ok(())
+    }
+
+    /// Files of the checkpoint that the pattern no longer names: renamed while the stage was
+    /// down. Looks for them by identity in the pattern's directory.
+    fn reopen_renamed(&mut self) {
+        if self.restored.is_empty() {
+            return;
+        }
+        let dir = Path::new(&self.pattern)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if let Ok(meta) = e.metadata()
+                    && meta.is_file()
+                    && self.restored.contains_key(&FileId::of(&meta))
+                    && let Err(err) = self.open(FileId::of(&meta), e.path(), &meta)
+                {
+                    tracing::warn!(path = %e.path().display(), error = %err, "cannot reopen a rotated file");
+                }
+            }
+        }
+        for (_, p) in std::mem::take(&mut self.restored) {
+            tracing::warn!(path = %p.path, offset = p.offset, "a followed file is gone: what it held after the checkpoint is lost");
+        }
+    }
+
+    /// Follows the files until `send` returns false (the engine stopped).
+    pub fn run(mut self, mut send: impl FnMut(Result<Chunk, SourceError>) -> bool) {
+        let mut first = true;
+        loop {
+            let matches = self.matches();
+            for (id, (path, meta)) in &matches {
+                if !self.files.contains_key(id)
+                    && let Err(err) = self.open(*id, path.clone(), meta)
+                {
+                    tracing::warn!(path = %path.display(), error = %err, "cannot open");
+                }
+            }
+            if first {
+                self.reopen_renamed();
+                first = false;
+            }
+            // Oldest first, so that a rotated file is read to its end before its successor.
+            let mut order: Vec<(std::time::SystemTime, FileId)> =
+                self.files.iter().map(|(id, f)| (f.modified, *id)).collect();
+            order.sort();
+            let mut progressed = false;
+            for (_, id) in order {
+                let in_pattern = matches.contains_key(&id);
+                match self.read_file(id, in_pattern, &mut send) {
+                    Ok(Some(more)) => progressed |= more,
+                    Ok(None) => return,
+                    Err(source) => {
+                        // Stop: a restart resumes from the checkpoint's position.
+                        let input = self.files[&id].path.display().to_string();
+                        send(Err(SourceError { input, source }));
+                        return;
+                    }
+                }
+            }
+            if !progressed {
+                std::thread::sleep(self.poll);
+            }
+        }
+    }
+
+    /// Reads what is new in one file; `None` when the engine stopped, else whether
+    /// anything was read.
+    fn read_file(
+        &mut self,
+        id: FileId,
+        in_pattern: bool,
+        send: &mut impl FnMut(Result<Chunk, SourceError>) -> bool,
+    ) -> io::Result<Option<bool>> {
+        let chunk_bytes = self.chunk_bytes;
+        let f = self.files.get_mut(&id).expect("followed");
+        let meta = f.file.metadata()?;
+        if meta.len() < f.read {
+            tracing::warn!(path = %f.path.display(), size = meta.len(), position = f.read, "file truncated: reading it from its start");
+            f.file.seek(SeekFrom::Start(0))?;
+            f.read = 0;
+            f.partial.clear();
+        }
+        if let Ok(m) = meta.modified() {
+            f.modified = m;
+        }
+        let mut buf = std::mem::take(&mut f.partial);
+        let start = buf.len();
+        buf.resize(start + chunk_bytes, 0);
+        let n = loop {
+            match f.file.read(&mut buf[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        buf.truncate(start + n);
+        f.read += n as u64;
+        if n > 0 {
+            f.gone_polls = 0;
+            // Send complete lines; keep the start of an unfinished one.
+            match buf.iter().rposition(|&b| b == b'\n') {
+                Some(pos) => {
+                    f.partial = buf.split_off(pos + 1);
+                    let position = f.position(id);
+                    if !send(Ok(Chunk::Tail {
+                        data: buf,
+                        position,
+                    })) {
+                        return Ok(None);
+                    }
+                }
+                None => f.partial = buf,
+            }
+            return Ok(Some(true));
+        }
+        f.partial = buf;
+        // Nothing new. A file that left the pattern (rotated away, deleted) is done once it
+        // stayed quiet for a few polls: its unfinished last line is final.
+        if in_pattern {
+            f.gone_polls = 0;
+            return Ok(Some(false));
+        }
+        f.gone_polls += 1;
+        if f.gone_polls < GONE_POLLS {
+            return Ok(Some(false));
+        }
+        let mut f = self.files.remove(&id).expect("followed");
+        tracing::info!(path = %f.path.display(), "file rotated away and read to its end");
+        if !f.partial.is_empty() {
+            let data = std::mem::take(&mut f.partial);
+            let position = TailPosition {
+                id,
+                path: f.path.display().to_string(),
+                offset: f.read,
+            };
+            if !send(Ok(Chunk::Tail { data, position })) {
+                return Ok(None);
+            }
+        }
+        Ok(send(Ok(Chunk::Forget(id))).then_some(true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::mpsc;
+
+    /// Runs a follower on its own thread; returns the chunks it sends.
+    fn follow(pattern: &Path, restored: Vec<TailPosition>) -> mpsc::Receiver<Chunk> {
+        let (tx, rx) = mpsc::channel();
+        let f = Follower::new(pattern, Duration::from_millis(10), 7, restored);
+        std::thread::spawn(move || f.run(|c| tx.send(c.unwrap()).is_ok()));
+        rx
+    }
+
+    /// Collects lines until `want` complete lines arrived; returns them and the last positions.
+    fn lines(rx: &mpsc::Receiver<Chunk>, want: usize) -> (Vec<String>, Vec<TailPosition>) {
+        let mut text = String::new();
+        let mut positions = BTreeMap::new();
+        while text.lines().count() < want || !text.ends_with('\n') {
+            match rx.recv_timeout(Duration::from_secs(5)).expect("lines") {
+                Chunk::Tail { data, position } => {
+                    text.push_str(std::str::from_utf8(&data).unwrap());
+                    if !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    positions.insert(position.id, position);
+                }
+                Chunk::Forget(id) => {
+                    positions.remove(&id);
+                }
+                Chunk::Bytes(_) => unreachable!(),
+            }
+        }
+        (
+            text.lines().map(str::to_string).collect(),
+            positions.into_values().collect(),
+        )
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn follows_growth_rotation_and_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        append(&log, "one\ntwo\nthr");
+        let rx = follow(&log, vec![]);
+        assert_eq!(lines(&rx, 2).0, ["one", "two"]);
+        append(&log, "ee\n");
+        assert_eq!(lines(&rx, 1).0, ["three"]);
+        // Rotation: rename, a last write to the old file, then a new file.
+        std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+        append(&dir.path().join("access.log.1"), "four\nfive");
+        append(&log, "six\n");
+        let (mut got, _) = lines(&rx, 3);
+        got.sort();
+        assert_eq!(got, ["five", "four", "six"]);
+        // Truncation: the file is emptied, then written again.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&log)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        append(&log, "7\n");
+        assert_eq!(lines(&rx, 1).0, ["7"]);
+    }
+
+    #[test]
+    fn resumes_by_identity_after_a_rename_while_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, "a\nb\n");
+        let rx = follow(&log, vec![]);
+        let (got, positions) = lines(&rx, 2);
+        assert_eq!(got, ["a", "b"]);
+        drop(rx);
+        // While down: more lines, then a rotation, then a new file.
+        append(&log, "c\n");
+        std::fs::rename(&log, dir.path().join("app.log.old")).unwrap();
+        append(&log, "d\n");
+        let rx = follow(&log, positions);
+        let (mut got, _) = lines(&rx, 2);
+        got.sort();
+        assert_eq!(got, ["c", "d"]);
+    }
+
+    #[test]
+    fn a_glob_follows_every_matching_file() {
+        let dir = tempfile::tempdir().unwrap();
+        append(&dir.path().join("a.log"), "1\n");
+        append(&dir.path().join("b.log"), "2\n");
+        append(&dir.path().join("c.txt"), "no\n");
+        let rx = follow(&dir.path().join("*.log"), vec![]);
+        let (mut got, positions) = lines(&rx, 2);
+        got.sort();
+        assert_eq!(got, ["1", "2"]);
+        assert_eq!(positions.len(), 2);
+        append(&dir.path().join("d.log"), "3\n");
+        assert_eq!(lines(&rx, 1).0, ["3"]);
+    }
+}
