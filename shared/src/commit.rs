@@ -46,6 +46,14 @@ pub enum CommitError {
     },
     #[error("a checkpoint names an invalid path: {0}")]
     BadPath(String),
+    #[error(transparent)]
+    Marker(#[from] MarkerError),
+    #[error("cannot replace files in {path}: {source}")]
+    Replace {
+        path: Path,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("cannot clean the staging area {path}: {source}")]
     Clean {
         path: Path,
@@ -186,6 +194,98 @@ impl FileCommitter {
         })
     }
 
+    /// Replaces files of a committed partition by one staged file: writes the intent, then
+    /// publishes the new file, removes the old ones, rewrites the marker and drops the
+    /// intent. A crash at any point leaves the intent, and [`Self::finish_replacements`]
+    /// rolls it forward (or back, if the new file was never staged).
+    pub async fn replace(&self, r: &Replacement) -> Result<(), CommitError> {
+        let intent = self
+            .lake
+            .data_file(&r.marker.table, &r.marker.partition_path(), REPLACE_INTENT);
+        let body = serde_json::to_vec_pretty(r).expect("a replacement serializes");
+        self.lake
+            .store
+            .put(&intent, PutPayload::from(body))
+            .await
+            .map_err(|source| CommitError::Replace {
+                path: intent.clone(),
+                source,
+            })?;
+        self.finish_replacement(r, &intent).await
+    }
+
+    async fn finish_replacement(&self, r: &Replacement, intent: &Path) -> Result<(), CommitError> {
+        let err = |path: &Path| {
+            let path = path.clone();
+            move |source| CommitError::Replace { path, source }
+        };
+        let exists = |p: &str| {
+            let p = Path::parse(p).map_err(|e| CommitError::BadPath(format!("{p}: {e}")));
+            async move {
+                match self.lake.store.head(&p?).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(source) => Err(CommitError::Replace {
+                        path: intent.clone(),
+                        source,
+                    }),
+                }
+            }
+        };
+        if !exists(&r.file.staged).await? && !exists(&r.file.target).await? {
+            // The new file never made it: nothing was changed, give up.
+            tracing::warn!(intent = %intent, "abandoning a replacement whose new file is gone");
+        } else {
+            self.publish_pending(&r.file).await?;
+            let partition = r.marker.partition_path();
+            for old in &r.replaces {
+                let path = self.lake.data_file(&r.marker.table, &partition, old);
+                match self.lake.store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(err(&path)(e)),
+                }
+            }
+            self.write_marker(&r.marker).await?;
+        }
+        match self.lake.store.delete(intent).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(err(intent)(e)),
+        }
+    }
+
+    /// Finishes the replacements a crash interrupted in `table`; returns how many.
+    pub async fn finish_replacements(&self, table: &str) -> Result<usize, CommitError> {
+        let dir = self.lake.table_dir(table);
+        let metas: Vec<_> = self
+            .lake
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|source| CommitError::Replace {
+                path: dir.clone(),
+                source,
+            })?;
+        let mut done = 0;
+        for meta in metas {
+            if meta.location.filename() != Some(REPLACE_INTENT) {
+                continue;
+            }
+            let read = async { self.lake.store.get(&meta.location).await?.bytes().await };
+            let body = read.await.map_err(|source| CommitError::Replace {
+                path: meta.location.clone(),
+                source,
+            })?;
+            let r: Replacement = serde_json::from_slice(&body).map_err(|e| {
+                CommitError::BadPath(format!("{}: {e}", meta.location))
+            })?;
+            tracing::info!(intent = %meta.location, "finishing an interrupted replacement");
+            self.finish_replacement(&r, &meta.location).await?;
+            done += 1;
+        }
+        Ok(done)
+    }
+
     /// Removes from `table` the data files and markers committed by the checkpoints that
     /// `redo` selects: the work a restart redoes (after a newer checkpoint that does not
     /// read back, or to rebuild from scratch). Returns the number of files removed.
@@ -277,6 +377,22 @@ pub fn checkpoint_of(name: &str) -> Option<u64> {
     let mut parts = rest.rsplitn(3, '-');
     let _hash = parts.next()?;
     parts.next()?.strip_prefix('c')?.parse().ok()
+}
+
+/// The intent of a replacement in progress, kept in the partition until it is done.
+pub const REPLACE_INTENT: &str = "_REPLACING";
+
+/// Files of a committed partition replaced by one staged file (compaction): what
+/// [`FileCommitter::replace`] writes as its intent before it starts, so that a crash in the
+/// middle is finished by [`FileCommitter::finish_replacements`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Replacement {
+    /// The new file, staged.
+    pub file: PendingFile,
+    /// Names of the files it replaces, in the same partition.
+    pub replaces: Vec<String>,
+    /// The partition's marker once done.
+    pub marker: PartitionMarker,
 }
 
 /// A committed partition: the `_SUCCESS` file's JSON body.
@@ -395,6 +511,115 @@ mod tests {
             .unwrap();
         assert_eq!(committer.clean_staging("t").await.unwrap(), 1);
         assert_eq!(committer.clean_staging("t").await.unwrap(), 0);
+    }
+
+    fn lake(dir: &std::path::Path) -> Lake {
+        Lake::open(
+            dir.to_str().unwrap(),
+            &S3Config::default(),
+            TimePartitioning::Hour,
+        )
+        .unwrap()
+    }
+
+    fn marker(files: &[&str], checkpoint: u64) -> PartitionMarker {
+        PartitionMarker {
+            table: "t".into(),
+            partition: vec!["dt=1970-01-01".into(), "hour=00".into()],
+            rows: 3,
+            files: files.iter().map(|f| f.to_string()).collect(),
+            watermark: 0,
+            checkpoint,
+        }
+    }
+
+    #[tokio::test]
+    async fn retraction_removes_what_later_checkpoints_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake(dir.path());
+        let c = FileCommitter::new(lake.clone());
+        let part = lake.time_partition(0);
+        let mut names = Vec::new();
+        for ck in 1..=3u64 {
+            let name = data_file_name("19700101T0000", ck, &[ck as u8]);
+            let staged = c
+                .stage("t", &part, &name, Bytes::from(vec![ck as u8]), 1)
+                .await
+                .unwrap();
+            c.publish_pending(&PendingFile::from(&staged)).await.unwrap();
+            names.push(name);
+        }
+        c.write_marker(&marker(&["x"], 3)).await.unwrap();
+        let partition = dir.path().join("t/dt=1970-01-01/hour=00");
+        // Redo checkpoint 3: its file and its marker go.
+        assert_eq!(c.retract("t", |ck| ck > 2).await.unwrap(), 2);
+        assert!(!partition.join(COMMIT_MARKER).exists());
+        assert!(!partition.join(&names[2]).exists());
+        assert!(partition.join(&names[1]).exists());
+        // A rebuild from checkpoint 5 on: everything older goes.
+        assert_eq!(c.retract("t", |ck| ck < 5).await.unwrap(), 2);
+        assert_eq!(std::fs::read_dir(&partition).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_replacement_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake(dir.path());
+        let c = FileCommitter::new(lake.clone());
+        let part = lake.time_partition(0);
+        let partition = dir.path().join("t/dt=1970-01-01/hour=00");
+        for old in ["a", "b"] {
+            let staged = c
+                .stage("t", &part, old, Bytes::from_static(b"old"), 1)
+                .await
+                .unwrap();
+            c.publish_pending(&PendingFile::from(&staged)).await.unwrap();
+        }
+        c.write_marker(&marker(&["a", "b"], 1)).await.unwrap();
+        let staged = c
+            .stage("t", &part, "ab", Bytes::from_static(b"new"), 2)
+            .await
+            .unwrap();
+        let r = Replacement {
+            file: PendingFile::from(&staged),
+            replaces: vec!["a".into(), "b".into()],
+            marker: marker(&["ab"], 1),
+        };
+        // A crash after the intent, the publication and one removal.
+        let intent = lake.data_file("t", &part, REPLACE_INTENT);
+        lake.store
+            .put(&intent, PutPayload::from(serde_json::to_vec(&r).unwrap()))
+            .await
+            .unwrap();
+        c.publish_pending(&r.file).await.unwrap();
+        std::fs::remove_file(partition.join("a")).unwrap();
+        assert_eq!(c.finish_replacements("t").await.unwrap(), 1);
+        let mut left: Vec<String> = std::fs::read_dir(&partition)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["_SUCCESS", "ab"]);
+        let m = c.read_marker(&lake.data_file("t", &part, COMMIT_MARKER)).await.unwrap();
+        assert_eq!(m.files, ["ab"]);
+        assert_eq!(c.finish_replacements("t").await.unwrap(), 0);
+        // A replacement whose new file never made it changes nothing.
+        let r2 = Replacement {
+            file: PendingFile {
+                staged: "_staging/t/gone.inprogress".into(),
+                target: "t/gone".into(),
+                ..r.file.clone()
+            },
+            replaces: vec!["ab".into()],
+            marker: marker(&["gone"], 1),
+        };
+        lake.store
+            .put(&intent, PutPayload::from(serde_json::to_vec(&r2).unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(c.finish_replacements("t").await.unwrap(), 1);
+        assert!(partition.join("ab").exists());
+        assert!(!partition.join(REPLACE_INTENT).exists());
     }
 
     #[test]

@@ -138,6 +138,11 @@ impl CheckpointStore {
         Ok(ids)
     }
 
+    /// The id of the oldest checkpoint kept: no restart goes back further.
+    pub async fn oldest(&self) -> Result<Option<u64>, CheckpointError> {
+        Ok(self.ids().await?.last().map(|(id, _)| *id))
+    }
+
     /// The newest checkpoint that reads back, and the highest id seen (even of a damaged one).
     pub async fn latest(&self) -> Result<(Option<Checkpoint>, u64), CheckpointError> {
         let ids = self.ids().await?;

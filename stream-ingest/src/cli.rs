@@ -41,6 +41,34 @@ pub enum Command {
     Run(RunArgs),
     /// Check a pipeline file without running it; every problem is printed with its line.
     Validate(ValidateArgs),
+    /// Merge the files of committed partitions into one file per partition.
+    #[command(
+        long_about = "Merge the files of committed partitions (those with _SUCCESS) into one file each.\n\nA partition gets several files when its table's rolling policy writes it early. Once committed, nothing is added to it, so its files can be merged. The swap is crash-safe: it records its intent in the partition first, and the next `compact` finishes an interrupted one. Rows never change. Partitions committed after the oldest kept checkpoint wait for a later run. Safe to run from cron while the stream stage runs.",
+        after_help = "Example:\n  stream-ingest compact -c pipelines/access-log.yaml --dry-run"
+    )]
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompactArgs {
+    /// The pipeline file (YAML).
+    #[arg(short = 'c', long = "config", value_name = "PIPELINE.yaml")]
+    pub config: PathBuf,
+    /// Compact this lake root instead of the pipeline's.
+    #[arg(long, value_name = "URL")]
+    pub lake: Option<String>,
+    /// Only this table (default: every windowed table).
+    #[arg(long, value_name = "TABLE")]
+    pub table: Option<String>,
+    /// Merge partitions that have at least this many files.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub min_files: usize,
+    /// Print what would be merged; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print no summary line at the end.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,7 +87,9 @@ pub struct RunArgs {
     /// visible in the lake at checkpoints.
     #[arg(long, value_name = "DURATION")]
     pub checkpoint_interval: Option<HumanDuration>,
-    /// Ignore the pipeline's checkpoint and read the input from its start.
+    /// Rebuild: ignore the pipeline's checkpoints, read the input from its start, and
+    /// replace what earlier runs wrote to the pipeline's tables (removed once the new run's
+    /// first checkpoint is durable).
     #[arg(long)]
     pub from_scratch: bool,
     /// Bytes of input per batch (default 4 MiB).
@@ -85,6 +115,7 @@ pub fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Validate(args) => validate(args),
+        Command::Compact(args) => compact(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,15 +136,34 @@ fn run(args: RunArgs) -> Result<(), IngestError> {
         from_scratch: args.from_scratch,
         max_lines_per_sec: args.max_lines_per_sec,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| IngestError::Internal(format!("cannot start the runtime: {e}")))?;
+    let runtime = runtime()?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let summary = runtime.block_on(async {
         spawn_signal_handler(shutdown.clone());
         crate::run(&loaded, opts, shutdown).await
     })?;
+    if !args.quiet {
+        eprintln!("stream-ingest: {}: {summary}", loaded.config.name);
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, IngestError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| IngestError::Internal(format!("cannot start the runtime: {e}")))
+}
+
+fn compact(args: CompactArgs) -> Result<(), IngestError> {
+    let loaded = shared::config::load(&args.config)?;
+    let opts = crate::compact::CompactOptions {
+        lake: args.lake,
+        table: args.table,
+        min_files: args.min_files,
+        dry_run: args.dry_run,
+    };
+    let summary = runtime()?.block_on(crate::compact::compact(&loaded, &opts))?;
     if !args.quiet {
         eprintln!("stream-ingest: {}: {summary}", loaded.config.name);
     }

@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod checkpoint;
+pub mod compact;
 pub mod cli;
 pub mod dead_letter;
 pub mod engine;

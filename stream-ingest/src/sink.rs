@@ -102,7 +102,6 @@ pub struct TableSink {
     rolling: RollingConfig,
     /// The checkpoint that will commit the files cut now.
     checkpoint: u64,
-    props: WriterProperties,
 }
 
 impl TableSink {
@@ -130,12 +129,6 @@ impl TableSink {
             .filter(|i| !partition_keys.iter().any(|(_, k)| k == i))
             .collect();
         let file_schema = Arc::new(schema.project(&file_columns).expect("indices are in range"));
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(1).expect("level 1 is valid"),
-            ))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
         TableSink {
             table: table.to_string(),
             schema,
@@ -149,7 +142,6 @@ impl TableSink {
             commits,
             rolling: rolling.clone(),
             checkpoint: 1,
-            props,
         }
     }
 
@@ -376,15 +368,7 @@ impl TableSink {
     }
 
     fn encode(&self, partition: PartitionPath, buf: Buffer) -> Result<EncodedFile, SinkError> {
-        let batch = concat_batches(&self.file_schema, &buf.batches)?;
-        let mut data = Vec::with_capacity(batch.get_array_memory_size() / 4 + 1024);
-        let mut writer = ArrowWriter::try_new(
-            &mut data,
-            self.file_schema.clone(),
-            Some(self.props.clone()),
-        )?;
-        writer.write(&batch)?;
-        writer.close()?;
+        let (data, rows) = write_parquet(&self.file_schema, &buf.batches)?;
         let label = DateTime::<Utc>::from_timestamp_micros(buf.first_time)
             .unwrap_or_default()
             .format("%Y%m%dT%H%M%S");
@@ -394,13 +378,33 @@ impl TableSink {
             partition,
             name,
             data: Bytes::from(data),
-            rows: batch.num_rows() as u64,
+            rows,
         })
     }
 
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
+}
+
+/// Encodes rows as one Parquet file (zstd): every data file of the lake is written here.
+/// Returns the bytes and the number of rows.
+pub fn write_parquet(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(Vec<u8>, u64), SinkError> {
+    let batch = concat_batches(schema, batches)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("level 1 is valid"),
+        ))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build();
+    let mut data = Vec::with_capacity(batch.get_array_memory_size() / 4 + 1024);
+    let mut writer = ArrowWriter::try_new(&mut data, schema.clone(), Some(props))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok((data, batch.num_rows() as u64))
 }
 
 /// The wall clock in milliseconds since the epoch (rolling by open time).
@@ -489,5 +493,61 @@ mod tests {
             rest.iter()
                 .all(|f| f.name.starts_with("part-19700101T01") && f.name.ends_with(".parquet"))
         );
+    }
+
+    #[test]
+    fn rolling_writes_early_at_checkpoints_only_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path().to_str().unwrap(),
+            &S3Config::default(),
+            TimePartitioning::Hour,
+        )
+        .unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "window_start",
+            shared::schema::timestamp_type(),
+            false,
+        )]));
+        let rows = |ts: Vec<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(
+                    TimestampMicrosecondArray::from(ts).with_timezone("UTC"),
+                )],
+            )
+            .unwrap()
+        };
+        let rolling = RollingConfig {
+            max_rows: 3,
+            max_open_time: Some(shared::HumanDuration::from_secs(60)),
+            ..RollingConfig::default()
+        };
+        let mut sink = TableSink::new("t", schema.clone(), 0, &[], &rolling, true, &lake);
+        sink.set_checkpoint(7);
+        sink.add(&rows(vec![0, 1]), &lake).unwrap();
+        sink.add(&rows(vec![H, H + 1, H + 2]), &lake).unwrap();
+        let now = now_ms();
+        // Hour 1 is full: one file; hour 0 is neither full nor old.
+        let files = sink.roll(now).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].rows, 3);
+        assert!(files[0].name.contains("-c0000000007-"), "{}", files[0].name);
+        // A minute later, hour 0 is old enough.
+        let files = sink.roll(now + 60_000).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].rows, 2);
+        assert_eq!(sink.buffered_rows(), 0);
+        // Below the minimum size, nothing rolls.
+        let small = RollingConfig {
+            max_rows: 1,
+            min_size: shared::ByteSize(1 << 30),
+            max_bytes: shared::ByteSize(1 << 31),
+            ..RollingConfig::default()
+        };
+        let mut sink = TableSink::new("t", schema.clone(), 0, &[], &small, true, &lake);
+        sink.add(&rows(vec![0, 1]), &lake).unwrap();
+        assert!(sink.roll(now).unwrap().is_empty());
+        assert_eq!(sink.flush_all().unwrap().len(), 1);
     }
 }

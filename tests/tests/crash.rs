@@ -292,7 +292,7 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
 }
 
 #[test]
-fn a_rerun_after_the_end_adds_nothing_and_from_scratch_rewrites_the_same_files() {
+fn a_rerun_after_the_end_adds_nothing_and_from_scratch_rebuilds_the_tables() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let log = shared_data("apache_logs.log");
@@ -319,6 +319,9 @@ fn a_rerun_after_the_end_adds_nothing_and_from_scratch_rewrites_the_same_files()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(parquet_files(&lake), files);
+    // A rebuild replaces every file of the earlier run (new checkpoint ids in the names),
+    // with the same rows.
     run_ok(&mut ingest(
         dir.path(),
         &log,
@@ -326,7 +329,9 @@ fn a_rerun_after_the_end_adds_nothing_and_from_scratch_rewrites_the_same_files()
         &["--from-scratch"],
         &[],
     ));
-    assert_eq!(parquet_files(&lake), files);
+    let rebuilt = parquet_files(&lake);
+    assert_eq!(rebuilt.len(), files.len());
+    assert!(rebuilt.iter().all(|f| !files.contains(f)));
     golden_tables(&lake);
     // Another input on the same lake needs --from-scratch.
     let other = dir.path().join("other.log");
@@ -489,4 +494,126 @@ fn committed_partitions_never_change_and_gate_the_batch_stage() {
             .unwrap();
     assert_ne!(report(&[]), golden, "an open partition was read");
     assert_eq!(report(&["--include-open"]), golden);
+}
+
+/// A copy of the reference pipeline that follows `<dir>/logs/access.log*` (glob) or
+/// `<dir>/logs/access.log` (path), writing to `<dir>/lake` with 1 s checkpoints.
+fn tail_pipeline(dir: &Path, pattern: &str) -> PathBuf {
+    let yaml = std::fs::read_to_string(pipeline()).unwrap();
+    let start = yaml.find("source:\n").unwrap();
+    let end = yaml.find("format:\n").unwrap();
+    let source = format!("source:\n  kind: tail\n  path: logs/{pattern}\n  poll_interval: 20ms\n\ncheckpoint: {{ interval: 1s }}\n\n");
+    let yaml = format!("{}{source}{}", &yaml[..start], &yaml[end..])
+        .replace("root: out/lake", "root: lake");
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        dir.join("status_codes.csv"),
+    )
+    .unwrap();
+    let path = dir.join("tail.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn append(path: &Path, lines: &[&str]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+fn start_tail(dir: &Path, yaml: &Path) -> std::process::Child {
+    cmd("stream-ingest")
+        .current_dir(dir)
+        .args(["run", "-c"])
+        .arg(yaml)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Lets a follower catch up, then stops it with SIGTERM; returns its summary line.
+fn settle_and_stop(child: std::process::Child) -> String {
+    std::thread::sleep(Duration::from_millis(2500));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    err
+}
+
+#[test]
+fn tail_follows_rotation_and_truncation_across_a_kill_and_loses_or_doubles_nothing() {
+    let text = std::fs::read_to_string(shared_data("apache_logs.log")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 10_000);
+    let part = |a: usize, b: usize| &lines[a..b];
+
+    // Reference: the same lines, in the same order, in one followed file.
+    let reference = tempfile::tempdir().unwrap();
+    let yaml = tail_pipeline(reference.path(), "access.log");
+    let log = reference.path().join("logs/access.log");
+    append(&log, part(0, 10_000));
+    let summary = settle_and_stop(start_tail(reference.path(), &yaml));
+    assert!(summary.contains("10000 lines read"), "{summary}");
+    let expected = snapshot(reference.path(), &reference.path().join("lake"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = tail_pipeline(dir.path(), "access.log");
+    let logs = dir.path().join("logs");
+    let log = logs.join("access.log");
+    let pause = || std::thread::sleep(Duration::from_millis(600));
+    append(&log, part(0, 2_000));
+    let child = start_tail(dir.path(), &yaml);
+    pause();
+    append(&log, part(2_000, 3_000));
+    pause();
+    // Rotation: rename, a last line to the old file (a writer that has not reopened yet),
+    // then a new file.
+    std::fs::rename(&log, logs.join("access.log.1")).unwrap();
+    append(&logs.join("access.log.1"), part(3_000, 3_001));
+    pause();
+    append(&log, part(3_001, 5_000));
+    pause();
+    // Truncation (copytruncate): the file is emptied in place, then written again.
+    std::fs::copy(&log, logs.join("access.log.2")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    pause();
+    append(&log, part(5_000, 6_000));
+    // Wait for a checkpoint, then a crash.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut child = child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // While the stage is down: more lines, another rotation, a new file.
+    append(&log, part(6_000, 7_000));
+    std::fs::rename(&log, logs.join("access.log.3")).unwrap();
+    append(&log, part(7_000, 8_000));
+    let child = start_tail(dir.path(), &yaml);
+    pause();
+    append(&log, part(8_000, 10_000));
+    let summary = settle_and_stop(child);
+    assert!(summary.contains("10000 lines read"), "{summary}");
+    assert!(summary.contains("resumed from checkpoint"), "{summary}");
+    let actual = snapshot(dir.path(), &dir.path().join("lake"));
+    assert_same(&expected, &actual, 0);
+    assert!(
+        !expected[0].1.is_empty() && expected[0].1.lines().count() > 100,
+        "the reference wrote rows"
+    );
 }

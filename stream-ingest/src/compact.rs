@@ -1,0 +1,232 @@
+//! `stream-ingest compact`: merges the files of committed partitions into one.
+//!
+//! A long-running stream writes a partition in several files when its rolling policy cuts
+//! it early. Once the partition is committed (`_SUCCESS`), nothing is added to it, so its
+//! files can be merged: the merged file is staged, then swapped in through
+//! [`FileCommitter::replace`], which records its intent first and is finished by the next
+//! `compact` after a crash. Rows and the marker's row count never change.
+//!
+//! A partition is only merged once its commit is older than every checkpoint kept: a
+//! restart that falls back past a damaged checkpoint retracts files by the checkpoint that
+//! committed them, and must never meet a merged file that mixes older and newer rows.
+
+use std::time::Instant;
+
+use arrow::array::{RecordBatch, RecordBatchReader};
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use shared::commit::{
+    FileCommitter, PartitionMarker, PendingFile, Replacement, checkpoint_of, data_file_name,
+};
+use shared::config::LoadedConfig;
+use shared::lake::{COMMIT_MARKER, Lake};
+
+use crate::IngestError;
+use crate::checkpoint::CheckpointStore;
+use crate::sink::{SinkError, write_parquet};
+
+/// What to compact.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Overrides the lake root of the pipeline file.
+    pub lake: Option<String>,
+    /// Only this table (default: every windowed table).
+    pub table: Option<String>,
+    /// Merge partitions with at least this many files.
+    pub min_files: usize,
+    /// Say what would be merged, change nothing.
+    pub dry_run: bool,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default)]
+pub struct CompactSummary {
+    pub partitions: u64,
+    pub files_before: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub rows: u64,
+    /// Interrupted replacements finished first.
+    pub recovered: u64,
+    /// Committed partitions left alone because a kept checkpoint is older than their commit.
+    pub too_recent: u64,
+    pub dry_run: bool,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for CompactSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.dry_run { "would merge" } else { "merged" };
+        write!(
+            f,
+            "{verb} {} files into {} in {} partitions ({} rows, {:.1} MB -> {:.1} MB) in {:.2} s",
+            self.files_before,
+            self.partitions,
+            self.partitions,
+            self.rows,
+            self.bytes_before as f64 / 1e6,
+            self.bytes_after as f64 / 1e6,
+            self.seconds
+        )?;
+        if self.recovered > 0 {
+            write!(f, "; finished {} interrupted merges", self.recovered)?;
+        }
+        if self.too_recent > 0 {
+            write!(
+                f,
+                "; {} partitions committed after the oldest kept checkpoint wait for a later run",
+                self.too_recent
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Compacts the committed partitions of the pipeline's windowed tables.
+pub async fn compact(
+    loaded: &LoadedConfig,
+    opts: &CompactOptions,
+) -> Result<CompactSummary, IngestError> {
+    let started = Instant::now();
+    let config = &loaded.config;
+    let root = opts.lake.as_deref().unwrap_or(&config.lake.root);
+    let lake = Lake::open(root, &config.lake.s3, config.lake.partition_time)?;
+    let committer = FileCommitter::new(lake.clone());
+    let tables: Vec<&str> = match &opts.table {
+        Some(t) if config.tables.iter().any(|c| &c.name == t) => vec![t.as_str()],
+        Some(t) => {
+            let names: Vec<&str> = config.tables.iter().map(|c| c.name.as_str()).collect();
+            return Err(IngestError::Usage(format!(
+                "--table: `{t}` is not a windowed table of `{}` (tables: {})",
+                config.name,
+                names.join(", ")
+            )));
+        }
+        None => config.tables.iter().map(|c| c.name.as_str()).collect(),
+    };
+    let store = CheckpointStore::new(lake.clone(), &config.name, config.checkpoint.keep as usize);
+    let oldest = store.oldest().await?.unwrap_or(u64::MAX);
+    let mut summary = CompactSummary {
+        dry_run: opts.dry_run,
+        ..CompactSummary::default()
+    };
+    for table in tables {
+        if !opts.dry_run {
+            summary.recovered += committer.finish_replacements(table).await? as u64;
+        }
+        for segments in lake
+            .committed_partitions(table)
+            .await
+            .map_err(|e| IngestError::Internal(e.to_string()))?
+        {
+            let partition = shared::lake::PartitionPath { segments };
+            let marker_path = lake.data_file(table, &partition, COMMIT_MARKER);
+            let marker = committer.read_marker(&marker_path).await?;
+            if marker.files.len() < opts.min_files.max(2) {
+                continue;
+            }
+            if marker.checkpoint > oldest {
+                summary.too_recent += 1;
+                continue;
+            }
+            merge(&lake, &committer, marker, opts.dry_run, &mut summary).await?;
+        }
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Merges one partition's files.
+async fn merge(
+    lake: &Lake,
+    committer: &FileCommitter,
+    marker: PartitionMarker,
+    dry_run: bool,
+    summary: &mut CompactSummary,
+) -> Result<(), IngestError> {
+    let partition = marker.partition_path();
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut schema = None;
+    let mut bytes_before = 0u64;
+    for name in &marker.files {
+        let path = lake.data_file(&marker.table, &partition, name);
+        let read = async { lake.store.get(&path).await?.bytes().await };
+        let data: Bytes = read
+            .await
+            .map_err(|e| IngestError::Internal(format!("cannot read {path}: {e}")))?;
+        bytes_before += data.len() as u64;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(data)
+            .and_then(|b| b.build())
+            .map_err(|e| IngestError::Internal(format!("cannot read {path}: {e}")))?;
+        schema.get_or_insert_with(|| reader.schema());
+        for b in reader {
+            batches.push(b.map_err(|e| IngestError::Internal(format!("{path}: {e}")))?);
+        }
+    }
+    let schema = schema.expect("at least two files");
+    let (data, rows) = write_parquet(&schema, &batches).map_err(|e: SinkError| {
+        IngestError::Internal(format!("cannot encode the merged file of {partition}: {e}"))
+    })?;
+    if rows != marker.rows {
+        return Err(IngestError::Internal(format!(
+            "{}/{partition}: the files hold {rows} rows, the marker says {}; left as is",
+            marker.table, marker.rows
+        )));
+    }
+    summary.partitions += 1;
+    summary.files_before += marker.files.len() as u64;
+    summary.bytes_before += bytes_before;
+    summary.bytes_after += data.len() as u64;
+    summary.rows += rows;
+    if dry_run {
+        tracing::info!(table = %marker.table, %partition, files = marker.files.len(), "would merge");
+        return Ok(());
+    }
+    // The merged file keeps the time label of the first file and the newest checkpoint id.
+    let label = marker.files[0]
+        .strip_prefix("part-")
+        .and_then(|r| r.split("-c").next())
+        .unwrap_or("compacted")
+        .to_string();
+    let checkpoint = marker
+        .files
+        .iter()
+        .filter_map(|f| checkpoint_of(f))
+        .max()
+        .unwrap_or(marker.checkpoint);
+    let name = data_file_name(&label, checkpoint, &data);
+    let staged = committer
+        .stage(&marker.table, &partition, &name, Bytes::from(data), rows)
+        .await?;
+    let replacement = Replacement {
+        file: PendingFile::from(&staged),
+        replaces: marker.files.clone(),
+        marker: PartitionMarker {
+            files: vec![name],
+            ..marker.clone()
+        },
+    };
+    committer.replace(&replacement).await?;
+    tracing::info!(table = %marker.table, %partition, files = marker.files.len(), rows, "merged");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_reads_well() {
+        let s = CompactSummary {
+            partitions: 2,
+            files_before: 7,
+            rows: 10,
+            too_recent: 1,
+            ..Default::default()
+        };
+        let text = s.to_string();
+        assert!(text.starts_with("merged 7 files into 2 in 2 partitions"), "{text}");
+        assert!(text.contains("1 partitions committed after"), "{text}");
+    }
+}
