@@ -46,7 +46,11 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        match UNITS[1..4].iter().rev().find(|(_, s)| b >= *s && b % s == 0) {
+        match UNITS[1..4]
+            .iter()
+            .rev()
+            .find(|(_, s)| b >= *s && b.is_multiple_of(*s))
+        {
             Some((u, s)) => write!(f, "{}{u}", b / s),
             None => write!(f, "{b}B"),
         }

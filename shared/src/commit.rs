@@ -199,9 +199,9 @@ impl FileCommitter {
     /// intent. A crash at any point leaves the intent, and [`Self::finish_replacements`]
     /// rolls it forward (or back, if the new file was never staged).
     pub async fn replace(&self, r: &Replacement) -> Result<(), CommitError> {
-        let intent = self
-            .lake
-            .data_file(&r.marker.table, &r.marker.partition_path(), REPLACE_INTENT);
+        let intent =
+            self.lake
+                .data_file(&r.marker.table, &r.marker.partition_path(), REPLACE_INTENT);
         let body = serde_json::to_vec_pretty(r).expect("a replacement serializes");
         self.lake
             .store
@@ -276,9 +276,8 @@ impl FileCommitter {
                 path: meta.location.clone(),
                 source,
             })?;
-            let r: Replacement = serde_json::from_slice(&body).map_err(|e| {
-                CommitError::BadPath(format!("{}: {e}", meta.location))
-            })?;
+            let r: Replacement = serde_json::from_slice(&body)
+                .map_err(|e| CommitError::BadPath(format!("{}: {e}", meta.location)))?;
             tracing::info!(intent = %meta.location, "finishing an interrupted replacement");
             self.finish_replacement(&r, &meta.location).await?;
             done += 1;
@@ -546,7 +545,9 @@ mod tests {
                 .stage("t", &part, &name, Bytes::from(vec![ck as u8]), 1)
                 .await
                 .unwrap();
-            c.publish_pending(&PendingFile::from(&staged)).await.unwrap();
+            c.publish_pending(&PendingFile::from(&staged))
+                .await
+                .unwrap();
             names.push(name);
         }
         c.write_marker(&marker(&["x"], 3)).await.unwrap();
@@ -573,7 +574,9 @@ mod tests {
                 .stage("t", &part, old, Bytes::from_static(b"old"), 1)
                 .await
                 .unwrap();
-            c.publish_pending(&PendingFile::from(&staged)).await.unwrap();
+            c.publish_pending(&PendingFile::from(&staged))
+                .await
+                .unwrap();
         }
         c.write_marker(&marker(&["a", "b"], 1)).await.unwrap();
         let staged = c
@@ -600,7 +603,10 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["_SUCCESS", "ab"]);
-        let m = c.read_marker(&lake.data_file("t", &part, COMMIT_MARKER)).await.unwrap();
+        let m = c
+            .read_marker(&lake.data_file("t", &part, COMMIT_MARKER))
+            .await
+            .unwrap();
         assert_eq!(m.files, ["ab"]);
         assert_eq!(c.finish_replacements("t").await.unwrap(), 0);
         // A replacement whose new file never made it changes nothing.
@@ -626,7 +632,10 @@ mod tests {
     fn names_follow_content() {
         assert_eq!(data_file_name("a", 1, b"x"), data_file_name("a", 1, b"x"));
         assert_ne!(data_file_name("a", 1, b"x"), data_file_name("a", 1, b"y"));
-        assert_eq!(checkpoint_of(&data_file_name("20150517T1005", 42, b"x")), Some(42));
+        assert_eq!(
+            checkpoint_of(&data_file_name("20150517T1005", 42, b"x")),
+            Some(42)
+        );
         assert_eq!(checkpoint_of("part-x.parquet"), None);
         assert_eq!(checkpoint_of("_SUCCESS"), None);
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);

@@ -20,6 +20,6 @@ pub mod lake;
 pub mod logging;
 pub mod schema;
 
-pub use config::{ConfigError, PipelineConfig};
 pub use bytesize::ByteSize;
+pub use config::{ConfigError, PipelineConfig};
 pub use duration::HumanDuration;

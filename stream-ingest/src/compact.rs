@@ -57,7 +57,11 @@ pub struct CompactSummary {
 
 impl std::fmt::Display for CompactSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let verb = if self.dry_run { "would merge" } else { "merged" };
+        let verb = if self.dry_run {
+            "would merge"
+        } else {
+            "merged"
+        };
         write!(
             f,
             "{verb} {} files into {} in {} partitions ({} rows, {:.1} MB -> {:.1} MB) in {:.2} s",
@@ -226,7 +230,10 @@ mod tests {
             ..Default::default()
         };
         let text = s.to_string();
-        assert!(text.starts_with("merged 7 files into 2 in 2 partitions"), "{text}");
+        assert!(
+            text.starts_with("merged 7 files into 2 in 2 partitions"),
+            "{text}"
+        );
         assert!(text.contains("1 partitions committed after"), "{text}");
     }
 }

@@ -28,8 +28,8 @@ use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::format::{EventParser, parser_for};
 use crate::sink::{EncodedFile, SinkError, SinkSnapshot, TableSink};
 use crate::source::Chunk;
-use crate::tail::{FileId, TailPosition};
 use crate::table::{LateRow, TableSnapshot, WindowedTable};
+use crate::tail::{FileId, TailPosition};
 use crate::window::Watermark;
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +183,11 @@ impl Engine {
     }
 
     /// Processes what a source sent; appends the files it completes.
-    pub fn process(&mut self, chunk: Chunk, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
+    pub fn process(
+        &mut self,
+        chunk: Chunk,
+        files: &mut Vec<EncodedFile>,
+    ) -> Result<(), EngineError> {
         match chunk {
             Chunk::Bytes(data) => {
                 self.process_chunk(&data, files)?;
@@ -343,7 +347,10 @@ impl Engine {
 
     /// The state to checkpoint (flushes the dead-letter file to record its length). First
     /// appends the files the rolling policies write at a checkpoint: they belong to it.
-    pub fn snapshot(&mut self, files: &mut Vec<EncodedFile>) -> Result<EngineSnapshot, EngineError> {
+    pub fn snapshot(
+        &mut self,
+        files: &mut Vec<EncodedFile>,
+    ) -> Result<EngineSnapshot, EngineError> {
         let now = crate::sink::now_ms();
         for sink in &mut self.sinks {
             files.extend(sink.roll(now)?);

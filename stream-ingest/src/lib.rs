@@ -10,8 +10,8 @@
 
 pub mod aggregate;
 pub mod checkpoint;
-pub mod compact;
 pub mod cli;
+pub mod compact;
 pub mod dead_letter;
 pub mod engine;
 pub mod fault;
@@ -286,7 +286,11 @@ pub async fn run(
                 })
                 .await?;
             }
-            tracing::info!(checkpoint = id, offset = ck.engine.source_offset, "resuming");
+            tracing::info!(
+                checkpoint = id,
+                offset = ck.engine.source_offset,
+                "resuming"
+            );
             generation
         }
         None => highest + 1,

@@ -20,7 +20,10 @@ pub enum Input {
     File(PathBuf),
     Stdin,
     /// Files followed as they grow (a path or a glob).
-    Tail { pattern: PathBuf, poll: Duration },
+    Tail {
+        pattern: PathBuf,
+        poll: Duration,
+    },
 }
 
 impl std::fmt::Display for Input {

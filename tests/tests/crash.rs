@@ -69,10 +69,16 @@ fn ingest(
 
 /// The tables of a local lake as canonical CSV, and the dead-letter file.
 fn snapshot(dir: &Path, lake: &Path) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = TABLES
-        .iter()
-        .map(|t| (t.to_string(), render_table(&lake.join(t))))
-        .collect();
+    let render = |t: &str| {
+        let dir = lake.join(t);
+        if dir.exists() && !parquet_files(&dir).is_empty() {
+            render_table(&dir)
+        } else {
+            String::new()
+        }
+    };
+    let mut out: Vec<(String, String)> =
+        TABLES.iter().map(|t| (t.to_string(), render(t))).collect();
     let dead =
         std::fs::read_to_string(dir.join("out/access-log.invalid.jsonl")).unwrap_or_default();
     out.push(("dead letters".into(), dead));
@@ -502,7 +508,9 @@ fn tail_pipeline(dir: &Path, pattern: &str) -> PathBuf {
     let yaml = std::fs::read_to_string(pipeline()).unwrap();
     let start = yaml.find("source:\n").unwrap();
     let end = yaml.find("format:\n").unwrap();
-    let source = format!("source:\n  kind: tail\n  path: logs/{pattern}\n  poll_interval: 20ms\n\ncheckpoint: {{ interval: 1s }}\n\n");
+    let source = format!(
+        "source:\n  kind: tail\n  path: logs/{pattern}\n  poll_interval: 20ms\n\ncheckpoint: {{ interval: 1s }}\n\n"
+    );
     let yaml = format!("{}{source}{}", &yaml[..start], &yaml[end..])
         .replace("root: out/lake", "root: lake");
     std::fs::create_dir_all(dir.join("logs")).unwrap();
@@ -616,4 +624,151 @@ fn tail_follows_rotation_and_truncation_across_a_kill_and_loses_or_doubles_nothi
         !expected[0].1.is_empty() && expected[0].1.lines().count() > 100,
         "the reference wrote rows"
     );
+}
+
+#[test]
+fn idle_timeout_closes_the_windows_of_a_quiet_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = tail_pipeline(dir.path(), "access.log");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        text.replace(
+            "max_out_of_orderness: 60s",
+            "max_out_of_orderness: 1s\n  idle_timeout: 300ms",
+        )
+        // One-second windows: the hour is complete soon after its last second.
+        .replace(
+            "{ kind: tumbling, size: 1m }",
+            "{ kind: tumbling, size: 1s }",
+        ),
+    )
+    .unwrap();
+    // The last events of an hour: their window and partition end at 11:00.
+    append(
+        &dir.path().join("logs/access.log"),
+        &[
+            "1.2.3.4 - - [17/May/2015:10:59:58 +0000] \"GET /a HTTP/1.1\" 200 10",
+            "1.2.3.5 - - [17/May/2015:10:59:59 +0000] \"GET /b HTTP/1.1\" 404 20",
+        ],
+    );
+    let child = start_tail(dir.path(), &yaml);
+    // Quiet for a few seconds: event time moves on with the clock, the window and the
+    // hour close, and the next checkpoint publishes them while the stage still runs.
+    let lake = dir.path().join("lake");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = lake.join("status_1m");
+    let committed_now = |s: &Path| s.exists() && !markers(s).is_empty();
+    while !committed_now(&status) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let committed = if status.exists() {
+        markers(&status)
+    } else {
+        vec![]
+    };
+    settle_and_stop(child);
+    assert_eq!(committed.len(), 1, "the quiet hour was not committed");
+    assert_eq!(committed[0].1, 2);
+    assert!(committed[0].0.ends_with("dt=2015-05-17/hour=10"));
+}
+
+#[test]
+fn compact_merges_the_files_of_committed_partitions_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    // Roll partitions early (20 rows) at frequent checkpoints: many files per partition.
+    let yaml = dir.path().join("rolling.yaml");
+    let text = std::fs::read_to_string(pipeline()).unwrap().replace(
+        "    window: { kind: tumbling, size: 1m }\n",
+        "    window: { kind: tumbling, size: 1m }\n    rolling: { max_rows: 20 }\n",
+    );
+    std::fs::write(&yaml, text).unwrap();
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        dir.path().join("status_codes.csv"),
+    )
+    .unwrap();
+    let log = generated_log(dir.path(), 30_000);
+    let stream = || {
+        run_ok(
+            cmd("stream-ingest")
+                .current_dir(dir.path())
+                .args(["run", "-c"])
+                .arg(&yaml)
+                .arg("--input")
+                .arg(&log)
+                .arg("--lake")
+                .arg(&lake)
+                .args([
+                    "--checkpoint-interval",
+                    "100ms",
+                    "--chunk-bytes",
+                    "16384",
+                    "--max-lines-per-sec",
+                    "20000",
+                ]),
+        )
+    };
+    stream();
+    let tables = snapshot(dir.path(), &lake);
+    let before = markers(&lake);
+    let split = before.iter().filter(|(_, _, f)| f.len() > 1).count();
+    assert!(
+        split >= 3,
+        "rolling should split partitions: {split} of {} split",
+        before.len()
+    );
+    let files_before = parquet_files(&lake).len();
+
+    let compact = |extra: &[&str]| {
+        run_ok(
+            cmd("stream-ingest")
+                .current_dir(dir.path())
+                .args(["compact", "-c"])
+                .arg(&yaml)
+                .arg("--lake")
+                .arg(&lake)
+                .args(extra),
+        )
+    };
+    let dry = compact(&["--dry-run"]);
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("would merge"));
+    assert_eq!(parquet_files(&lake).len(), files_before);
+    let out = compact(&[]);
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(said.contains("merged"), "{said}");
+    assert_same(&tables, &snapshot(dir.path(), &lake), 0);
+    let after = markers(&lake);
+    assert_eq!(after.len(), before.len());
+    let mut merged = 0;
+    for ((dir_b, rows_b, files_b), (dir_a, rows_a, files_a)) in before.iter().zip(&after) {
+        assert_eq!((dir_b, rows_b), (dir_a, rows_a));
+        // The marker names exactly the files in the directory.
+        let mut present: Vec<String> = std::fs::read_dir(dir_a)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        present.sort();
+        let mut listed = files_a.clone();
+        listed.sort();
+        assert_eq!(present, listed, "{}", dir_a.display());
+        if files_b.len() > 1 && files_a.len() == 1 {
+            merged += 1;
+        }
+    }
+    assert!(merged >= 3, "{said}");
+    assert!(parquet_files(&lake).len() < files_before);
+    // Nothing left to merge but the partitions the kept checkpoints still cover.
+    let again = compact(&[]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("merged 0 files"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // The stream stage, run again on the same lake, resumes and adds nothing.
+    let rerun = stream();
+    assert!(String::from_utf8_lossy(&rerun.stderr).contains("0 rows in 0 files"));
+    assert_same(&tables, &snapshot(dir.path(), &lake), 0);
 }

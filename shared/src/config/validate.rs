@@ -63,10 +63,7 @@ impl Checker<'_> {
         if r.min_size > r.max_bytes {
             self.report(
                 format!("{path}.min_size"),
-                format!(
-                    "{} is larger than max_bytes ({})",
-                    r.min_size, r.max_bytes
-                ),
+                format!("{} is larger than max_bytes ({})", r.min_size, r.max_bytes),
             );
         }
         if let Some(d) = &r.max_open_time {
@@ -648,7 +645,10 @@ lake: { root: lake }
                 "9:tables[0].rolling.min_size: 2MB is larger than max_bytes (1MB)",
             ]
         );
-        let p = problems(&BASE.replace("    key: [status]\n", "    key: [status]\n    rolling: { max_bytes: 128 }\n"));
+        let p = problems(&BASE.replace(
+            "    key: [status]\n",
+            "    key: [status]\n    rolling: { max_bytes: 128 }\n",
+        ));
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("no unit"), "{p:?}");
     }
