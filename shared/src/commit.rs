@@ -240,32 +240,37 @@ impl FileCommitter {
             let partition = r.marker.partition_path();
             for old in &r.replaces {
                 let path = self.lake.data_file(&r.marker.table, &partition, old);
-                match self.lake.store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(err(&path)(e)),
-                }
+                self.remove(&path).await.map_err(err(&path))?;
             }
             self.write_marker(&r.marker).await?;
         }
-        match self.lake.store.delete(intent).await {
+        self.remove(intent).await.map_err(err(intent))
+    }
+
+    /// Every object under `prefix`.
+    async fn list(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>, CommitError> {
+        self.lake
+            .store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|source| CommitError::Clean {
+                path: prefix.clone(),
+                source,
+            })
+    }
+
+    /// Deletes an object; gone already is fine.
+    async fn remove(&self, path: &Path) -> Result<(), object_store::Error> {
+        match self.lake.store.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(err(intent)(e)),
+            Err(e) => Err(e),
         }
     }
 
     /// Finishes the replacements a crash interrupted in `table`; returns how many.
     pub async fn finish_replacements(&self, table: &str) -> Result<usize, CommitError> {
-        let dir = self.lake.table_dir(table);
-        let metas: Vec<_> = self
-            .lake
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|source| CommitError::Replace {
-                path: dir.clone(),
-                source,
-            })?;
+        let metas = self.list(&self.lake.table_dir(table)).await?;
         let mut done = 0;
         for meta in metas {
             if meta.location.filename() != Some(REPLACE_INTENT) {
@@ -293,18 +298,11 @@ impl FileCommitter {
         table: &str,
         redo: impl Fn(u64) -> bool,
     ) -> Result<usize, CommitError> {
-        let dir = self.lake.table_dir(table);
         let clean = |path: &Path| {
             let path = path.clone();
             move |source| CommitError::Clean { path, source }
         };
-        let metas: Vec<_> = self
-            .lake
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(clean(&dir))?;
+        let metas = self.list(&self.lake.table_dir(table)).await?;
         let mut removed = 0;
         for meta in metas {
             let name = meta.location.filename().unwrap_or_default();
@@ -321,10 +319,10 @@ impl FileCommitter {
                 checkpoint_of(name).is_some_and(&redo)
             };
             if retract {
-                match self.lake.store.delete(&meta.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
-                    Err(e) => return Err(clean(&meta.location)(e)),
-                }
+                self.remove(&meta.location)
+                    .await
+                    .map_err(clean(&meta.location))?;
+                removed += 1;
             }
         }
         Ok(removed)
@@ -334,26 +332,14 @@ impl FileCommitter {
     /// files removed.
     pub async fn clean_staging(&self, table: &str) -> Result<usize, CommitError> {
         let prefix = self.lake.root.clone().join(STAGING_DIR).join(table);
-        let leftovers: Vec<_> = self
-            .lake
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| CommitError::Clean {
-                path: prefix.clone(),
-                source,
-            })?;
+        let leftovers = self.list(&prefix).await?;
         for meta in &leftovers {
-            match self.lake.store.delete(&meta.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => {
-                    return Err(CommitError::Clean {
-                        path: meta.location.clone(),
-                        source,
-                    });
-                }
-            }
+            self.remove(&meta.location)
+                .await
+                .map_err(|source| CommitError::Clean {
+                    path: meta.location.clone(),
+                    source,
+                })?;
         }
         Ok(leftovers.len())
     }

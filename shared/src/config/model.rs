@@ -219,7 +219,7 @@ pub struct LateEventsConfig {
     /// Name of the lake table that receives late events: the event's fields, plus `table`
     /// (the windowed table that dropped it) and `watermark`. Partitioned by the event time.
     pub table: String,
-    /// When buffered late events are written (default: at most every 5 minutes).
+    /// When buffered late events are written (default: every 5 minutes or 20000 rows).
     #[serde(default = "RollingConfig::late_default")]
     pub rolling: RollingConfig,
 }
@@ -254,9 +254,11 @@ impl Default for RollingConfig {
 }
 
 impl RollingConfig {
-    /// Late events have no partition that completes: roll them every 5 minutes.
+    /// Late events have no partition that completes: roll them every 5 minutes, or once
+    /// 20000 have gathered (they are kept in every checkpoint until written).
     pub fn late_default() -> Self {
         RollingConfig {
+            max_rows: 20_000,
             max_open_time: Some(HumanDuration::from_secs(300)),
             ..RollingConfig::default()
         }
