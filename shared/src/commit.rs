@@ -440,12 +440,7 @@ mod tests {
     #[tokio::test]
     async fn staged_files_are_invisible_until_published() {
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(
-            dir.path().to_str().unwrap(),
-            &S3Config::default(),
-            TimePartitioning::Hour,
-        )
-        .unwrap();
+        let lake = lake(dir.path());
         let committer = FileCommitter::new(lake.clone());
         let part = lake.time_partition(0);
         let name = data_file_name("19700101T0000", 1, b"rows");
@@ -477,12 +472,7 @@ mod tests {
     #[tokio::test]
     async fn leftovers_are_cleaned() {
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(
-            dir.path().to_str().unwrap(),
-            &S3Config::default(),
-            TimePartitioning::Hour,
-        )
-        .unwrap();
+        let lake = lake(dir.path());
         let committer = FileCommitter::new(lake.clone());
         committer
             .stage(

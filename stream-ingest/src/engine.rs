@@ -340,11 +340,6 @@ impl Engine {
         }
     }
 
-    /// The id of the next checkpoint.
-    pub fn next_checkpoint(&self) -> u64 {
-        self.checkpoint
-    }
-
     /// The state to checkpoint (flushes the dead-letter file to record its length). First
     /// appends the files the rolling policies write at a checkpoint: they belong to it.
     pub fn snapshot(
@@ -366,7 +361,7 @@ impl Engine {
         let snapshot = EngineSnapshot {
             checkpoint: self.checkpoint,
             markers,
-            tail: self.tail.values().cloned().collect(),
+            tail: self.tail_positions(),
             source_offset: self.source_offset,
             next_line: self.next_line,
             max_ts: self.watermark.max_ts(),

@@ -309,6 +309,14 @@ pub async fn run(
         Some(p) => Some(DeadLetter::open(p)?),
         None => None,
     };
+    let checkpoint_of = |engine: EngineSnapshot, pending: Vec<PendingFile>| Checkpoint {
+        id: engine.checkpoint,
+        generation,
+        pipeline: config.name.clone(),
+        input: identity.clone(),
+        engine,
+        pending,
+    };
     let mut engine = Engine::new(config, lake.clone(), dead_letter)?;
     let resumed_from = restored.as_ref().map(|c| c.id);
     if let Some(ck) = restored {
@@ -323,15 +331,7 @@ pub async fn run(
         let mut files = Vec::new();
         let snap = engine.snapshot(&mut files)?;
         debug_assert!(files.is_empty());
-        let ck = Checkpoint {
-            id: snap.checkpoint,
-            generation,
-            pipeline: config.name.clone(),
-            input: identity.clone(),
-            engine: snap,
-            pending: Vec::new(),
-        };
-        store.write(&ck).await?;
+        store.write(&checkpoint_of(snap, Vec::new())).await?;
         if generation > 1 {
             retract(&committer, &tables, "of earlier runs (rebuild)", |c| {
                 c < generation
@@ -436,14 +436,7 @@ pub async fn run(
                 }
                 ToWriter::Checkpoint(snap) => {
                     let stats = snap.stats.clone();
-                    let ck = Checkpoint {
-                        id: snap.checkpoint,
-                        generation,
-                        pipeline: config.name.clone(),
-                        input: identity.clone(),
-                        engine: *snap,
-                        pending: std::mem::take(&mut pending),
-                    };
+                    let ck = checkpoint_of(*snap, std::mem::take(&mut pending));
                     summary.checkpoint_bytes = store.write(&ck).await?;
                     fault::point("after-checkpoint");
                     for (i, f) in ck.pending.iter().enumerate() {

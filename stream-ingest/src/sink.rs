@@ -430,15 +430,19 @@ mod tests {
 
     const H: i64 = 3_600_000_000;
 
-    #[test]
-    fn partitions_complete_in_time_and_keys_leave_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(
-            dir.path().to_str().unwrap(),
+    fn test_lake(dir: &std::path::Path) -> Lake {
+        Lake::open(
+            dir.to_str().unwrap(),
             &S3Config::default(),
             TimePartitioning::Hour,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn partitions_complete_in_time_and_keys_leave_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = test_lake(dir.path());
         let schema = Arc::new(Schema::new(vec![
             Field::new("window_start", shared::schema::timestamp_type(), false),
             Field::new("path", DataType::Utf8, true),
@@ -498,12 +502,7 @@ mod tests {
     #[test]
     fn rolling_writes_early_at_checkpoints_only_when_due() {
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(
-            dir.path().to_str().unwrap(),
-            &S3Config::default(),
-            TimePartitioning::Hour,
-        )
-        .unwrap();
+        let lake = test_lake(dir.path());
         let schema = Arc::new(Schema::new(vec![Field::new(
             "window_start",
             shared::schema::timestamp_type(),

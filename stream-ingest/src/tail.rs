@@ -288,11 +288,7 @@ impl Follower {
         tracing::info!(path = %f.path.display(), "file rotated away and read to its end");
         if !f.partial.is_empty() {
             let data = std::mem::take(&mut f.partial);
-            let position = TailPosition {
-                id,
-                path: f.path.display().to_string(),
-                offset: f.read,
-            };
+            let position = f.position(id);
             if !send(Ok(Chunk::Tail { data, position })) {
                 return Ok(None);
             }
