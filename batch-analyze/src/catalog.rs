@@ -1,28 +1,49 @@
-//! The tables a report can read, registered in a DataFusion session:
+//! The tables a report can read.
 //!
-//! - every windowed table (and the late-events table) as a Hive-partitioned listing table
-//!   over `<lake>/<table>/`, with `dt`, `hour` and any `partition_by` keys as string columns;
-//! - every dimension table from its CSV file.
+//! A run first takes a [`LakeSnapshot`]: for each lake table, one listing of the table
+//! directory gives its `dt=` days; only the days the run selected ([`crate::dates`]) are
+//! listed further, and each partition's `_SUCCESS` marker is read. The files a report reads
+//! are exactly the files the markers name, so a file published after the marker (a
+//! compaction between two steps, a stray copy) is never read twice, and open partitions
+//! (no marker yet) are left out unless `--include-open`. The late-events table has no
+//! markers: all of its files in the selected days are read.
 //!
-//! Schemas come from [`shared::schema`], never from the files, so an empty lake gives
-//! empty reports and the reader can never disagree with the writer. For `validate`, the
-//! same tables are registered empty, so reports can be planned without any data.
+//! Each table is then registered in a DataFusion session as a [`SnapshotTable`]: a Parquet
+//! scan over that list of files, with the partition columns (`dt`, `hour`, any
+//! `partition_by` keys; strings, NULL for Hive's default partition) taken from the paths.
+//! Schemas come from [`shared::schema`], never from the files, so an empty lake gives empty
+//! reports and the reader can never disagree with the writer. For `validate`, the same
+//! tables are registered empty, so reports can be planned without any data.
+//!
+//! The snapshot is also what `--explain` prints and what `--incremental` fingerprints.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
-use datafusion::datasource::MemTable;
+use arrow::datatypes::{DataType, Field, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchemaBuilder;
+use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{CsvReadOptions, SessionContext};
-use datafusion::prelude::{Expr, col, lit};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::prelude::{CsvReadOptions, Expr, SessionContext};
+use object_store::ObjectMeta;
+use object_store::ObjectStoreExt;
+use shared::commit::{PartitionMarker, REPLACE_INTENT, Replacement};
 use shared::config::LoadedConfig;
 use shared::config::validate::dimension_schema;
-use shared::lake::{Lake, NULL_PARTITION, unescape_partition_value};
+use shared::lake::{COMMIT_MARKER, Lake, is_hidden, unescape_partition_value};
 use shared::schema;
+
+use crate::dates::DayRange;
 
 /// A lake table as the batch stage reads it.
 pub struct LakeTable {
@@ -31,6 +52,8 @@ pub struct LakeTable {
     pub file_schema: SchemaRef,
     /// Partition columns (strings), outermost first.
     pub partition_columns: Vec<String>,
+    /// The late-events table: no commit markers.
+    pub is_late: bool,
 }
 
 /// The lake tables of a pipeline: the windowed tables, then the late-events table.
@@ -46,6 +69,7 @@ pub fn lake_tables(loaded: &LoadedConfig) -> Vec<LakeTable> {
             name: t.name.clone(),
             file_schema: schema::file_schema(t, &ts),
             partition_columns: schema::partition_columns(&t.partition_by, cfg.lake.partition_time),
+            is_late: false,
         });
     }
     if let Some(late) = &cfg.late_events {
@@ -53,83 +77,360 @@ pub fn lake_tables(loaded: &LoadedConfig) -> Vec<LakeTable> {
             name: late.table.clone(),
             file_schema: schema::late_schema(&events),
             partition_columns: schema::partition_columns(&[], cfg.lake.partition_time),
+            is_late: true,
         });
     }
     out
 }
 
-/// Registers the lake tables over the files in `lake`, and the dimension tables. Windowed
-/// tables show committed partitions only (those with `_SUCCESS`) unless `include_open`; the
-/// late-events table has no commits and shows everything.
-pub async fn register_lake(
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot list {what}: {source}")]
+    List {
+        what: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{path} is damaged: {reason}")]
+    Damaged { path: String, reason: String },
+}
+
+/// One partition directory of a table, as a run found it.
+#[derive(Debug, Clone)]
+pub struct PartitionFiles {
+    /// `name=value` segments below the table, e.g. `["dt=2015-05-17", "hour=10"]`.
+    pub segments: Vec<String>,
+    /// It holds a commit marker.
+    pub committed: bool,
+    /// The data files to read: those the marker names, or every data file when the
+    /// partition is open (or the table has no markers).
+    pub files: Vec<ObjectMeta>,
+    /// Rows, from the marker.
+    pub rows: Option<u64>,
+}
+
+/// A table's selected days and their partitions.
+pub struct TableSnapshot {
+    pub table: LakeTable,
+    /// Every `dt=` value found in the table directory.
+    pub days_in_lake: Vec<String>,
+    /// The selected days, with their partitions (committed and open).
+    pub days: BTreeMap<String, Vec<PartitionFiles>>,
+}
+
+impl TableSnapshot {
+    /// The partitions a report reads on `day`.
+    pub fn readable<'a>(
+        &'a self,
+        day: &str,
+        include_open: bool,
+    ) -> impl Iterator<Item = &'a PartitionFiles> + 'a {
+        let late = self.table.is_late;
+        self.days
+            .get(day)
+            .into_iter()
+            .flatten()
+            .filter(move |p| p.committed || include_open || late)
+    }
+
+    /// A fingerprint of what a report would read on `day`: partitions, file names and
+    /// sizes (file names hold a hash of their content). Equal fingerprints mean equal input.
+    pub fn day_fingerprint(&self, day: &str, include_open: bool) -> u64 {
+        let mut text = String::new();
+        for p in self.readable(day, include_open) {
+            text.push_str(&p.segments.join("/"));
+            for f in &p.files {
+                text.push_str(&format!(
+                    " {}:{}",
+                    f.location.filename().unwrap_or(""),
+                    f.size
+                ));
+            }
+            text.push('\n');
+        }
+        shared::commit::fnv1a64(text.as_bytes())
+    }
+}
+
+/// What a run reads from the lake.
+pub struct LakeSnapshot {
+    pub range: DayRange,
+    pub tables: Vec<TableSnapshot>,
+}
+
+impl LakeSnapshot {
+    pub fn table(&self, name: &str) -> Option<&TableSnapshot> {
+        self.tables.iter().find(|t| t.table.name == name)
+    }
+
+    /// The selected days that have data in any of `tables` (all tables when empty).
+    pub fn days(&self, tables: &[String]) -> BTreeSet<String> {
+        self.tables
+            .iter()
+            .filter(|t| tables.is_empty() || tables.contains(&t.table.name))
+            .flat_map(|t| t.days.keys().cloned())
+            .collect()
+    }
+}
+
+/// Lists the selected days of every lake table and reads their commit markers.
+pub async fn snapshot(
+    loaded: &LoadedConfig,
+    lake: &Lake,
+    range: &DayRange,
+) -> Result<LakeSnapshot, SnapshotError> {
+    let mut tables = Vec::new();
+    for table in lake_tables(loaded) {
+        let days_in_lake = lake
+            .days(&table.name)
+            .await
+            .map_err(|source| SnapshotError::List {
+                what: format!("the days of table `{}`", table.name),
+                source,
+            })?;
+        let selected: Vec<&String> = days_in_lake.iter().filter(|d| range.contains(d)).collect();
+        let listed =
+            futures::future::try_join_all(selected.iter().map(|d| list_day(lake, &table, d)))
+                .await?;
+        let days = selected
+            .into_iter()
+            .cloned()
+            .zip(listed)
+            .filter(|(_, parts)| !parts.is_empty())
+            .collect();
+        tables.push(TableSnapshot {
+            table,
+            days_in_lake,
+            days,
+        });
+    }
+    Ok(LakeSnapshot {
+        range: range.clone(),
+        tables,
+    })
+}
+
+/// The partitions of one day of a table.
+async fn list_day(
+    lake: &Lake,
+    table: &LakeTable,
+    day: &str,
+) -> Result<Vec<PartitionFiles>, SnapshotError> {
+    let metas = lake
+        .day_objects(&table.name, day)
+        .await
+        .map_err(|source| SnapshotError::List {
+            what: format!("day {day} of table `{}`", table.name),
+            source,
+        })?;
+    let depth = lake.table_dir(&table.name).parts().count();
+    // Partition directory → (data files, marker, intent).
+    type Dir = (Vec<ObjectMeta>, Option<ObjectMeta>, Option<ObjectMeta>);
+    let mut dirs: BTreeMap<Vec<String>, Dir> = BTreeMap::new();
+    for m in metas {
+        let parts: Vec<String> = m
+            .location
+            .parts()
+            .skip(depth)
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        let Some((name, segments)) = parts.split_last() else {
+            continue;
+        };
+        if segments.len() != table.partition_columns.len() {
+            continue;
+        }
+        let entry = dirs.entry(segments.to_vec()).or_default();
+        match name.as_str() {
+            COMMIT_MARKER => entry.1 = Some(m),
+            REPLACE_INTENT => entry.2 = Some(m),
+            n if n.ends_with(".parquet") && !is_hidden(n) => entry.0.push(m),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (segments, (mut files, marker, intent)) in dirs {
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        let part = match marker.filter(|_| !table.is_late) {
+            None => PartitionFiles {
+                segments,
+                committed: false,
+                files,
+                rows: None,
+            },
+            Some(marker) => {
+                let mut m: PartitionMarker = read_json(lake, &marker).await?;
+                // A replacement (compaction) in progress: once its new file is published,
+                // the new file set is the partition, whatever is deleted yet.
+                if let Some(intent) = intent {
+                    let r: Replacement = read_json(lake, &intent).await?;
+                    if files.iter().any(|f| f.location.as_ref() == r.file.target) {
+                        m = r.marker;
+                    }
+                }
+                let mut named = Vec::new();
+                for name in &m.files {
+                    let Some(f) = files
+                        .iter()
+                        .find(|f| f.location.filename() == Some(name.as_str()))
+                    else {
+                        return Err(SnapshotError::Damaged {
+                            path: marker.location.to_string(),
+                            reason: format!("it names {name}, which is not there"),
+                        });
+                    };
+                    named.push(f.clone());
+                }
+                PartitionFiles {
+                    segments,
+                    committed: true,
+                    files: named,
+                    rows: Some(m.rows),
+                }
+            }
+        };
+        out.push(part);
+    }
+    Ok(out)
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    lake: &Lake,
+    meta: &ObjectMeta,
+) -> Result<T, SnapshotError> {
+    let path = meta.location.to_string();
+    let read = async { lake.store.get(&meta.location).await?.bytes().await };
+    let body = read.await.map_err(|source| SnapshotError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&body).map_err(|e| SnapshotError::Damaged {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Registers every lake table over the snapshot's files of `days` (all selected days when
+/// `None`), and the dimension tables.
+pub async fn register_snapshot(
     ctx: &SessionContext,
     loaded: &LoadedConfig,
     lake: &Lake,
+    snapshot: &LakeSnapshot,
+    days: Option<&BTreeSet<String>>,
     include_open: bool,
 ) -> Result<(), DataFusionError> {
+    let mut store_url = lake.url.clone();
+    store_url.set_path("");
     if lake.url.scheme() != "file" {
-        let mut bucket = lake.url.clone();
-        bucket.set_path("");
-        ctx.register_object_store(&bucket, lake.store.clone());
+        ctx.register_object_store(&store_url, lake.store.clone());
     }
-    for t in lake_tables(loaded) {
-        let url = ListingTableUrl::parse(lake.table_url(&t.name).as_str())?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(
-                t.partition_columns
+    let store_url = ObjectStoreUrl::parse(format!(
+        "{}://{}",
+        lake.url.scheme(),
+        lake.url.host_str().unwrap_or_default()
+    ))?;
+    for t in &snapshot.tables {
+        let mut files = Vec::new();
+        for day in t.days.keys() {
+            if days.is_some_and(|d| !d.contains(day)) {
+                continue;
+            }
+            for p in t.readable(day, include_open) {
+                let values: Vec<ScalarValue> = p
+                    .segments
                     .iter()
-                    .map(|c| (c.clone(), arrow::datatypes::DataType::Utf8))
-                    .collect(),
-            );
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(t.file_schema.clone());
-        let table = Arc::new(ListingTable::try_new(config)?);
-        let is_late = loaded
-            .config
-            .late_events
-            .as_ref()
-            .is_some_and(|l| l.table == t.name);
-        if include_open || is_late {
-            ctx.register_table(t.name.as_str(), table)?;
-            continue;
+                    .map(|s| {
+                        let v = s.split_once('=').map(|(_, v)| v).unwrap_or_default();
+                        ScalarValue::Utf8(unescape_partition_value(v))
+                    })
+                    .collect();
+                for f in &p.files {
+                    let mut pf = PartitionedFile::from(f.clone());
+                    pf.partition_values = values.clone();
+                    files.push(pf);
+                }
+            }
         }
-        let committed = lake
-            .committed_partitions(&t.name)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        tracing::debug!(table = %t.name, partitions = committed.len(), "committed partitions");
-        let raw = format!("__all_{}", t.name);
-        ctx.register_table(raw.as_str(), table)?;
-        let view = ctx
-            .table(raw.as_str())
-            .await?
-            .filter(committed_filter(&committed))?;
-        ctx.register_table(t.name.as_str(), view.into_view())?;
+        let provider = SnapshotTable {
+            schema: schema::read_schema(&t.table.file_schema, &t.table.partition_columns),
+            file_schema: t.table.file_schema.clone(),
+            partition_columns: t.table.partition_columns.clone(),
+            files,
+            store_url: store_url.clone(),
+        };
+        ctx.register_table(t.table.name.as_str(), Arc::new(provider))?;
     }
     register_dimensions(ctx, loaded).await
 }
 
-/// `(dt = … AND hour = …) OR …` over the committed partitions (values as DataFusion reads
-/// them from paths: percent-decoded); false when there is none. DataFusion prunes the
-/// listing with it, so open partitions are not even read.
-fn committed_filter(partitions: &[Vec<String>]) -> Expr {
-    partitions
-        .iter()
-        .filter_map(|segments| {
-            segments
-                .iter()
-                .filter_map(|seg| seg.split_once('='))
-                .map(|(k, v)| {
-                    let value =
-                        unescape_partition_value(v).unwrap_or_else(|| NULL_PARTITION.to_string());
-                    col(crate::plan::ident(k)).eq(lit(value))
-                })
-                .reduce(Expr::and)
-        })
-        .reduce(Expr::or)
-        .unwrap_or(lit(false))
+/// A lake table over a fixed list of files.
+#[derive(Debug)]
+struct SnapshotTable {
+    schema: SchemaRef,
+    file_schema: SchemaRef,
+    partition_columns: Vec<String>,
+    files: Vec<PartitionedFile>,
+    store_url: ObjectStoreUrl,
+}
+
+#[async_trait]
+impl TableProvider for SnapshotTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        if self.files.is_empty() {
+            let schema = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        let groups_wanted = state.config().target_partitions().max(1);
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups_wanted];
+        for (i, f) in self.files.iter().enumerate() {
+            groups[i % groups_wanted].push(f.clone());
+        }
+        let groups: Vec<FileGroup> = groups
+            .into_iter()
+            .filter(|g| !g.is_empty())
+            .map(FileGroup::new)
+            .collect();
+        let format = ParquetFormat::default();
+        let table_schema = TableSchemaBuilder::new(self.file_schema.clone())
+            .with_table_partition_cols(
+                self.partition_columns
+                    .iter()
+                    .map(|c| Arc::new(Field::new(c, DataType::Utf8, true)))
+                    .collect::<Vec<_>>(),
+            )
+            .build();
+        let config =
+            FileScanConfigBuilder::new(self.store_url.clone(), format.file_source(table_schema))
+                .with_file_groups(groups)
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+        format.create_physical_plan(state, config).await
+    }
 }
 
 /// Registers every table empty, with its schema: enough to plan reports.

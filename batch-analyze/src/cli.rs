@@ -1,25 +1,50 @@
 //! The command line of `batch-analyze`. `main.rs` parses it and calls [`execute`].
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::dates::{self, DateArgs};
 use crate::output::OutputFormat;
-use crate::{AnalyzeError, RunOptions};
+use crate::{AnalyzeError, RunOptions, RunSummary};
 
-const ABOUT: &str = "The batch stage: read the lake's Parquet tables with DataFusion, join dimension tables, and write reports.";
+const ABOUT: &str = "The batch stage: read the lake's committed Parquet partitions with DataFusion, join dimension tables, and write reports.";
 
 const LONG_ABOUT: &str = "\
 The batch stage of a pipeline. It reads the windowed tables that stream-ingest wrote to the
-lake (Hive-partitioned Parquet), joins them with dimension tables, and computes the reports
-declared in the pipeline file: group by, aggregates, derived columns, top N per group, or
-plain SQL. Reports print to standard output, or go to DIR/<report>.<ext> with --out (each
-written under a temporary name and renamed into place).
+lake (Hive-partitioned Parquet; committed partitions only, exactly the files their _SUCCESS
+markers name), joins them with dimension tables, and computes the reports declared in the
+pipeline file. Reports print to standard output, go to DIR/<report>.<ext> with --out, and,
+for reports with a `lake:` section, into the lake as partitioned tables whose partitions a
+rerun replaces (dynamic partition overwrite): reruns never duplicate anything.
 
-Exit status: 0 success, 2 invalid configuration or arguments, 1 any other failure.
-Logs: RUST_LOG=debug prints each report's SQL, on standard error.";
+Days: --date, --from/--to, --last (UTC days; `today` and `yesterday` work as dates). Only
+the selected dt= directories are listed. --incremental computes only the days whose input
+changed since the last run (state in <lake>/_state/batch-analyze/). One run per report at a
+time: a second run waits (--wait) or exits with status 3.
+
+Exit status (for cron and scripts):
+  0  done
+  1  failure (the previous outputs are intact; the next run redoes the work)
+  2  invalid configuration or arguments (the message names the file, line and field)
+  3  another run holds the lock of a report
+  4  nothing to do, with --exit-4-if-nothing
+Output: quiet without a terminal (cron mails nothing on success); on a terminal, a progress
+line and a summary (-v forces the summary, -q silences it). Logs: RUST_LOG=info|debug on
+standard error (debug prints each report's SQL).";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  batch-analyze run -c pipelines/access-log.yaml
+  batch-analyze run -c pipelines/access-log.yaml --date yesterday --out reports --format csv
+  batch-analyze run -c pipelines/access-log.yaml --last 7d --format html --out reports
+  batch-analyze run -c pipelines/access-log.yaml --incremental --wait 10m --explain
+  stream-ingest run -c P.yaml --emit-commits | batch-analyze run -c P.yaml --follow-commits
+
+crontab (hourly, only what changed; exit 3 means the previous run is still going):
+  5 * * * *  cd /srv/pipelines && batch-analyze run -c access-log.yaml --incremental --out /srv/reports";
 
 #[derive(Debug, Parser)]
 #[command(name = "batch-analyze", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -29,11 +54,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 pub enum Command {
     /// Compute the pipeline's reports from the lake.
-    #[command(
-        after_help = "Examples:\n  batch-analyze run -c pipelines/access-log.yaml\n  batch-analyze run -c pipelines/access-log.yaml --out reports --format csv --report top_paths"
-    )]
+    #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
     /// Check a pipeline file without running it: every report is planned against the
     /// tables' schemas; every problem is printed with its line.
@@ -49,7 +73,8 @@ pub struct RunArgs {
     /// s3://bucket/prefix (endpoint, region and credentials from AWS_* variables).
     #[arg(long, value_name = "URL")]
     pub lake: Option<String>,
-    /// Write each report to DIR/<report>.<ext> instead of printing it.
+    /// Write each report to DIR/<report>.<ext> instead of printing it (with --format html:
+    /// one page, DIR/<pipeline>.html).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Output format (default: table when printing, csv with --out).
@@ -58,12 +83,47 @@ pub struct RunArgs {
     /// Run only this report (repeatable; default: all).
     #[arg(long = "report", value_name = "NAME")]
     pub reports: Vec<String>,
+    /// One day: 2024-05-17, `today` or `yesterday` (UTC).
+    #[arg(long, value_name = "DAY", help_heading = "Days")]
+    pub date: Option<String>,
+    /// First day (inclusive).
+    #[arg(long, value_name = "DAY", help_heading = "Days")]
+    pub from: Option<String>,
+    /// Last day (inclusive).
+    #[arg(long, value_name = "DAY", help_heading = "Days")]
+    pub to: Option<String>,
+    /// The N days ending today, today included: `1d`, `7d`, `30d`.
+    #[arg(long, value_name = "DAYS", help_heading = "Days")]
+    pub last: Option<String>,
+    /// Take this date as today (backfills: `--today 2024-05-01 --date yesterday`).
+    #[arg(long, value_name = "DAY", help_heading = "Days")]
+    pub today: Option<String>,
+    /// Compute only the days whose committed input is new or changed since the last run.
+    #[arg(long, help_heading = "Cron")]
+    pub incremental: bool,
+    /// Wait this long for a report locked by another run (e.g. `10m`); default: exit 3 at once.
+    #[arg(long, value_name = "DURATION", help_heading = "Cron")]
+    pub wait: Option<shared::HumanDuration>,
+    /// Exit with status 4 when there is nothing to do (no day due, no data selected).
+    #[arg(long, help_heading = "Cron")]
+    pub exit_4_if_nothing: bool,
+    /// Print what the run would read and compute (days, partitions, files, SQL) and why,
+    /// without running it.
+    #[arg(long)]
+    pub explain: bool,
+    /// Read commit events (`stream-ingest run --emit-commits`) from standard input and run
+    /// the reports for each day as soon as all its partitions are committed.
+    #[arg(long)]
+    pub follow_commits: bool,
     /// Read partitions that are not committed yet (no `_SUCCESS`) too.
     #[arg(long)]
     pub include_open: bool,
-    /// Print no summary line at the end.
-    #[arg(short, long)]
+    /// Print nothing but the reports and errors.
+    #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Print the summary line even without a terminal.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,10 +137,10 @@ pub struct ValidateArgs {
 pub fn execute(cli: Cli) -> ExitCode {
     let result = runtime().and_then(|rt| match cli.command {
         Command::Run(args) => rt.block_on(run(args)),
-        Command::Validate(args) => rt.block_on(validate(args)),
+        Command::Validate(args) => rt.block_on(validate(args)).map(|()| 0),
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("batch-analyze: error: {e}");
             ExitCode::from(e.exit_code())
@@ -95,49 +155,105 @@ fn runtime() -> Result<tokio::runtime::Runtime, AnalyzeError> {
         .map_err(|e| AnalyzeError::Usage(format!("cannot start the runtime: {e}")))
 }
 
-async fn run(args: RunArgs) -> Result<(), AnalyzeError> {
+/// Status 4: nothing to do (with `--exit-4-if-nothing`).
+pub const EXIT_NOTHING_TO_DO: u8 = 4;
+
+async fn run(args: RunArgs) -> Result<u8, AnalyzeError> {
     let loaded = shared::config::load(&args.config)?;
     let format = args.format.unwrap_or(if args.out.is_some() {
         OutputFormat::Csv
     } else {
         OutputFormat::Table
     });
+    let dates = DateArgs {
+        date: args.date,
+        from: args.from,
+        to: args.to,
+        last: args.last,
+        today: args.today,
+    };
+    let range =
+        dates::select(&dates, chrono::Utc::now().date_naive()).map_err(AnalyzeError::Usage)?;
+    if args.follow_commits && (!range.is_all() || args.incremental || args.explain) {
+        return Err(AnalyzeError::Usage(
+            "--follow-commits takes its days from the commit events: leave out --date, --from, --to, --last, --incremental and --explain".into(),
+        ));
+    }
+    let terminal = std::io::stderr().is_terminal();
     let opts = RunOptions {
         lake: args.lake,
         out: args.out,
         format,
         reports: args.reports,
         include_open: args.include_open,
+        range,
+        incremental: args.incremental,
+        wait: args.wait.map(|w| w.0),
+        progress: terminal && !args.quiet,
     };
-    let summary = crate::run(&loaded, &opts).await?;
-    let mut stdout = std::io::stdout().lock();
-    let many = summary.reports.len() > 1;
-    for r in &summary.reports {
-        if let Some(data) = &r.printed {
-            if many && format == OutputFormat::Table {
-                let _ = writeln!(stdout, "{} ({} rows)", r.name, r.rows);
+    let show_summary = !args.quiet && (terminal || args.verbose);
+    let name = loaded.config.name.clone();
+    if args.explain {
+        print!("{}", crate::explain(&loaded, &opts).await?);
+        return Ok(0);
+    }
+    if args.follow_commits {
+        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+        let s = crate::follow::follow(&loaded, &opts, stdin, |day, summary| {
+            print_reports(summary, format, Some(day));
+            if show_summary {
+                eprintln!("batch-analyze: {name}: {day}: {}", summary.line());
             }
-            let _ = stdout.write_all(data);
+        })
+        .await?;
+        if show_summary {
+            eprintln!(
+                "batch-analyze: {name}: followed {} commits: {} day{}, {} rows in {:.2} s",
+                s.commits,
+                s.days.len(),
+                if s.days.len() == 1 { "" } else { "s" },
+                s.rows,
+                s.seconds
+            );
         }
+        return Ok(if s.days.is_empty() && args.exit_4_if_nothing {
+            EXIT_NOTHING_TO_DO
+        } else {
+            0
+        });
+    }
+    let summary = crate::run(&loaded, &opts).await?;
+    print_reports(&summary, format, None);
+    if show_summary {
+        eprintln!("batch-analyze: {name}: {}", summary.line());
+    }
+    Ok(if summary.nothing_to_do() && args.exit_4_if_nothing {
+        EXIT_NOTHING_TO_DO
+    } else {
+        0
+    })
+}
+
+/// Prints the reports (and the HTML page) a run did not write to files.
+fn print_reports(summary: &RunSummary, format: OutputFormat, day: Option<&str>) {
+    let mut stdout = std::io::stdout().lock();
+    let printed: Vec<_> = summary
+        .reports
+        .iter()
+        .filter_map(|r| r.printed.as_ref().map(|p| (r, p)))
+        .collect();
+    let titled = format == OutputFormat::Table && (printed.len() > 1 || day.is_some());
+    for (r, data) in printed {
+        if titled {
+            let on = day.map(|d| format!(" {d}")).unwrap_or_default();
+            let _ = writeln!(stdout, "{}{on} ({} rows)", r.name, r.rows);
+        }
+        let _ = stdout.write_all(data);
+    }
+    if let Some(page) = &summary.page {
+        let _ = stdout.write_all(page);
     }
     let _ = stdout.flush();
-    if !args.quiet {
-        let parts: Vec<String> = summary
-            .reports
-            .iter()
-            .map(|r| match &r.path {
-                Some(p) => format!("{} ({} rows) → {}", r.name, r.rows, p.display()),
-                None => format!("{} ({} rows)", r.name, r.rows),
-            })
-            .collect();
-        eprintln!(
-            "batch-analyze: {}: {} in {:.2} s",
-            loaded.config.name,
-            parts.join(", "),
-            summary.seconds
-        );
-    }
-    Ok(())
 }
 
 async fn validate(args: ValidateArgs) -> Result<(), AnalyzeError> {

@@ -22,6 +22,8 @@ pub enum OutputFormat {
     Json,
     /// An aligned text table, for people.
     Table,
+    /// One self-contained HTML page for the whole run: each report as a table and its chart.
+    Html,
 }
 
 impl OutputFormat {
@@ -31,6 +33,7 @@ impl OutputFormat {
             OutputFormat::Parquet => "parquet",
             OutputFormat::Json => "jsonl",
             OutputFormat::Table => "txt",
+            OutputFormat::Html => "html",
         }
     }
 }
@@ -81,6 +84,20 @@ pub fn encode(
                 w.write(b)?;
             }
             w.close()?;
+        }
+        OutputFormat::Html => {
+            let page = crate::html::render(
+                "report",
+                "",
+                &[crate::html::HtmlReport {
+                    name: "report",
+                    description: None,
+                    schema,
+                    batches,
+                    chart: None,
+                }],
+            );
+            out.extend_from_slice(page.as_bytes());
         }
         OutputFormat::Table => {
             let text = if batches.is_empty() {

@@ -396,6 +396,45 @@ pub struct PartitionMarker {
     pub checkpoint: u64,
 }
 
+/// A committed partition as `stream-ingest run --emit-commits` prints it, one JSON object per
+/// line on standard output, and `batch-analyze run --follow-commits` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommitEvent {
+    pub table: String,
+    /// The partition directories, e.g. `dt=2015-05-17/hour=10`.
+    pub partition: String,
+    /// The partition's URL, e.g. `file:///data/lake/status_1m/dt=2015-05-17/hour=10/`.
+    pub path: String,
+    pub rows: u64,
+    /// The watermark when it was committed (RFC 3339, UTC).
+    pub watermark: chrono::DateTime<chrono::Utc>,
+}
+
+impl CommitEvent {
+    pub fn new(lake: &Lake, m: &PartitionMarker) -> CommitEvent {
+        let partition = m.partition_path().to_string();
+        let path = lake
+            .table_url(&m.table)
+            .join(&format!("{partition}/"))
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        CommitEvent {
+            table: m.table.clone(),
+            partition,
+            path,
+            rows: m.rows,
+            watermark: chrono::DateTime::from_timestamp_micros(m.watermark).unwrap_or_default(),
+        }
+    }
+
+    /// The `dt=` value of the partition.
+    pub fn day(&self) -> Option<&str> {
+        self.partition
+            .split('/')
+            .find_map(|s| s.strip_prefix(&format!("{}=", crate::schema::DT)))
+    }
+}
+
 impl PartitionMarker {
     pub fn partition_path(&self) -> PartitionPath {
         PartitionPath {

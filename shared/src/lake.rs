@@ -9,10 +9,14 @@
 //! │           └── _SUCCESS                the partition is complete (JSON: rows, files)
 //! ├── path_1m/…
 //! ├── late/…                              late events (when asked for), by event time
+//! ├── reports/top_paths/dt=…/             a report written to the lake (batch-analyze)
 //! ├── _staging/                           hidden: files written, not yet published
 //! │   └── status_1m/dt=…/hour=…/part-<id>.parquet.inprogress
-//! └── _checkpoints/<pipeline>/            hidden: the stream stage's checkpoints
-//!     └── ckpt-0000000042.bin
+//! ├── _checkpoints/<pipeline>/            hidden: the stream stage's checkpoints
+//! │   └── ckpt-0000000042.bin
+//! └── _state/batch-analyze/<pipeline>/    hidden: incremental state and locks of reports
+//!     ├── top_paths.json
+//!     └── top_paths.lock
 //! ```
 //!
 //! Readers (Spark, DuckDB, Trino, pandas, DataFusion) read `<root>/<table>` as a Hive
@@ -44,6 +48,8 @@ pub const STAGING_SUFFIX: &str = ".inprogress";
 pub const COMMIT_MARKER: &str = "_SUCCESS";
 /// Name of the hidden folder holding the stream stage's checkpoints, one folder per pipeline.
 pub const CHECKPOINT_DIR: &str = "_checkpoints";
+/// Name of the hidden folder holding the state of batch runs (incremental state, locks).
+pub const STATE_DIR: &str = "_state";
 /// Hive's name for the partition of NULL (and empty) values.
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
@@ -190,9 +196,9 @@ impl Lake {
         }
     }
 
-    /// `<root>/<table>`.
+    /// `<root>/<table>`; a report's table may be several levels deep (`reports/top_paths`).
     pub fn table_dir(&self, table: &str) -> Path {
-        self.root.clone().join(table)
+        below(&self.root, table.split('/'))
     }
 
     /// The URL of a table directory, ending in `/`.
@@ -200,6 +206,14 @@ impl Lake {
         self.url
             .join(&format!("{table}/"))
             .expect("table names are validated path segments")
+    }
+
+    /// A partition directory of a table.
+    pub fn partition_dir(&self, table: &str, partition: &PartitionPath) -> Path {
+        below(
+            &self.table_dir(table),
+            partition.segments.iter().map(String::as_str),
+        )
     }
 
     /// The published path of a data file.
@@ -213,8 +227,8 @@ impl Lake {
     /// The hidden staging path of a data file that will be published at [`Lake::data_file`].
     pub fn staging_file(&self, table: &str, partition: &PartitionPath, file: &str) -> Path {
         let staged = format!("{file}{STAGING_SUFFIX}");
-        let segments = [STAGING_DIR, table]
-            .into_iter()
+        let segments = std::iter::once(STAGING_DIR)
+            .chain(table.split('/'))
             .chain(partition.segments.iter().map(String::as_str));
         below(&self.root, segments.chain([staged.as_str()]))
     }
@@ -244,6 +258,42 @@ impl Lake {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// The `dt=` directories of a table (values as written, escaped), sorted: one listing
+    /// of the table directory, so a run that wants a few days never lists the others.
+    pub async fn days(&self, table: &str) -> Result<Vec<String>, object_store::Error> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.table_dir(table)))
+            .await?;
+        let prefix = format!("{}=", schema::DT);
+        let mut days: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename()?.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        days.sort();
+        Ok(days)
+    }
+
+    /// Everything below one `dt=` directory of a table.
+    pub async fn day_objects(
+        &self,
+        table: &str,
+        day: &str,
+    ) -> Result<Vec<object_store::ObjectMeta>, object_store::Error> {
+        use futures::TryStreamExt;
+        let dir = below(
+            &self.table_dir(table),
+            [format!("{}={day}", schema::DT).as_str()],
+        );
+        self.store.list(Some(&dir)).try_collect().await
+    }
+
+    /// `<root>/_state/<tool>/<pipeline>`: run state and locks of a tool.
+    pub fn state_dir(&self, tool: &str, pipeline: &str) -> Path {
+        below(&self.root, [STATE_DIR, tool, pipeline])
     }
 
     /// `<root>/_checkpoints/<pipeline>`.

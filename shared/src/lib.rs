@@ -16,6 +16,7 @@ pub mod bytesize;
 pub mod commit;
 pub mod config;
 pub mod duration;
+pub mod fault;
 pub mod lake;
 pub mod logging;
 pub mod schema;

@@ -36,7 +36,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the stream stage to the end of its input.
     #[command(
-        after_help = "Example:\n  stream-ingest run -c pipelines/access-log.yaml --input access.log --lake ./lake"
+        after_help = "Examples:\n  stream-ingest run -c pipelines/access-log.yaml --input access.log --lake ./lake\n  stream-ingest run -c pipelines/access-log.yaml --emit-commits | batch-analyze run -c pipelines/access-log.yaml --follow-commits"
     )]
     Run(RunArgs),
     /// Check a pipeline file without running it; every problem is printed with its line.
@@ -98,6 +98,10 @@ pub struct RunArgs {
     /// Read at most this many lines per second (demos, crash tests).
     #[arg(long, value_name = "LINES", hide = true)]
     pub max_lines_per_sec: Option<u64>,
+    /// Print each committed partition on standard output as one JSON line (table,
+    /// partition, path, rows, watermark), for `batch-analyze run --follow-commits`.
+    #[arg(long)]
+    pub emit_commits: bool,
     /// Print no summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
@@ -135,6 +139,7 @@ fn run(args: RunArgs) -> Result<(), IngestError> {
         checkpoint_interval: args.checkpoint_interval,
         from_scratch: args.from_scratch,
         max_lines_per_sec: args.max_lines_per_sec,
+        emit_commits: args.emit_commits,
     };
     let runtime = runtime()?;
     let shutdown = Arc::new(AtomicBool::new(false));

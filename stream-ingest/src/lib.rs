@@ -31,7 +31,9 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use shared::HumanDuration;
-use shared::commit::{CommitError, FileCommitter, MarkerError, PartitionMarker, PendingFile};
+use shared::commit::{
+    CommitError, CommitEvent, FileCommitter, MarkerError, PartitionMarker, PendingFile,
+};
 use shared::config::{ConfigError, LoadedConfig, SourceConfig};
 use shared::lake::{Lake, LakeError};
 use tokio::sync::mpsc;
@@ -94,6 +96,8 @@ pub struct RunOptions {
     pub from_scratch: bool,
     /// Read no faster than this (lines per second).
     pub max_lines_per_sec: Option<u64>,
+    /// Print each committed partition as a JSON line on standard output.
+    pub emit_commits: bool,
 }
 
 /// What a run did.
@@ -189,15 +193,31 @@ enum ToWriter {
 }
 
 /// Writes the `_SUCCESS` markers of committed partitions (idempotent: same content again).
+/// With `emit`, each is also printed on standard output as a [`CommitEvent`] line.
 async fn write_markers(
     committer: &FileCommitter,
     markers: &[PartitionMarker],
+    emit: bool,
 ) -> Result<(), IngestError> {
     for m in markers {
         committer.write_marker(m).await?;
         tracing::info!(table = %m.table, partition = %m.partition_path(), rows = m.rows, "partition committed");
+        if emit {
+            emit_commit(&CommitEvent::new(committer.lake(), m));
+        }
     }
     Ok(())
+}
+
+/// One JSON line on standard output, flushed at once so a reader downstream sees it now. A
+/// closed pipe (the reader stopped) is logged, not fatal: the lake is the real output.
+fn emit_commit(event: &CommitEvent) {
+    use std::io::Write;
+    let line = serde_json::to_string(event).expect("a commit event serializes");
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+        tracing::warn!(error = %e, "cannot print a commit event");
+    }
 }
 
 /// Removes from every table what the checkpoints `redo` selects committed (see
@@ -275,7 +295,7 @@ pub async fn run(
             for f in &ck.pending {
                 committer.publish_pending(f).await?;
             }
-            write_markers(&committer, &ck.engine.markers).await?;
+            write_markers(&committer, &ck.engine.markers, opts.emit_commits).await?;
             // A newer checkpoint did not read back: what it committed is redone by the
             // replay, and so are the files of an unfinished rebuild.
             let (id, generation) = (ck.id, ck.generation);
@@ -449,7 +469,7 @@ pub async fn run(
                         summary.bytes_written += f.bytes;
                         summary.rows_written += f.rows;
                     }
-                    write_markers(&committer, &ck.engine.markers).await?;
+                    write_markers(&committer, &ck.engine.markers, opts.emit_commits).await?;
                     fault::point("after-publish");
                     tracing::debug!(
                         checkpoint = ck.id,

@@ -446,6 +446,68 @@ pub struct ReportConfig {
     /// Hash-repartition the input on these columns before aggregating (a hint for large inputs).
     #[serde(default)]
     pub repartition_by: Vec<String>,
+    /// Also write the report into the lake as a Hive-partitioned table, replacing the
+    /// partitions a run recomputes (dynamic partition overwrite).
+    #[serde(default)]
+    pub lake: Option<ReportLakeConfig>,
+    /// A chart of the report on the HTML page (`--format html`).
+    #[serde(default)]
+    pub chart: Option<ChartConfig>,
+    /// One sentence shown above the report on the HTML page.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Where a report goes in the lake.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReportLakeConfig {
+    /// Directory below the lake root, `/`-separated (default `reports/<report name>`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Partition columns of the written table, outermost first (default `[dt]`). A run
+    /// replaces exactly the partitions present in its result.
+    #[serde(default = "default_report_partitions")]
+    pub partition_by: Vec<String>,
+}
+
+fn default_report_partitions() -> Vec<String> {
+    vec!["dt".to_string()]
+}
+
+impl ReportLakeConfig {
+    /// The directory of the report's table below the lake root.
+    pub fn table_path(&self, report: &str) -> String {
+        self.path
+            .clone()
+            .unwrap_or_else(|| format!("reports/{report}"))
+    }
+}
+
+/// A chart on the HTML page.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChartConfig {
+    /// `bar`: vertical bars, one per `x` value, stacked by `series` when given;
+    /// `hbar`: horizontal bars labelled by `x`, one chart per value of `per` when given.
+    pub kind: ChartKind,
+    /// The category column (bar position or label).
+    pub x: String,
+    /// The numeric column (bar length).
+    pub y: String,
+    /// Stack bars by this column (`bar` only).
+    #[serde(default)]
+    pub series: Option<String>,
+    /// Draw one chart per value of this column (`hbar` only), e.g. `dt`.
+    #[serde(default)]
+    pub per: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChartKind {
+    Bar,
+    Hbar,
 }
 
 /// A join with a dimension table.

@@ -155,13 +155,88 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     }
 
     let mut report_names = HashSet::new();
+    let mut report_paths = Vec::new();
     for (i, r) in cfg.reports.iter().enumerate() {
         let p = format!("reports[{i}]");
         c.check_name(format!("{p}.name"), &r.name);
         c.check_unique(&mut report_names, format!("{p}.name"), &r.name, "report");
         check_report(&mut c, &p, r, cfg, &events);
+        check_report_outputs(&mut c, &p, r, cfg, &mut report_paths);
     }
     c.problems
+}
+
+/// The report's lake table and chart: what can be checked without planning the query (the
+/// columns they name are checked against the planned report by `batch-analyze validate`).
+fn check_report_outputs(
+    c: &mut Checker,
+    p: &str,
+    r: &ReportConfig,
+    cfg: &PipelineConfig,
+    seen: &mut Vec<String>,
+) {
+    if let Some(lake) = &r.lake {
+        let path = lake.table_path(&r.name);
+        let field = format!("{p}.lake.path");
+        let segments: Vec<&str> = path.split('/').collect();
+        for s in &segments {
+            if s.is_empty()
+                || s.starts_with(['_', '.', '-'])
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                c.report(
+                    field.clone(),
+                    format!("`{path}` is not a usable lake path: `/`-separated names of letters, digits, `_` and `-`, none starting with `_`, `.` or `-`"),
+                );
+                break;
+            }
+        }
+        let tables = cfg
+            .tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(cfg.late_events.iter().map(|l| l.table.as_str()));
+        for t in tables {
+            if segments[0] == t {
+                c.report(
+                    field.clone(),
+                    format!("`{path}` is inside the lake table `{t}`"),
+                );
+            }
+        }
+        let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+        if let Some(other) = seen.iter().find(|o| nested(&path, o) || nested(o, &path)) {
+            c.report(
+                field.clone(),
+                format!("`{path}` overlaps the lake path `{other}` of another report"),
+            );
+        }
+        seen.push(path);
+        let mut cols = HashSet::new();
+        for (i, col) in lake.partition_by.iter().enumerate() {
+            c.check_unique(
+                &mut cols,
+                format!("{p}.lake.partition_by[{i}]"),
+                col,
+                "partition column",
+            );
+        }
+    }
+    if let Some(chart) = &r.chart {
+        match chart.kind {
+            ChartKind::Bar if chart.per.is_some() => c.report(
+                format!("{p}.chart.per"),
+                "`per` is for `hbar` charts; a `bar` chart stacks by `series`",
+            ),
+            ChartKind::Hbar if chart.series.is_some() => c.report(
+                format!("{p}.chart.series"),
+                "`series` is for `bar` charts; an `hbar` chart splits by `per`",
+            ),
+            _ => {}
+        }
+    }
 }
 
 fn field_list(schema: &Schema) -> String {

@@ -1,0 +1,143 @@
+//! `--follow-commits`: the batch stage behind the stream stage, in one shell pipeline.
+//!
+//! ```text
+//! stream-ingest run -c P.yaml --emit-commits | batch-analyze run -c P.yaml --follow-commits
+//! ```
+//!
+//! Each input line is a [`CommitEvent`]: a partition the stream stage just committed, with
+//! the watermark at that moment. A day is complete once the watermark has passed its end
+//! (plus `partition_commit.delay`): every partition of it is committed, since the stream
+//! stage commits a partition as soon as the watermark passes the partition's end. The
+//! reports then run for that day alone, exactly as `run --date DAY` would; at the end of
+//! the input the days still open run too. The locks are held from the first line to the last.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use shared::commit::CommitEvent;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+use crate::dates::DayRange;
+use crate::{AnalyzeError, RunOptions, RunSummary, compute, prepare};
+
+/// What a follow run did.
+#[derive(Debug, Default)]
+pub struct FollowSummary {
+    pub commits: u64,
+    /// Lines that were not commit events (skipped, with a warning).
+    pub ignored: u64,
+    pub days: BTreeSet<String>,
+    pub rows: usize,
+    pub seconds: f64,
+}
+
+/// The instant a day's partitions are all committed by.
+fn day_end(day: &str, delay: chrono::Duration) -> Option<DateTime<Utc>> {
+    let d = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+    let next = d.checked_add_days(Days::new(1))?;
+    Some(next.and_hms_opt(0, 0, 0)?.and_utc() + delay)
+}
+
+/// Reads commit events from `input` until it ends, running the reports for each day as soon
+/// as it is complete; `done` gets each day's results (to print them).
+pub async fn follow<R: AsyncBufRead + Unpin>(
+    loaded: &shared::config::LoadedConfig,
+    opts: &RunOptions,
+    input: R,
+    mut done: impl FnMut(&str, &RunSummary),
+) -> Result<FollowSummary, AnalyzeError> {
+    let started = Instant::now();
+    let prep = prepare(loaded, opts).await?;
+    let locks = prep.lock(opts.wait).await?;
+    let delay =
+        chrono::Duration::from_std(loaded.config.partition_commit.delay.0).unwrap_or_default();
+    let mut summary = FollowSummary::default();
+    let mut pending: BTreeSet<String> = BTreeSet::new();
+    let mut lines = input.lines();
+    let result = async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .map_err(|e| AnalyzeError::Follow(e.to_string()))?;
+            let Some(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event: CommitEvent = match serde_json::from_str(&line) {
+                Ok(e) => e,
+                Err(e) => {
+                    summary.ignored += 1;
+                    tracing::warn!(error = %e, line = %line.chars().take(200).collect::<String>(), "not a commit event; ignored");
+                    continue;
+                }
+            };
+            summary.commits += 1;
+            if let Some(day) = event.day() {
+                pending.insert(day.to_string());
+            }
+            let ready: Vec<String> = pending
+                .iter()
+                .filter(|d| day_end(d, delay).is_some_and(|end| event.watermark >= end))
+                .cloned()
+                .collect();
+            for day in ready {
+                pending.remove(&day);
+                run_day(&prep, opts, &day, &mut summary, &mut done).await?;
+            }
+        }
+        // The stream ended: what is left is as complete as it will get.
+        for day in std::mem::take(&mut pending) {
+            run_day(&prep, opts, &day, &mut summary, &mut done).await?;
+        }
+        Ok::<(), AnalyzeError>(())
+    }
+    .await;
+    locks.release().await;
+    result?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+async fn run_day(
+    prep: &crate::Prepared<'_>,
+    opts: &RunOptions,
+    day: &str,
+    summary: &mut FollowSummary,
+    done: &mut impl FnMut(&str, &RunSummary),
+) -> Result<(), AnalyzeError> {
+    let Ok(d) = NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
+        tracing::warn!(
+            day,
+            "a commit event names a partition without a date; skipped"
+        );
+        return Ok(());
+    };
+    let range = DayRange {
+        from: Some(d),
+        to: Some(d),
+    };
+    let result = compute(prep, opts, &range).await?;
+    tracing::info!(
+        day,
+        reports = result.reports.len(),
+        "day complete: reports computed"
+    );
+    summary.days.insert(day.to_string());
+    summary.rows += result.reports.iter().map(|r| r.rows).sum::<usize>();
+    done(day, &result);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_ends_at_midnight_plus_the_delay() {
+        let end = day_end("2015-05-17", chrono::Duration::seconds(30)).unwrap();
+        assert_eq!(end.to_rfc3339(), "2015-05-18T00:00:30+00:00");
+        assert!(day_end("__HIVE_DEFAULT_PARTITION__", chrono::Duration::zero()).is_none());
+    }
+}
