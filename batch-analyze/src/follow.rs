@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{Days, NaiveDate};
 use shared::commit::CommitEvent;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
@@ -32,11 +32,35 @@ pub struct FollowSummary {
     pub seconds: f64,
 }
 
+/// A pause this long in the input ends a burst of commit events.
+const BURST_GAP: std::time::Duration = std::time::Duration::from_millis(50);
+/// A burst is cut after this many events, so a busy stream still gets its days run.
+const MAX_BURST: usize = 10_000;
+
+/// A commit event, or `None` (counted, warned) for a line that is not one.
+fn parse(line: &str, summary: &mut FollowSummary) -> Option<CommitEvent> {
+    if line.trim().is_empty() {
+        return None;
+    }
+    match serde_json::from_str(line) {
+        Ok(e) => {
+            summary.commits += 1;
+            Some(e)
+        }
+        Err(e) => {
+            summary.ignored += 1;
+            let shown: String = line.chars().take(200).collect();
+            tracing::warn!(error = %e, line = %shown, "not a commit event; ignored");
+            None
+        }
+    }
+}
+
 /// The instant a day's partitions are all committed by.
-fn day_end(day: &str, delay: chrono::Duration) -> Option<DateTime<Utc>> {
+fn day_end(day: &str, delay: chrono::Duration) -> Option<i64> {
     let d = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
     let next = d.checked_add_days(Days::new(1))?;
-    Some(next.and_hms_opt(0, 0, 0)?.and_utc() + delay)
+    Some((next.and_hms_opt(0, 0, 0)?.and_utc() + delay).timestamp_micros())
 }
 
 /// Reads commit events from `input` until it ends, running the reports for each day as soon
@@ -54,32 +78,42 @@ pub async fn follow<R: AsyncBufRead + Unpin>(
         chrono::Duration::from_std(loaded.config.partition_commit.delay.0).unwrap_or_default();
     let mut summary = FollowSummary::default();
     let mut pending: BTreeSet<String> = BTreeSet::new();
+    let mut watermark = i64::MIN;
     let mut lines = input.lines();
     let result = async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .map_err(|e| AnalyzeError::Follow(e.to_string()))?;
-            let Some(line) = line else { break };
-            if line.trim().is_empty() {
-                continue;
-            }
-            let event: CommitEvent = match serde_json::from_str(&line) {
-                Ok(e) => e,
-                Err(e) => {
-                    summary.ignored += 1;
-                    tracing::warn!(error = %e, line = %line.chars().take(200).collect::<String>(), "not a commit event; ignored");
-                    continue;
+        let mut ended = false;
+        while !ended {
+            // One burst: the stream stage prints the commits of a checkpoint together, so
+            // read until the input pauses, then run the days that are complete.
+            let mut burst = 0;
+            loop {
+                let next = if burst == 0 {
+                    Ok(lines.next_line().await)
+                } else {
+                    tokio::time::timeout(BURST_GAP, lines.next_line()).await
+                };
+                let line = match next {
+                    Err(_) => break, // a pause
+                    Ok(line) => line.map_err(|e| AnalyzeError::Follow(e.to_string()))?,
+                };
+                let Some(line) = line else {
+                    ended = true;
+                    break;
+                };
+                burst += 1;
+                if let Some(event) = parse(&line, &mut summary) {
+                    if let Some(day) = event.day() {
+                        pending.insert(day.to_string());
+                    }
+                    watermark = watermark.max(event.watermark_us);
                 }
-            };
-            summary.commits += 1;
-            if let Some(day) = event.day() {
-                pending.insert(day.to_string());
+                if burst >= MAX_BURST {
+                    break;
+                }
             }
             let ready: Vec<String> = pending
                 .iter()
-                .filter(|d| day_end(d, delay).is_some_and(|end| event.watermark >= end))
+                .filter(|d| day_end(d, delay).is_some_and(|end| watermark >= end))
                 .cloned()
                 .collect();
             for day in ready {
@@ -137,7 +171,7 @@ mod tests {
     #[test]
     fn a_day_ends_at_midnight_plus_the_delay() {
         let end = day_end("2015-05-17", chrono::Duration::seconds(30)).unwrap();
-        assert_eq!(end.to_rfc3339(), "2015-05-18T00:00:30+00:00");
+        assert_eq!(end, 1_431_907_230_000_000);
         assert!(day_end("__HIVE_DEFAULT_PARTITION__", chrono::Duration::zero()).is_none());
     }
 }

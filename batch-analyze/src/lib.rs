@@ -45,11 +45,19 @@ use crate::state::{ReportState, StateError};
 /// The tool's name in the lake's `_state/` folder.
 pub const TOOL: &str = "batch-analyze";
 
-/// Fault injection for the crash tests: `BATCH_ANALYZE_CRASH_AT=<point>[:<n>]`. Points:
+/// Fault injection for the crash and lock tests: `BATCH_ANALYZE_CRASH_AT=<point>[:<n>]`
+/// aborts at the `n`-th pass, `BATCH_ANALYZE_SLOW_AT=<point>:<duration>` sleeps there. Points:
 /// `after-lock`, `after-stage` (a report partition's new file staged), `after-partition` (a
 /// report partition replaced), `before-state` (outputs written, state not yet).
 pub(crate) fn fault(point: &str) {
     shared::fault::point("BATCH_ANALYZE_CRASH_AT", point);
+    if let Ok(spec) = std::env::var("BATCH_ANALYZE_SLOW_AT")
+        && let Some((p, d)) = spec.split_once(':')
+        && p == point
+        && let Ok(d) = d.parse::<shared::HumanDuration>()
+    {
+        std::thread::sleep(d.0);
+    }
 }
 
 /// Everything that can stop a run. [`AnalyzeError::exit_code`] maps it for scripts.

@@ -163,7 +163,7 @@ pub async fn acquire(
                 Err(reason) => {
                     return Err(LockError::Failed {
                         report: report.clone(),
-                        path: path.to_string(),
+                        path: lake.display(&path),
                         reason,
                     });
                 }
@@ -173,7 +173,7 @@ pub async fn acquire(
                 return Err(LockError::Busy {
                     report: report.clone(),
                     owner: busy_owner,
-                    path: path.to_string(),
+                    path: lake.display(&path),
                 });
             }
             tracing::debug!(report = %report, owner = %busy_owner, "waiting for the lock");

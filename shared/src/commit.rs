@@ -406,8 +406,12 @@ pub struct CommitEvent {
     /// The partition's URL, e.g. `file:///data/lake/status_1m/dt=2015-05-17/hour=10/`.
     pub path: String,
     pub rows: u64,
-    /// The watermark when it was committed (RFC 3339, UTC).
-    pub watermark: chrono::DateTime<chrono::Utc>,
+    /// The watermark when it was committed, µs since the epoch (UTC); `i64::MAX` at the end
+    /// of a bounded input.
+    pub watermark_us: i64,
+    /// The same as RFC 3339 (UTC), for people; absent at the end of a bounded input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
 }
 
 impl CommitEvent {
@@ -423,7 +427,10 @@ impl CommitEvent {
             partition,
             path,
             rows: m.rows,
-            watermark: chrono::DateTime::from_timestamp_micros(m.watermark).unwrap_or_default(),
+            watermark_us: m.watermark,
+            watermark: chrono::DateTime::from_timestamp_micros(m.watermark)
+                .filter(|_| m.watermark < i64::MAX)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         }
     }
 

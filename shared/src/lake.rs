@@ -208,6 +208,15 @@ impl Lake {
             .expect("table names are validated path segments")
     }
 
+    /// A path of this lake's store as a URL, for messages (`file:///…`, `s3://bucket/…`).
+    pub fn display(&self, path: &Path) -> String {
+        format!(
+            "{}://{}/{path}",
+            self.url.scheme(),
+            self.url.host_str().unwrap_or_default()
+        )
+    }
+
     /// A partition directory of a table.
     pub fn partition_dir(&self, table: &str, partition: &PartitionPath) -> Path {
         below(
