@@ -8,8 +8,8 @@
 //! the watermark at that moment. A day is complete once the watermark has passed its end
 //! (plus `partition_commit.delay`): every partition of it is committed, since the stream
 //! stage commits a partition as soon as the watermark passes the partition's end. The
-//! reports then run for that day alone, exactly as `run --date DAY` would; at the end of
-//! the input the days still open run too. The locks are held from the first line to the last.
+//! reports then run for that day alone, exactly as `run --date DAY` would (with `--out DIR`,
+//! into `DIR/dt=DAY/`); at the end of the input the days still open run too. The locks are held from the first line to the last.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -151,6 +151,18 @@ async fn run_day(
     let range = DayRange {
         from: Some(d),
         to: Some(d),
+    };
+    // With --out, each day's reports go to DIR/dt=DAY/ instead of replacing each other.
+    let day_opts;
+    let opts = match &opts.out {
+        Some(dir) => {
+            day_opts = RunOptions {
+                out: Some(dir.join(format!("{}={day}", shared::schema::DT))),
+                ..opts.clone()
+            };
+            &day_opts
+        }
+        None => opts,
     };
     let result = compute(prep, opts, &range).await?;
     tracing::info!(

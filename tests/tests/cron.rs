@@ -460,10 +460,15 @@ fn chained_pipeline_equals_the_two_step_run() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let batch = analyze(&chained, &["--follow-commits", "-v", "--format", "csv"])
-        .stdin(stream.stdout.take().unwrap())
-        .output()
-        .unwrap();
+    let per_day = dir.path().join("per-day");
+    let batch = analyze(
+        &chained,
+        &["--follow-commits", "-v", "--format", "csv", "--out"],
+    )
+    .arg(&per_day)
+    .stdin(stream.stdout.take().unwrap())
+    .output()
+    .unwrap();
     assert!(stream.wait().unwrap().success());
     assert!(batch.status.success(), "{}", stderr(&batch));
     let log = stderr(&batch);
@@ -473,8 +478,20 @@ fn chained_pipeline_equals_the_two_step_run() {
         assert_eq!(log.matches(&format!(": {day}: 1 day")).count(), 1, "{log}");
     }
     assert_eq!(reports(&chained), reports(&two_step));
-    // Printed per day: the same rows as the two-step run's report.
-    let printed = String::from_utf8(batch.stdout).unwrap();
+    // Written per day (DIR/dt=DAY/<report>.csv): the same rows as the two-step run's.
+    let mut printed = String::new();
+    for day in ["2015-05-17", "2015-05-18", "2015-05-19", "2015-05-20"] {
+        for r in ["daily_status_class", "top_paths"] {
+            let p = per_day.join(format!("dt={day}")).join(format!("{r}.csv"));
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(
+                text.lines().skip(1).all(|l| l.starts_with(day)),
+                "{}",
+                p.display()
+            );
+            printed.push_str(&text);
+        }
+    }
     let rows: Vec<&str> = printed.lines().filter(|l| !l.starts_with("dt,")).collect();
     let two = run_ok(&mut analyze(&two_step, &["--format", "csv", "-q"]));
     let two = String::from_utf8(two.stdout).unwrap();
