@@ -232,17 +232,11 @@ async fn list_day(
             what: format!("day {day} of table `{}`", table.name),
             source,
         })?;
-    let depth = lake.table_dir(&table.name).parts().count();
     // Partition directory → (data files, marker, intent).
     type Dir = (Vec<ObjectMeta>, Option<ObjectMeta>, Option<ObjectMeta>);
     let mut dirs: BTreeMap<Vec<String>, Dir> = BTreeMap::new();
     for m in metas {
-        let parts: Vec<String> = m
-            .location
-            .parts()
-            .skip(depth)
-            .map(|p| p.as_ref().to_string())
-            .collect();
+        let parts = lake.below_table(&table.name, &m.location);
         let Some((name, segments)) = parts.split_last() else {
             continue;
         };

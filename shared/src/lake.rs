@@ -251,22 +251,27 @@ impl Lake {
         use futures::TryStreamExt;
         let dir = self.table_dir(table);
         let metas: Vec<_> = self.store.list(Some(&dir)).try_collect().await?;
-        let depth = dir.parts().count();
         let mut out: Vec<Vec<String>> = metas
             .iter()
             .filter(|m| m.location.filename() == Some(COMMIT_MARKER))
             .map(|m| {
-                let parts: Vec<String> = m
-                    .location
-                    .parts()
-                    .skip(depth)
-                    .map(|p| p.as_ref().to_string())
-                    .collect();
-                parts[..parts.len() - 1].to_vec()
+                let mut parts = self.below_table(table, &m.location);
+                parts.pop();
+                parts
             })
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// The segments of `path` below the directory of `table` (partition directories, then
+    /// the file name).
+    pub fn below_table(&self, table: &str, path: &Path) -> Vec<String> {
+        let depth = self.table_dir(table).parts().count();
+        path.parts()
+            .skip(depth)
+            .map(|p| p.as_ref().to_string())
+            .collect()
     }
 
     /// The `dt=` directories of a table (values as written, escaped), sorted: one listing

@@ -199,21 +199,34 @@ impl Follower {
                 self.reopen_renamed();
                 first = false;
             }
-            // Oldest first, so that a rotated file is read to its end before its successor.
-            let mut order: Vec<(std::time::SystemTime, FileId)> =
-                self.files.iter().map(|(id, f)| (f.modified, *id)).collect();
+            // Rotated-away files first, then oldest first: a rotated file is read to its end
+            // before its successor. (Modification times alone do not order them: a rotation
+            // and the first write to the new file often share one timestamp tick.)
+            let mut order: Vec<(bool, std::time::SystemTime, FileId)> = self
+                .files
+                .iter()
+                .map(|(id, f)| (matches.contains_key(id), f.modified, *id))
+                .collect();
             order.sort();
             let mut progressed = false;
-            for (_, id) in order {
-                let in_pattern = matches.contains_key(&id);
-                match self.read_file(id, in_pattern, &mut send) {
-                    Ok(Some(more)) => progressed |= more,
-                    Ok(None) => return,
-                    Err(source) => {
-                        // Stop: a restart resumes from the checkpoint's position.
-                        let input = self.files[&id].path.display().to_string();
-                        send(Err(SourceError { input, source }));
-                        return;
+            for (in_pattern, _, id) in order {
+                // A rotated file is drained before the next one; a current file gives one
+                // chunk per poll.
+                loop {
+                    match self.read_file(id, in_pattern, &mut send) {
+                        Ok(Some(more)) => {
+                            progressed |= more;
+                            if !more || in_pattern || !self.files.contains_key(&id) {
+                                break;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(source) => {
+                            // Stop: a restart resumes from the checkpoint's position.
+                            let input = self.files[&id].path.display().to_string();
+                            send(Err(SourceError { input, source }));
+                            return;
+                        }
                     }
                 }
             }
@@ -381,14 +394,24 @@ mod tests {
         let (got, positions) = lines(&rx, 2);
         assert_eq!(got, ["a", "b"]);
         drop(rx);
-        // While down: more lines, then a rotation, then a new file.
-        append(&log, "c\n");
+        // While down: more lines (many chunks' worth), then a rotation, then a new file
+        // written in the same timestamp tick: the rotated file still comes first, whole.
+        let more: Vec<String> = (0..200).map(|i| format!("c{i}")).collect();
+        append(&log, &format!("{}\n", more.join("\n")));
         std::fs::rename(&log, dir.path().join("app.log.old")).unwrap();
         append(&log, "d\n");
+        let old = std::fs::metadata(dir.path().join("app.log.old")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_modified(old.modified().unwrap())
+            .unwrap();
         let rx = follow(&log, positions);
-        let (mut got, _) = lines(&rx, 2);
-        got.sort();
-        assert_eq!(got, ["c", "d"]);
+        let (got, _) = lines(&rx, 201);
+        let mut want = more;
+        want.push("d".into());
+        assert_eq!(got, want);
     }
 
     #[test]
