@@ -90,9 +90,10 @@ fn section(h: &mut String, r: &HtmlReport<'_>) {
             .map(|d| format!(" · {}", escape(d)))
             .unwrap_or_default()
     );
+    let cols = cells(r);
     if let Some(chart) = r.chart {
         h.push_str("<div class=\"charts\">");
-        match chart_svg(r, chart) {
+        match chart_svg(r, &cols, chart) {
             Ok(svg) => h.push_str(&svg),
             Err(e) => {
                 let _ = write!(h, "<p class=\"meta\">no chart: {}</p>", escape(&e));
@@ -100,7 +101,7 @@ fn section(h: &mut String, r: &HtmlReport<'_>) {
         }
         h.push_str("</div>\n");
     }
-    table(h, r, rows);
+    table(h, r, &cols, rows);
     h.push_str("</section>\n");
 }
 
@@ -141,8 +142,7 @@ fn is_numeric(t: &DataType) -> bool {
     t.is_numeric()
 }
 
-fn table(h: &mut String, r: &HtmlReport<'_>, rows: usize) {
-    let cols = cells(r);
+fn table(h: &mut String, r: &HtmlReport<'_>, cols: &[Vec<String>], rows: usize) {
     h.push_str("<table>\n<thead><tr>");
     for f in r.schema.fields() {
         let _ = write!(h, "<th>{}</th>", escape(f.name()));
@@ -176,13 +176,17 @@ fn table(h: &mut String, r: &HtmlReport<'_>, rows: usize) {
     }
 }
 
-/// A column as display strings.
-fn text_column(r: &HtmlReport<'_>, name: &str) -> Result<Vec<String>, String> {
+/// A column of `cols` (the report's display strings) by name.
+fn text_column(
+    r: &HtmlReport<'_>,
+    cols: &[Vec<String>],
+    name: &str,
+) -> Result<Vec<String>, String> {
     let i = r
         .schema
         .index_of(name)
         .map_err(|_| format!("the report has no column `{name}`"))?;
-    Ok(cells(r).swap_remove(i))
+    Ok(cols[i].clone())
 }
 
 /// A numeric column as f64 (NULL as 0).
@@ -203,20 +207,20 @@ fn number_column(r: &HtmlReport<'_>, name: &str) -> Result<Vec<f64>, String> {
     Ok(out)
 }
 
-fn chart_svg(r: &HtmlReport<'_>, c: &ChartConfig) -> Result<String, String> {
-    let x = text_column(r, &c.x)?;
+fn chart_svg(r: &HtmlReport<'_>, cols: &[Vec<String>], c: &ChartConfig) -> Result<String, String> {
+    let x = text_column(r, cols, &c.x)?;
     let y = number_column(r, &c.y)?;
     match c.kind {
         ChartKind::Bar => {
             let series = match &c.series {
-                Some(s) => Some(text_column(r, s)?),
+                Some(s) => Some(text_column(r, cols, s)?),
                 None => None,
             };
             Ok(bar_chart(&c.x, &c.y, &x, &y, series.as_deref()))
         }
         ChartKind::Hbar => {
             let per = match &c.per {
-                Some(p) => text_column(r, p)?,
+                Some(p) => text_column(r, cols, p)?,
                 None => vec![String::new(); x.len()],
             };
             let mut groups: Vec<(String, Vec<(String, f64)>)> = Vec::new();
