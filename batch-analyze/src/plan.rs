@@ -141,6 +141,9 @@ impl ReportPlan {
                     AggregateFn::Max => format!("MAX({arg})"),
                     AggregateFn::Avg => format!("AVG({arg})"),
                     AggregateFn::CountDistinct => format!("COUNT(DISTINCT {arg})"),
+                    AggregateFn::ApproxDistinct => {
+                        format!("CAST(APPROX_DISTINCT({arg}) AS BIGINT)")
+                    }
                 };
                 cols.push(format!("{expr} AS {}", ident(&a.name)));
             }

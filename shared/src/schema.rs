@@ -83,6 +83,7 @@ pub fn aggregate_output_type(
 ) -> Result<DataType, String> {
     match (function, input) {
         (AggregateFn::Count | AggregateFn::CountDistinct, _) => Ok(DataType::Int64),
+        (AggregateFn::ApproxDistinct, Some(_)) => Ok(DataType::Int64),
         (AggregateFn::Sum, Some(t)) if is_integer(t) => Ok(DataType::Int64),
         (AggregateFn::Sum, Some(DataType::Float64)) => Ok(DataType::Float64),
         (AggregateFn::Avg, Some(t)) if is_numeric(t) => Ok(DataType::Float64),
@@ -125,7 +126,7 @@ pub fn table_schema(table: &TableConfig, events: &Schema) -> Result<SchemaRef, S
         // count is never NULL; the others are NULL when every input was NULL.
         let nullable = !matches!(
             agg.function,
-            AggregateFn::Count | AggregateFn::CountDistinct
+            AggregateFn::Count | AggregateFn::CountDistinct | AggregateFn::ApproxDistinct
         );
         fields.push(Field::new(&agg.name, t, nullable));
     }

@@ -2,11 +2,14 @@
 //!
 //! The columns an aggregate reads are prepared once per batch ([`AggInput`]): integers are
 //! widened to `i64`, timestamps read as their `i64` microseconds, and the values of
-//! `count_distinct` encoded once in Arrow's row format, so the per-event update is a match
-//! and an add, with an allocation only for a value a group has not seen before.
+//! `count_distinct` and `approx_distinct` encoded once in Arrow's row format, so the
+//! per-event update is a match and an add, with an allocation only for a value a group has
+//! not seen before. A state is 24 bytes (large ones are boxed); [`Acc::update`] returns the
+//! bytes a state grew by, so tables know their size for the memory budget.
 
-use std::collections::HashSet;
 use std::sync::Arc;
+
+use hashbrown::HashSet;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch};
 use arrow::buffer::NullBuffer;
@@ -15,6 +18,11 @@ use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 use shared::config::AggregateFn;
+
+use crate::hll::Hll;
+
+/// Bytes a distinct value costs in a set beyond its own: the box, the table slot.
+pub const DISTINCT_ENTRY_BYTES: usize = 24;
 
 /// One configured aggregate, resolved against the event schema.
 #[derive(Debug)]
@@ -36,7 +44,7 @@ impl AggSpec {
         output_type: DataType,
     ) -> Result<Self, ArrowError> {
         let distinct = match (function, &input_type) {
-            (AggregateFn::CountDistinct, Some(t)) => {
+            (AggregateFn::CountDistinct | AggregateFn::ApproxDistinct, Some(t)) => {
                 Some(RowConverter::new(vec![SortField::new(t.clone())])?)
             }
             _ => None,
@@ -65,7 +73,8 @@ impl AggSpec {
             (AggregateFn::Max, false) => Acc::MaxInt(None),
             (AggregateFn::Max, true) => Acc::MaxFloat(None),
             (AggregateFn::Avg, _) => Acc::Avg { sum: 0.0, count: 0 },
-            (AggregateFn::CountDistinct, _) => Acc::Distinct(HashSet::new()),
+            (AggregateFn::CountDistinct, _) => Acc::Distinct(Box::default()),
+            (AggregateFn::ApproxDistinct, _) => Acc::Approx(Box::default()),
         }
     }
 
@@ -78,11 +87,11 @@ impl AggSpec {
         let nulls = col.logical_nulls();
         Ok(match self.function {
             AggregateFn::Count => AggInput::NonNull(nulls),
-            AggregateFn::CountDistinct => {
+            AggregateFn::CountDistinct | AggregateFn::ApproxDistinct => {
                 let conv = self
                     .distinct
                     .as_ref()
-                    .expect("count_distinct has a converter");
+                    .expect("distinct counts have a converter");
                 AggInput::Bytes {
                     rows: conv.convert_columns(std::slice::from_ref(col))?,
                     nulls,
@@ -99,10 +108,11 @@ impl AggSpec {
     /// The output column for a list of states, in order.
     pub fn finish<'a>(&self, accs: impl Iterator<Item = &'a Acc>) -> Result<ArrayRef, ArrowError> {
         let array: ArrayRef = match self.function {
-            AggregateFn::Count | AggregateFn::CountDistinct => {
+            AggregateFn::Count | AggregateFn::CountDistinct | AggregateFn::ApproxDistinct => {
                 Arc::new(Int64Array::from_iter_values(accs.map(|a| match a {
                     Acc::Count(n) => *n,
                     Acc::Distinct(s) => s.len() as i64,
+                    Acc::Approx(h) => h.estimate(),
                     _ => unreachable!("state matches its function"),
                 })))
             }
@@ -136,7 +146,7 @@ pub enum AggInput {
     NonNull(Option<NullBuffer>),
     Int(Int64Array),
     Float(Float64Array),
-    /// `count_distinct`: values in Arrow's row format.
+    /// `count_distinct`, `approx_distinct`: values in Arrow's row format.
     Bytes {
         rows: Rows,
         nulls: Option<NullBuffer>,
@@ -154,7 +164,19 @@ pub enum Acc {
     MinFloat(Option<f64>),
     MaxFloat(Option<f64>),
     Avg { sum: f64, count: i64 },
-    Distinct(HashSet<Box<[u8]>>),
+    Distinct(Box<HashSet<Box<[u8]>>>),
+    Approx(Box<Hll>),
+}
+
+impl Acc {
+    /// Bytes this state holds on the heap (as [`Acc::update`] counts them).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Acc::Distinct(set) => set.iter().map(|v| v.len() + DISTINCT_ENTRY_BYTES).sum(),
+            Acc::Approx(h) => h.heap_bytes(),
+            _ => 0,
+        }
+    }
 }
 
 #[inline]
@@ -181,9 +203,10 @@ fn float_at(a: &Float64Array, row: usize) -> Option<f64> {
 }
 
 impl Acc {
-    /// Adds row `row` of the prepared input. NULL inputs are skipped, as in SQL.
+    /// Adds row `row` of the prepared input. NULL inputs are skipped, as in SQL. Returns the
+    /// bytes the state grew by (a new distinct value).
     #[inline]
-    pub fn update(&mut self, input: &AggInput, row: usize) {
+    pub fn update(&mut self, input: &AggInput, row: usize) -> usize {
         match (self, input) {
             (Acc::Count(n), AggInput::Rows) => *n += 1,
             (Acc::Count(n), AggInput::NonNull(nulls)) => *n += i64::from(valid(nulls, row)),
@@ -234,11 +257,18 @@ impl Acc {
                     let v = rows.row(row);
                     if !set.contains(v.as_ref()) {
                         set.insert(v.as_ref().into());
+                        return v.as_ref().len() + DISTINCT_ENTRY_BYTES;
                     }
+                }
+            }
+            (Acc::Approx(h), AggInput::Bytes { rows, nulls }) => {
+                if valid(nulls, row) {
+                    return h.add(rows.row(row).as_ref());
                 }
             }
             _ => unreachable!("state and input follow the same spec"),
         }
+        0
     }
 
     /// Folds `other` into `self` (session windows that merge).
@@ -262,7 +292,8 @@ impl Acc {
                 *sum += s2;
                 *count += c2;
             }
-            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(*b),
+            (Acc::Approx(a), Acc::Approx(b)) => a.merge(&b),
             _ => unreachable!("merged states follow the same spec"),
         }
     }
@@ -323,6 +354,10 @@ mod tests {
             i64s(run(AggregateFn::CountDistinct, Some(1), DataType::Int64)),
             2
         );
+        assert_eq!(
+            i64s(run(AggregateFn::ApproxDistinct, Some(1), DataType::Int64)),
+            2
+        );
         let min = run(AggregateFn::Min, Some(0), DataType::Int32);
         assert_eq!(
             min.as_primitive::<arrow::datatypes::Int32Type>().value(0),
@@ -349,9 +384,9 @@ mod tests {
         for row in 0..4 {
             all.update(&input, row);
             if row % 2 == 0 {
-                x.update(&input, row)
+                x.update(&input, row);
             } else {
-                y.update(&input, row)
+                y.update(&input, row);
             }
         }
         x.merge(y);

@@ -22,7 +22,7 @@ use shared::lake::Lake;
 use crate::engine::EngineSnapshot;
 
 /// Version of the checkpoint format; a checkpoint of another version is not restored.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 const MAGIC: &[u8; 6] = b"SICKPT";
 
 /// One checkpoint.

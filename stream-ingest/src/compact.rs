@@ -134,7 +134,8 @@ pub async fn compact(
                 summary.too_recent += 1;
                 continue;
             }
-            merge(&lake, &committer, marker, opts.dry_run, &mut summary).await?;
+            let codec = config.lake.compression.codec();
+            merge(&lake, &committer, marker, codec, opts.dry_run, &mut summary).await?;
         }
     }
     summary.seconds = started.elapsed().as_secs_f64();
@@ -146,6 +147,7 @@ async fn merge(
     lake: &Lake,
     committer: &FileCommitter,
     marker: PartitionMarker,
+    compression: parquet::basic::Compression,
     dry_run: bool,
     summary: &mut CompactSummary,
 ) -> Result<(), IngestError> {
@@ -169,7 +171,7 @@ async fn merge(
         }
     }
     let schema = schema.expect("at least two files");
-    let (data, rows) = write_parquet(&schema, &batches).map_err(|e: SinkError| {
+    let (data, rows) = write_parquet(&schema, &batches, compression).map_err(|e: SinkError| {
         IngestError::Internal(format!("cannot encode the merged file of {partition}: {e}"))
     })?;
     if rows != marker.rows {

@@ -1,7 +1,8 @@
-//! The engine: one thread that turns chunks of lines into Parquet files.
+//! The engine: one thread that turns parsed chunks of lines into Parquet files (the parsing
+//! itself runs on a pool of threads, [`crate::parallel`], and arrives here in source order).
 //!
 //! ```text
-//! chunk ─▶ parser ─▶ batch ─▶ watermark per event ─▶ each WindowedTable ─▶ emitted rows ─▶ TableSink ─▶ files
+//! parsed chunk ─▶ batch ─▶ watermark per event ─▶ each WindowedTable ─▶ emitted rows ─▶ TableSink ─▶ files
 //!                      │                                     └─▶ late rows ─▶ late TableSink ─┘
 //!                      └─▶ invalid lines ─▶ counters, dead-letter file
 //! ```
@@ -25,9 +26,8 @@ use shared::config::PipelineConfig;
 use shared::lake::Lake;
 
 use crate::dead_letter::{DeadLetter, DeadLetterError};
-use crate::format::{EventParser, parser_for};
+use crate::parallel::{After, ParsedChunk};
 use crate::sink::{EncodedFile, SinkError, SinkSnapshot, TableSink};
-use crate::source::Chunk;
 use crate::table::{LateRow, TableSnapshot, WindowedTable};
 use crate::tail::{FileId, TailPosition};
 use crate::window::Watermark;
@@ -54,6 +54,11 @@ pub struct EngineStats {
     pub late: u64,
     pub windows_emitted: u64,
     pub rows_emitted: u64,
+    /// The largest open state seen (bytes, estimated: windows × keys × aggregates, distinct
+    /// values, rows waiting for their partition).
+    pub state_bytes_peak: u64,
+    /// Times the open state grew past `state.memory_budget`.
+    pub state_budget_exceeded: u64,
 }
 
 /// The engine's state in a checkpoint: where the source is, the watermark, every table's
@@ -83,7 +88,6 @@ struct LateOutput {
 }
 
 pub struct Engine {
-    parser: Box<dyn EventParser>,
     tables: Vec<WindowedTable>,
     sinks: Vec<TableSink>,
     late: Option<LateOutput>,
@@ -99,6 +103,9 @@ pub struct Engine {
     /// The checkpoint that commits the files cut now.
     checkpoint: u64,
     commit_delay: i64,
+    /// `state.memory_budget` in bytes, and whether the state is over it now.
+    memory_budget: u64,
+    over_budget: bool,
     stats: EngineStats,
 }
 
@@ -108,8 +115,7 @@ impl Engine {
         lake: Lake,
         dead_letter: Option<DeadLetter>,
     ) -> Result<Self, EngineError> {
-        let parser = parser_for(&config.format);
-        let events = parser.schema();
+        let events = shared::schema::event_schema(&config.format);
         let ts_column =
             events
                 .index_of(&config.event_time.field)
@@ -126,15 +132,18 @@ impl Engine {
                     message,
                 }
             })?;
-            sinks.push(TableSink::new(
-                &t.name,
-                table.schema().clone(),
-                0,
-                &t.partition_by,
-                &t.rolling,
-                true,
-                &lake,
-            ));
+            sinks.push(
+                TableSink::new(
+                    &t.name,
+                    table.schema().clone(),
+                    0,
+                    &t.partition_by,
+                    &t.rolling,
+                    true,
+                    &lake,
+                )
+                .with_compression(config.lake.compression.codec()),
+            );
             tables.push(table);
         }
         let late = config.late_events.as_ref().map(|l| {
@@ -150,12 +159,12 @@ impl Engine {
                     &l.rolling,
                     false,
                     &lake,
-                ),
+                )
+                .with_compression(config.lake.compression.codec()),
                 schema,
             }
         });
         Ok(Engine {
-            parser,
             tables,
             sinks,
             late,
@@ -169,6 +178,8 @@ impl Engine {
             idle_base: None,
             checkpoint: 1,
             commit_delay: config.partition_commit.delay.as_micros(),
+            memory_budget: config.state.memory_budget.0,
+            over_budget: false,
             stats: EngineStats::default(),
         })
     }
@@ -182,56 +193,45 @@ impl Engine {
         self.watermark.current()
     }
 
-    /// Processes what a source sent; appends the files it completes.
-    pub fn process(
+    /// Applies a chunk the parsers finished (in source order): its events, then where the
+    /// source is after it. Appends the files it completes.
+    pub fn apply(
         &mut self,
-        chunk: Chunk,
+        events: Option<ParsedChunk>,
+        after: After,
         files: &mut Vec<EncodedFile>,
     ) -> Result<(), EngineError> {
-        match chunk {
-            Chunk::Bytes(data) => {
-                self.process_chunk(&data, files)?;
-                self.source_offset += data.len() as u64;
-            }
-            Chunk::Tail { data, position } => {
-                self.process_chunk(&data, files)?;
+        if let Some(parsed) = events {
+            self.process_parsed(parsed, files)?;
+        }
+        match after {
+            After::Offset(n) => self.source_offset += n,
+            After::Tail(position) => {
                 self.tail.insert(position.id, position);
             }
-            Chunk::Forget(id) => {
+            After::Forget(id) => {
                 self.tail.remove(&id);
             }
         }
         Ok(())
     }
 
-    /// Parses and processes a chunk of complete lines; appends the files it completes.
-    pub fn process_chunk(
+    /// Counts a parsed chunk's lines, dead-letters its invalid ones, processes its events.
+    fn process_parsed(
         &mut self,
-        chunk: &[u8],
+        parsed: ParsedChunk,
         files: &mut Vec<EncodedFile>,
     ) -> Result<(), EngineError> {
-        let mut dead_letter_error = None;
-        let mut invalid = 0u64;
-        let dead_letter = &mut self.dead_letter;
-        let parsed = self.parser.parse(
-            chunk,
-            self.next_line,
-            &mut |line: u64, reason: &str, text: &[u8]| {
-                invalid += 1;
-                tracing::debug!(line, reason, "invalid line");
-                if let Some(dl) = dead_letter.as_mut()
-                    && let Err(e) = dl.write(line, reason, text)
-                {
-                    dead_letter_error.get_or_insert(e);
-                }
-            },
-        );
-        if let Some(e) = dead_letter_error {
-            return Err(e.into());
+        for bad in &parsed.invalid {
+            let line = self.next_line + bad.index;
+            tracing::debug!(line, reason = %bad.reason, "invalid line");
+            if let Some(dl) = self.dead_letter.as_mut() {
+                dl.write(line, &bad.reason, &bad.text)?;
+            }
         }
         self.next_line += parsed.lines;
         self.stats.lines += parsed.lines;
-        self.stats.invalid += invalid;
+        self.stats.invalid += parsed.invalid.len() as u64;
         self.stats.parsed += parsed.batch.num_rows() as u64;
         self.process_batch(&parsed.batch, files)
     }
@@ -283,7 +283,52 @@ impl Engine {
             self.stats.windows_emitted += table.windows_emitted - before;
             files.extend(sink.complete(table.low_water_start(wm))?);
         }
+        self.check_budget();
         Ok(())
+    }
+
+    /// Bytes of open state: every table's windows and every sink's waiting rows.
+    pub fn state_bytes(&self) -> u64 {
+        let tables: usize = self.tables.iter().map(WindowedTable::state_bytes).sum();
+        let sinks: usize = self.sinks.iter().map(TableSink::buffered_bytes).sum();
+        let late = self.late.as_ref().map_or(0, |l| l.sink.buffered_bytes());
+        (tables + sinks + late) as u64
+    }
+
+    /// Tracks the peak state and says so, once each time, when the state passes the budget.
+    fn check_budget(&mut self) {
+        let bytes = self.state_bytes();
+        self.stats.state_bytes_peak = self.stats.state_bytes_peak.max(bytes);
+        let over = bytes > self.memory_budget;
+        if over && !self.over_budget {
+            self.stats.state_budget_exceeded += 1;
+            let (largest, largest_bytes) = self
+                .tables
+                .iter()
+                .map(|t| (t.name.as_str(), t.state_bytes()))
+                .max_by_key(|(_, b)| *b)
+                .unwrap_or(("-", 0));
+            let (windows, groups) = self
+                .tables
+                .iter()
+                .find(|t| t.name == largest)
+                .map_or((0, 0), WindowedTable::open_state);
+            tracing::warn!(
+                state_mb = bytes / 1_000_000,
+                budget_mb = self.memory_budget / 1_000_000,
+                largest_table = largest,
+                largest_table_mb = largest_bytes / 1_000_000,
+                open_windows = windows,
+                groups,
+                "open state is over state.memory_budget: fewer keys, shorter windows, a smaller max_out_of_orderness, or approx_distinct instead of count_distinct would shrink it"
+            );
+        } else if !over && self.over_budget {
+            tracing::info!(
+                state_mb = bytes / 1_000_000,
+                "open state is back under state.memory_budget"
+            );
+        }
+        self.over_budget = over;
     }
 
     /// The source brought nothing for `quiet` (at least `event_time.idle_timeout`): event

@@ -17,6 +17,9 @@ pub mod engine;
 pub mod fault;
 pub mod filter;
 pub mod format;
+pub mod generate;
+pub mod hll;
+pub mod parallel;
 pub mod sink;
 pub mod source;
 pub mod table;
@@ -27,7 +30,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use shared::HumanDuration;
@@ -41,6 +44,7 @@ use tokio::sync::mpsc;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::engine::{Engine, EngineError, EngineSnapshot, EngineStats};
+use crate::parallel::Parsers;
 use crate::sink::EncodedFile;
 use crate::source::{Chunk, Input, ReaderOptions, SourceError};
 
@@ -98,6 +102,8 @@ pub struct RunOptions {
     pub max_lines_per_sec: Option<u64>,
     /// Print each committed partition as a JSON line on standard output.
     pub emit_commits: bool,
+    /// Threads that parse (default: one per core); the output is the same for any number.
+    pub threads: Option<usize>,
 }
 
 /// What a run did.
@@ -136,6 +142,19 @@ impl fmt::Display for RunSummary {
             self.checkpoint_bytes as f64 / 1e3,
             self.seconds
         )?;
+        if s.state_budget_exceeded > 0 {
+            write!(
+                f,
+                "; open state peaked at {:.0} MB, over state.memory_budget {} time{}",
+                s.state_bytes_peak as f64 / 1e6,
+                s.state_budget_exceeded,
+                if s.state_budget_exceeded == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            )?;
+        }
         if let Some(id) = self.resumed_from {
             write!(f, " (resumed from checkpoint {id})")?;
         }
@@ -162,6 +181,7 @@ pub fn resolve_input(loaded: &LoadedConfig, opts: &RunOptions) -> Input {
             pattern: loaded.resolve(path),
             poll: poll_interval.0,
         },
+        (None, SourceConfig::Generate(g)) => Input::Generate(g.clone()),
     }
 }
 
@@ -252,6 +272,16 @@ fn input_identity(input: &Input) -> String {
                 _ => format!("tail:{}", pattern.display()),
             }
         }
+        Input::Generate(g) => format!(
+            "generate:seed={},lines={:?},events_per_second={},start={},hosts={},paths={},unique_paths={}",
+            g.seed,
+            g.lines,
+            g.events_per_second,
+            g.start.to_rfc3339(),
+            g.hosts,
+            g.paths,
+            g.unique_paths
+        ),
     }
 }
 
@@ -377,6 +407,13 @@ pub async fn run(
 
     let (tx, mut rx) = mpsc::channel::<ToWriter>(8);
     let stop = shutdown.clone();
+    let threads = opts.threads.unwrap_or_else(parallel::default_threads);
+    let mut parsers = Parsers::new(
+        &config.format,
+        threads,
+        engine.source_offset() == 0 && engine.tail_positions().is_empty(),
+    );
+    tracing::debug!(threads, "parsing");
     let engine_task = tokio::task::spawn_blocking(move || -> Result<bool, IngestError> {
         let mut files = Vec::new();
         let stopped_writer = || IngestError::Internal("the writer stopped".into());
@@ -395,29 +432,55 @@ pub async fn run(
         };
         let mut last_checkpoint = Instant::now();
         let mut last_data = Instant::now();
+        // Chunks being parsed, oldest first; the engine applies them in this order.
+        let mut in_flight = parallel::InFlightQueue::new();
         loop {
-            let wait = interval
-                .saturating_sub(last_checkpoint.elapsed())
-                .min(Duration::from_millis(200));
-            match chunk_rx.recv_timeout(wait) {
-                Ok(chunk) => {
-                    engine.process(chunk?, &mut files)?;
-                    send_files(&mut files)?;
-                    last_data = Instant::now();
+            // Keep the parsers busy: take what the source has, up to the pool's depth; wait
+            // (until the next checkpoint is due) only when nothing is in flight.
+            let mut ended = false;
+            while in_flight.len() < parsers.depth() {
+                let received = if in_flight.is_empty() {
+                    let wait = interval
+                        .saturating_sub(last_checkpoint.elapsed())
+                        .min(Duration::from_millis(200));
+                    chunk_rx.recv_timeout(wait)
+                } else {
+                    chunk_rx.try_recv().map_err(|e| match e {
+                        TryRecvError::Empty => RecvTimeoutError::Timeout,
+                        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                    })
+                };
+                match received {
+                    Ok(chunk) => {
+                        in_flight.push_back(parsers.submit(chunk?));
+                        last_data = Instant::now();
+                    }
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        ended = true;
+                        break;
+                    }
                 }
-                Err(RecvTimeoutError::Timeout) => {
+            }
+            match in_flight.pop_front() {
+                Some(item) => {
+                    let (events, after) = item.wait().map_err(IngestError::Internal)?;
+                    engine.apply(events, after, &mut files)?;
+                    send_files(&mut files)?;
+                }
+                None if ended => {
+                    engine.finish(&mut files)?;
+                    send_files(&mut files)?;
+                    checkpoint(&mut engine, &mut files)?;
+                    return Ok(false);
+                }
+                None => {
                     if let Some(idle) = idle_timeout
                         && last_data.elapsed() >= idle
                     {
                         engine.advance_idle(last_data.elapsed(), &mut files)?;
                         send_files(&mut files)?;
                     }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    engine.finish(&mut files)?;
-                    send_files(&mut files)?;
-                    checkpoint(&mut engine, &mut files)?;
-                    return Ok(false);
                 }
             }
             let stopping = stop.load(Ordering::SeqCst);

@@ -19,7 +19,7 @@ use arrow::error::ArrowError;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use shared::commit::PartitionMarker;
@@ -102,6 +102,7 @@ pub struct TableSink {
     rolling: RollingConfig,
     /// The checkpoint that will commit the files cut now.
     checkpoint: u64,
+    compression: Compression,
 }
 
 impl TableSink {
@@ -142,7 +143,14 @@ impl TableSink {
             commits,
             rolling: rolling.clone(),
             checkpoint: 1,
+            compression: Compression::SNAPPY,
         }
+    }
+
+    /// Files are compressed with this codec (default snappy).
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
     }
 
     /// Files cut from now on are committed by checkpoint `id`.
@@ -155,6 +163,11 @@ impl TableSink {
     }
 
     /// Rows waiting in open partitions.
+    /// Arrow memory of the rows waiting for their partition.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffers.values().map(|b| b.bytes).sum()
+    }
+
     pub fn buffered_rows(&self) -> usize {
         self.buffers.values().map(|b| b.rows).sum()
     }
@@ -368,7 +381,7 @@ impl TableSink {
     }
 
     fn encode(&self, partition: PartitionPath, buf: Buffer) -> Result<EncodedFile, SinkError> {
-        let (data, rows) = write_parquet(&self.file_schema, &buf.batches)?;
+        let (data, rows) = write_parquet(&self.file_schema, &buf.batches, self.compression)?;
         let label = DateTime::<Utc>::from_timestamp_micros(buf.first_time)
             .unwrap_or_default()
             .format("%Y%m%dT%H%M%S");
@@ -387,17 +400,16 @@ impl TableSink {
     }
 }
 
-/// Encodes rows as one Parquet file (zstd): every data file of the lake is written here.
-/// Returns the bytes and the number of rows.
+/// Encodes rows as one Parquet file: every data file of the lake is written here. Returns
+/// the bytes and the number of rows.
 pub fn write_parquet(
     schema: &SchemaRef,
     batches: &[RecordBatch],
+    compression: Compression,
 ) -> Result<(Vec<u8>, u64), SinkError> {
     let batch = concat_batches(schema, batches)?;
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("level 1 is valid"),
-        ))
+        .set_compression(compression)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let mut data = Vec::with_capacity(batch.get_array_memory_size() / 4 + 1024);

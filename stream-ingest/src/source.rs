@@ -9,13 +9,16 @@ use std::path::PathBuf;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
+use shared::config::GenerateConfig;
+
+use crate::generate::{Generator, Pace};
 use crate::tail::{FileId, Follower, TailPosition};
 
 /// Target size of a chunk; a single longer line makes a longer chunk.
 pub const CHUNK_BYTES: usize = 4 << 20;
 
 /// Where a run reads from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     File(PathBuf),
     Stdin,
@@ -24,6 +27,8 @@ pub enum Input {
         pattern: PathBuf,
         poll: Duration,
     },
+    /// The built-in access-log generator.
+    Generate(GenerateConfig),
 }
 
 impl std::fmt::Display for Input {
@@ -32,6 +37,13 @@ impl std::fmt::Display for Input {
             Input::File(p) => write!(f, "{}", p.display()),
             Input::Stdin => f.write_str("standard input"),
             Input::Tail { pattern, .. } => write!(f, "{} (followed)", pattern.display()),
+            Input::Generate(g) => {
+                write!(f, "generated access log (seed {}", g.seed)?;
+                match g.lines {
+                    Some(n) => write!(f, ", {n} lines)"),
+                    None => f.write_str(", until stopped)"),
+                }
+            }
         }
     }
 }
@@ -111,6 +123,13 @@ pub fn spawn_reader(
                 .spawn(move || follower.run(|chunk| tx.send(chunk).is_ok()))
                 .map_err(err);
         }
+        Input::Generate(config) => {
+            let config = config.clone();
+            return std::thread::Builder::new()
+                .name("generate".into())
+                .spawn(move || generate_chunks(&config, &opts, |c| tx.send(Ok(c)).is_ok()))
+                .map_err(err);
+        }
     };
     let skip = if input == Input::Stdin {
         opts.start_offset
@@ -150,6 +169,52 @@ pub fn spawn_reader(
             source,
         })?;
     Ok(handle)
+}
+
+/// Sends the generator's lines in chunks, from `opts.start_offset` (the generator is
+/// deterministic: the lines before it are produced again and dropped). With a `rate`, a chunk
+/// is sent at least every 100 ms of wall time, holding the event time due by then.
+fn generate_chunks(
+    config: &GenerateConfig,
+    opts: &ReaderOptions,
+    mut send: impl FnMut(Chunk) -> bool,
+) {
+    let mut generator = Generator::new(config);
+    let mut buf = Vec::with_capacity(opts.chunk_bytes + 4096);
+    let mut skipped = 0u64;
+    while skipped < opts.start_offset && generator.next_line(&mut buf) {
+        skipped += buf.len() as u64;
+        buf.clear();
+    }
+    let pace = Pace::new(config.rate.map(|r| r.0));
+    loop {
+        match pace.due_event_us() {
+            None => {
+                generator.fill(&mut buf, opts.chunk_bytes);
+            }
+            Some(due) => {
+                while buf.len() < opts.chunk_bytes
+                    && generator.elapsed_event_us() < due
+                    && generator.next_line(&mut buf)
+                {}
+            }
+        }
+        let done = generator.is_done();
+        if !buf.is_empty() {
+            let next = Vec::with_capacity(if pace.is_paced() {
+                1 << 16
+            } else {
+                opts.chunk_bytes + 4096
+            });
+            if !send(Chunk::Bytes(std::mem::replace(&mut buf, next))) {
+                return;
+            }
+        }
+        if done {
+            return;
+        }
+        pace.wait_for(generator.elapsed_event_us());
+    }
 }
 
 /// Reads `reader` to its end in line-aligned chunks; stops early when `send` returns false

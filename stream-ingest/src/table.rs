@@ -2,9 +2,11 @@
 //! watermark passes a window's end.
 //!
 //! Keys are encoded once per batch in Arrow's row format (any number and type of key
-//! columns, NULL included), and a group is looked up by those bytes: an allocation happens
-//! only for a key a window has not seen. State is bounded by open windows × keys: a window's
-//! state is dropped when it is emitted.
+//! columns, NULL included), and a group is looked up by those bytes. A fixed window keeps
+//! its groups flat ([`Window`]): every key in one byte arena, every aggregate state in one
+//! vector, and a hash table of group numbers, so a new group costs its key bytes and states
+//! plus about 16 bytes, and no allocation of its own. State is bounded by open windows ×
+//! keys: a window's state is dropped when it is emitted.
 //!
 //! Emitted rows are ordered by window start, then key (row-format bytes sort like the
 //! values, NULL first), so a run's output does not depend on hash order.
@@ -18,15 +20,86 @@ use arrow::array::{
 use arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, SortField};
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use shared::config::TableConfig;
+use std::hash::BuildHasher;
+use std::mem::size_of;
 
 use crate::aggregate::{Acc, AggInput, AggSpec};
 use crate::filter::CompiledFilter;
 use crate::window::WindowAssigner;
 
-/// Groups of one window: key bytes → one state per aggregate.
-type Groups = HashMap<Box<[u8]>, Vec<Acc>>;
+/// Bytes a group of a fixed window costs beyond its key and states: its key's end offset
+/// and its slot in the hash table (at the table's load factor).
+const GROUP_BYTES: usize = 16;
+/// Bytes a session costs beyond its key and states: the session, the list, the map slot.
+const SESSION_BYTES: usize = 96;
+
+/// The groups of an open fixed window, flat: group `g` has key `keys[ends[g-1]..ends[g]]` and
+/// states `accs[g*n..(g+1)*n]` for `n` aggregates.
+#[derive(Debug, Default)]
+struct Window {
+    /// Group numbers, hashed by key bytes.
+    index: HashTable<u32>,
+    keys: Vec<u8>,
+    ends: Vec<usize>,
+    accs: Vec<Acc>,
+    /// Estimated bytes (see [`WindowedTable::state_bytes`]).
+    bytes: usize,
+}
+
+impl Window {
+    fn key(&self, g: usize) -> &[u8] {
+        key_of(&self.keys, &self.ends, g)
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The number of the group of `key` (with hash `hash`), created with `fresh` states when
+    /// new; and the bytes a new group added.
+    #[inline]
+    fn group(
+        &mut self,
+        hasher: &DefaultHashBuilder,
+        hash: u64,
+        key: &[u8],
+        fresh: impl FnOnce(&mut Vec<Acc>),
+    ) -> (usize, usize) {
+        let (keys, ends) = (&self.keys, &self.ends);
+        if let Some(&g) = self
+            .index
+            .find(hash, |&g| key_of(keys, ends, g as usize) == key)
+        {
+            return (g as usize, 0);
+        }
+        let g = self.ends.len();
+        self.keys.extend_from_slice(key);
+        self.ends.push(self.keys.len());
+        let before = self.accs.len();
+        fresh(&mut self.accs);
+        let (keys, ends) = (&self.keys, &self.ends);
+        self.index.insert_unique(hash, g as u32, |&g| {
+            hasher.hash_one(key_of(keys, ends, g as usize))
+        });
+        let added = GROUP_BYTES + key.len() + (self.accs.len() - before) * size_of::<Acc>();
+        (g, added)
+    }
+}
+
+#[inline]
+fn key_of<'a>(keys: &'a [u8], ends: &[usize], g: usize) -> &'a [u8] {
+    let start = if g == 0 { 0 } else { ends[g - 1] };
+    &keys[start..ends[g]]
+}
+
+fn session_bytes(key: &[u8], accs: &[Acc]) -> usize {
+    SESSION_BYTES
+        + key.len()
+        + std::mem::size_of_val(accs)
+        + accs.iter().map(Acc::heap_bytes).sum::<usize>()
+}
 
 /// An open session of one key.
 #[derive(Debug)]
@@ -36,13 +109,16 @@ struct Session {
     accs: Vec<Acc>,
 }
 
-/// A window's group, ready to become an output row.
-struct EmittedRow {
+/// A session, ready to become an output row.
+struct EmittedSession {
     start: i64,
     end: i64,
     key: Box<[u8]>,
     accs: Vec<Acc>,
 }
+
+/// An output row: window bounds, key bytes, states.
+type RowRef<'a> = (i64, i64, &'a [u8], &'a [Acc]);
 
 /// An event a table dropped as late: its row in the batch and the watermark then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +153,12 @@ pub struct WindowedTable {
     aggs: Vec<AggSpec>,
     filter: Option<CompiledFilter>,
     /// Fixed windows by start.
-    windows: BTreeMap<i64, Groups>,
+    windows: BTreeMap<i64, Window>,
     /// Session windows by key.
     sessions: HashMap<Box<[u8]>, Vec<Session>>,
+    /// Bytes of open state (estimated: keys, states, distinct values, table overhead).
+    state_bytes: usize,
+    hasher: DefaultHashBuilder,
     /// Windows emitted so far.
     pub windows_emitted: u64,
 }
@@ -133,6 +212,8 @@ impl WindowedTable {
             filter,
             windows: BTreeMap::new(),
             sessions: HashMap::new(),
+            state_bytes: 0,
+            hasher: DefaultHashBuilder::default(),
             windows_emitted: 0,
         })
     }
@@ -213,23 +294,28 @@ impl WindowedTable {
         let span = self.assigner.span();
         let mut accepted = false;
         let assigner = self.assigner;
+        let hash = self.hasher.hash_one(key);
+        let mut grown = 0;
+        let aggs = &self.aggs;
+        let hasher = &self.hasher;
+        let windows = &mut self.windows;
         assigner.for_each_start(ts, |start| {
             if start.saturating_add(span) <= wm {
                 return; // this window was emitted: late for it
             }
             accepted = true;
-            let groups = self.windows.entry(start).or_default();
-            let accs = match groups.get_mut(key) {
-                Some(a) => a,
-                None => {
-                    let fresh = self.aggs.iter().map(AggSpec::new_acc).collect();
-                    groups.entry(key.into()).or_insert(fresh)
-                }
-            };
-            for (acc, input) in accs.iter_mut().zip(inputs) {
-                acc.update(input, row);
+            let window = windows.entry(start).or_default();
+            let (g, mut added) = window.group(hasher, hash, key, |accs| {
+                accs.extend(aggs.iter().map(AggSpec::new_acc))
+            });
+            let n = aggs.len();
+            for (acc, input) in window.accs[g * n..(g + 1) * n].iter_mut().zip(inputs) {
+                added += acc.update(input, row);
             }
+            window.bytes += added;
+            grown += added;
         });
+        self.state_bytes += grown;
         accepted
     }
 
@@ -247,16 +333,25 @@ impl WindowedTable {
         let fresh = self.new_accs();
         let list = self.sessions.entry_ref(key).or_default();
         let mut merged: Option<Session> = None;
+        // Bytes of the sessions this event joins, counted again as one after the merge (only
+        // when two or more merge: a merge of sets can shrink them).
+        let mut joined = 0;
+        let mut released = 0;
         let mut i = 0;
         while i < list.len() {
             let s = &list[i];
             if s.start <= end && s.end >= start {
                 let s = list.swap_remove(i);
+                joined += 1;
                 start = start.min(s.start);
                 end = end.max(s.end);
                 merged = Some(match merged {
                     None => s,
                     Some(mut m) => {
+                        if joined == 2 {
+                            released += session_bytes(key, &m.accs);
+                        }
+                        released += session_bytes(key, &s.accs);
                         for (a, b) in m.accs.iter_mut().zip(s.accs) {
                             a.merge(b);
                         }
@@ -273,6 +368,11 @@ impl WindowedTable {
             }
             return false;
         }
+        let mut added = match (&merged, joined) {
+            (None, _) => session_bytes(key, &fresh),
+            (Some(m), 2..) => session_bytes(key, &m.accs),
+            (Some(_), _) => 0,
+        };
         let mut session = merged.unwrap_or(Session {
             start,
             end,
@@ -281,24 +381,27 @@ impl WindowedTable {
         session.start = start;
         session.end = end;
         for (acc, input) in session.accs.iter_mut().zip(inputs) {
-            acc.update(input, row);
+            added += acc.update(input, row);
         }
         list.push(session);
+        self.state_bytes = (self.state_bytes + added).saturating_sub(released);
         true
     }
 
     /// Emits every window whose end is at or before the watermark, as rows of the table
     /// schema ordered by window start, then key. `None` when no window is complete.
     pub fn emit(&mut self, watermark: i64) -> Result<Option<RecordBatch>, ArrowError> {
-        let mut out: Vec<EmittedRow> = Vec::new();
         if self.assigner.is_session() {
+            let mut out: Vec<EmittedSession> = Vec::new();
             let mut emptied = Vec::new();
             for (key, list) in self.sessions.iter_mut() {
                 let mut i = 0;
                 while i < list.len() {
                     if list[i].end <= watermark {
                         let s = list.swap_remove(i);
-                        out.push(EmittedRow {
+                        self.state_bytes =
+                            self.state_bytes.saturating_sub(session_bytes(key, &s.accs));
+                        out.push(EmittedSession {
                             start: s.start,
                             end: s.end,
                             key: key.clone(),
@@ -315,55 +418,67 @@ impl WindowedTable {
             for k in emptied {
                 self.sessions.remove(&k);
             }
+            if out.is_empty() {
+                return Ok(None);
+            }
             out.sort_by(|a, b| (a.start, &a.key).cmp(&(b.start, &b.key)));
             self.windows_emitted += out
                 .iter()
                 .map(|o| o.start)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len() as u64;
-        } else {
-            let span = self.assigner.span();
-            while let Some(entry) = self.windows.first_entry() {
-                let start = *entry.key();
-                if start.saturating_add(span) > watermark {
-                    break;
-                }
-                let groups = entry.remove();
-                self.windows_emitted += 1;
-                let mut rows: Vec<_> = groups.into_iter().collect();
-                rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                let end = start.saturating_add(span);
-                out.extend(rows.into_iter().map(|(key, accs)| EmittedRow {
-                    start,
-                    end,
-                    key,
-                    accs,
-                }));
-            }
+            let rows: Vec<RowRef> = out
+                .iter()
+                .map(|o| (o.start, o.end, &o.key[..], &o.accs[..]))
+                .collect();
+            return self.rows_to_batch(&rows).map(Some);
         }
-        if out.is_empty() {
+        let span = self.assigner.span();
+        let mut done = Vec::new();
+        while let Some(entry) = self.windows.first_entry() {
+            let start = *entry.key();
+            if start.saturating_add(span) > watermark {
+                break;
+            }
+            let window = entry.remove();
+            self.state_bytes = self.state_bytes.saturating_sub(window.bytes);
+            self.windows_emitted += 1;
+            done.push((start, window));
+        }
+        if done.is_empty() {
             return Ok(None);
         }
-        self.rows_to_batch(&out).map(Some)
+        let n = self.aggs.len();
+        let mut rows: Vec<RowRef> = Vec::with_capacity(done.iter().map(|(_, w)| w.len()).sum());
+        for (start, window) in &done {
+            let mut order: Vec<u32> = (0..window.len() as u32).collect();
+            order.sort_unstable_by(|&a, &b| window.key(a as usize).cmp(window.key(b as usize)));
+            let end = start.saturating_add(span);
+            rows.extend(order.into_iter().map(|g| {
+                let g = g as usize;
+                (*start, end, window.key(g), &window.accs[g * n..(g + 1) * n])
+            }));
+        }
+        self.rows_to_batch(&rows).map(Some)
     }
 
-    fn rows_to_batch(&self, rows: &[EmittedRow]) -> Result<RecordBatch, ArrowError> {
+    fn rows_to_batch(&self, rows: &[RowRef]) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(
-                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.start))
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0))
                     .with_timezone("UTC"),
             ),
             Arc::new(
-                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.end))
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1))
                     .with_timezone("UTC"),
             ),
         ];
         if let Some(conv) = &self.keys {
             let parser = conv.parser();
-            columns.extend(conv.convert_rows(rows.iter().map(|r| parser.parse(&r.key)))?);
+            columns.extend(conv.convert_rows(rows.iter().map(|r| parser.parse(r.2)))?);
         }
         for (i, spec) in self.aggs.iter().enumerate() {
-            columns.push(spec.finish(rows.iter().map(|r| &r.accs[i]))?);
+            columns.push(spec.finish(rows.iter().map(|r| &r.3[i]))?);
         }
         // Key columns keep their nullability from the event schema; make the arrays agree.
         RecordBatch::try_new(self.schema.clone(), columns)
@@ -389,12 +504,17 @@ impl WindowedTable {
             windows: self
                 .windows
                 .iter()
-                .map(|(start, groups)| {
+                .map(|(start, window)| {
+                    let n = self.aggs.len();
                     (
                         *start,
-                        groups
-                            .iter()
-                            .map(|(k, a)| (k.to_vec(), a.clone()))
+                        (0..window.len())
+                            .map(|g| {
+                                (
+                                    window.key(g).to_vec(),
+                                    window.accs[g * n..(g + 1) * n].to_vec(),
+                                )
+                            })
                             .collect(),
                     )
                 })
@@ -421,13 +541,14 @@ impl WindowedTable {
             .windows
             .into_iter()
             .map(|(start, groups)| {
-                (
-                    start,
-                    groups
-                        .into_iter()
-                        .map(|(k, a)| (k.into_boxed_slice(), a))
-                        .collect(),
-                )
+                let mut window = Window::default();
+                for (key, accs) in groups {
+                    let hash = self.hasher.hash_one(&key[..]);
+                    let heap: usize = accs.iter().map(Acc::heap_bytes).sum();
+                    let (_, added) = window.group(&self.hasher, hash, &key, |all| all.extend(accs));
+                    window.bytes += added + heap;
+                }
+                (start, window)
             })
             .collect();
         self.sessions = snapshot
@@ -442,6 +563,17 @@ impl WindowedTable {
             })
             .collect();
         self.windows_emitted = snapshot.windows_emitted;
+        self.state_bytes = self.windows.values().map(|w| w.bytes).sum::<usize>()
+            + self
+                .sessions
+                .iter()
+                .flat_map(|(k, list)| list.iter().map(move |s| session_bytes(k, &s.accs)))
+                .sum::<usize>();
+    }
+
+    /// Bytes of open state (an estimate that counts keys, states and distinct values).
+    pub fn state_bytes(&self) -> usize {
+        self.state_bytes
     }
 
     /// Number of open windows (sessions count one each) and of groups in them.
@@ -452,7 +584,7 @@ impl WindowedTable {
         } else {
             (
                 self.windows.len(),
-                self.windows.values().map(|g| g.len()).sum(),
+                self.windows.values().map(Window::len).sum(),
             )
         }
     }

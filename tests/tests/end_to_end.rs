@@ -546,3 +546,151 @@ fn generated_log_with_every_rule_matches_the_oracle() {
         assert!(end <= wm.value(i), "row {i} was not late");
     }
 }
+
+/// The stream stage's output does not depend on how many threads parse, nor on the chunk
+/// size; and the `generate` source gives exactly what `stream-ingest gen` writes to a file.
+#[test]
+fn output_is_the_same_for_any_number_of_threads_and_for_the_generate_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gen.log");
+    run_ok(
+        cmd("stream-ingest")
+            .args(["gen", "--lines", "60000", "--seed", "3", "-q", "--out"])
+            .arg(&log),
+    );
+    let yaml = reference_yaml()
+        .replace(
+            "  kind: file\n  path: /dev/null",
+            "  kind: generate\n  lines: 60000\n  seed: 3",
+        )
+        .replace(
+            "path: status_codes.csv",
+            &format!(
+                "path: {}",
+                workspace().join("pipelines/status_codes.csv").display()
+            ),
+        );
+    assert!(yaml.contains("kind: generate"), "{yaml}");
+    let generated = write(dir.path(), "generated.yaml", &yaml);
+    let run = |name: &str, config: &Path, args: &[&str]| {
+        let work = dir.path().join(name);
+        std::fs::create_dir_all(&work).unwrap();
+        let out = run_ok(
+            cmd("stream-ingest")
+                .current_dir(&work)
+                .args(["run", "-c"])
+                .arg(config)
+                .arg("--lake")
+                .arg(work.join("lake"))
+                .args(args),
+        );
+        let summary = String::from_utf8_lossy(&out.stderr).to_string();
+        let mut tables: Vec<String> = TABLES
+            .iter()
+            .chain(&["late"])
+            .map(|t| render_table(&work.join("lake").join(t)))
+            .collect();
+        tables.push(std::fs::read_to_string(work.join("out/access-log.invalid.jsonl")).unwrap());
+        (summary, tables)
+    };
+    let log_arg = log.to_str().unwrap();
+    let (summary, single) = run(
+        "one-thread",
+        &generated,
+        &["--threads", "1", "--chunk-bytes", "65536"],
+    );
+    assert!(summary.contains("60000 lines read"), "{summary}");
+    // Late rows and invalid lines exist, so their order is checked too.
+    assert!(single[2].lines().count() > 5, "{}", single[2]);
+    assert!(single[3].lines().count() > 20, "{}", single[3]);
+    for (name, args) in [
+        (
+            "four-threads-small-chunks",
+            vec![
+                "--input",
+                log_arg,
+                "--threads",
+                "4",
+                "--chunk-bytes",
+                "8192",
+            ],
+        ),
+        ("default-threads", vec!["--input", log_arg]),
+        (
+            "generated-three-threads",
+            vec!["--threads", "3", "--chunk-bytes", "30000"],
+        ),
+    ] {
+        let config = if name.starts_with("generated") {
+            generated.clone()
+        } else {
+            pipeline()
+        };
+        let (summary, tables) = run(name, &config, &args);
+        for (i, (a, b)) in single.iter().zip(&tables).enumerate() {
+            assert!(
+                a == b,
+                "{name}: output {i} differs from the single-threaded run\n{summary}"
+            );
+        }
+    }
+}
+
+/// `approx_distinct` stays within HyperLogLog's error of the exact count, and a state
+/// over `state.memory_budget` is reported (log and summary) without stopping the run.
+#[test]
+fn approx_distinct_and_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = reference_yaml()
+        .replace(
+            "      - { name: unique_hosts, fn: count_distinct, column: host }",
+            "      - { name: unique_hosts, fn: count_distinct, column: host }\n      - { name: approx_hosts, fn: approx_distinct, column: host }",
+        )
+        .replace("tables:\n", "state: { memory_budget: 1KB }\n\ntables:\n")
+        .replace(
+            "path: status_codes.csv",
+            &format!(
+                "path: {}",
+                workspace().join("pipelines/status_codes.csv").display()
+            ),
+        );
+    assert!(yaml.contains("approx_distinct") && yaml.contains("memory_budget"));
+    let config = write(dir.path(), "approx.yaml", &yaml);
+    let lake = dir.path().join("lake");
+    let out = run_ok(
+        cmd("stream-ingest")
+            .current_dir(dir.path())
+            .args(["run", "-c"])
+            .arg(&config)
+            .arg("--input")
+            .arg(shared_data("apache_logs.log"))
+            .arg("--lake")
+            .arg(&lake),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("open state is over state.memory_budget")
+            && stderr.contains("largest_table"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("over state.memory_budget 1 time"),
+        "{stderr}"
+    );
+    let t = read_table(&lake.join("status_1m"));
+    let col = |name: &str| {
+        arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(
+            t.column_by_name(name).unwrap().as_ref(),
+        )
+        .clone()
+    };
+    let (exact, approx) = (col("unique_hosts"), col("approx_hosts"));
+    assert_eq!(t.num_rows(), 291); // as in the golden file
+    for i in 0..t.num_rows() {
+        let (e, a) = (exact.value(i), approx.value(i));
+        assert!(
+            (e - a).abs() <= 1.max(e / 50),
+            "row {i}: exact {e}, approx {a}"
+        );
+    }
+}

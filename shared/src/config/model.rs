@@ -37,6 +37,9 @@ pub struct PipelineConfig {
     /// Checkpoints of the stream stage (exactly-once through crashes).
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// Limits on the stream stage's open state.
+    #[serde(default)]
+    pub state: StateConfig,
     /// When a partition is declared complete (`_SUCCESS`).
     #[serde(default)]
     pub partition_commit: PartitionCommitConfig,
@@ -71,6 +74,78 @@ pub enum SourceConfig {
         #[serde(default = "default_poll_interval")]
         poll_interval: HumanDuration,
     },
+    /// Built-in generator of realistic access logs (benchmarks, demos, tests), deterministic
+    /// for a seed. Use with `format: { kind: apache }`; `stream-ingest gen` writes the same lines.
+    Generate(GenerateConfig),
+}
+
+/// The built-in access-log generator: Zipf-distributed hosts and paths, a realistic status
+/// mix, time-zone offsets, a few percent of lines a few seconds out of order, and about 0.1 %
+/// invalid lines. The same settings give the same bytes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateConfig {
+    /// Lines to produce; without it the generator runs until stopped.
+    #[serde(default)]
+    pub lines: Option<u64>,
+    /// Seed of the pseudo-random sequence (default 1).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Average events per second of event time (default 100).
+    #[serde(default = "default_events_per_second")]
+    pub events_per_second: f64,
+    /// Event time of the first line (default 2026-01-01T00:00:00Z).
+    #[serde(default = "default_generate_start")]
+    pub start: chrono::DateTime<chrono::Utc>,
+    /// Pace: this much event time per second of wall time (`1m`: a minute of log per
+    /// second). Without it, full speed.
+    #[serde(default)]
+    pub rate: Option<HumanDuration>,
+    /// Distinct hosts (default 40000), Zipf-distributed.
+    #[serde(default = "default_hosts")]
+    pub hosts: u32,
+    /// Distinct paths (default 20000), Zipf-distributed.
+    #[serde(default = "default_paths")]
+    pub paths: u32,
+    /// Every line gets a path of its own (`/u/<line>`): one key per event, for
+    /// high-cardinality tests.
+    #[serde(default)]
+    pub unique_paths: bool,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        GenerateConfig {
+            lines: None,
+            seed: default_seed(),
+            events_per_second: default_events_per_second(),
+            start: default_generate_start(),
+            rate: None,
+            hosts: default_hosts(),
+            paths: default_paths(),
+            unique_paths: false,
+        }
+    }
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_events_per_second() -> f64 {
+    100.0
+}
+
+fn default_generate_start() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_767_225_600, 0).expect("a valid instant")
+}
+
+fn default_hosts() -> u32 {
+    40_000
+}
+
+fn default_paths() -> u32 {
+    20_000
 }
 
 fn default_poll_interval() -> HumanDuration {
@@ -168,6 +243,32 @@ pub struct InvalidLinesConfig {
     /// A relative path is taken from the current directory.
     #[serde(default)]
     pub dead_letter: Option<PathBuf>,
+}
+
+/// The stream stage's open state: windows × keys × aggregates, plus rows waiting for their
+/// partition to complete.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// When the open state grows past this (an estimate of keys, aggregate states, distinct
+    /// values and buffered rows), the stage says so: a warning in the log, naming the largest
+    /// table, and the `state_budget_exceeded` counter in the summary. It keeps running: the
+    /// budget is an alarm before the operating system's out-of-memory killer, not a limit.
+    /// Default 512MiB.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget: ByteSize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            memory_budget: default_memory_budget(),
+        }
+    }
+}
+
+fn default_memory_budget() -> ByteSize {
+    ByteSize(512 << 20)
 }
 
 /// Checkpoints: the stream stage's position, watermark and open state, saved atomically so
@@ -334,8 +435,11 @@ pub enum AggregateFn {
     Max,
     /// Mean; float64.
     Avg,
-    /// Number of distinct non-NULL values, exact; int64.
+    /// Number of distinct non-NULL values, exact; int64. Its state holds every value.
     CountDistinct,
+    /// Number of distinct non-NULL values, estimated with HyperLogLog (about 0.8 % standard
+    /// error); int64. Its state is at most 16 KiB per group, whatever the number of values.
+    ApproxDistinct,
 }
 
 impl AggregateFn {
@@ -347,6 +451,7 @@ impl AggregateFn {
             AggregateFn::Max => "max",
             AggregateFn::Avg => "avg",
             AggregateFn::CountDistinct => "count_distinct",
+            AggregateFn::ApproxDistinct => "approx_distinct",
         }
     }
 }
@@ -362,9 +467,36 @@ pub struct LakeConfig {
     /// (the default), `day` gives `dt=YYYY-MM-DD`.
     #[serde(default)]
     pub partition_time: TimePartitioning,
+    /// Compression of the Parquet files the stream stage writes: `snappy` (the default),
+    /// `zstd` (files about a third smaller, written more slowly; see bench/README.md) or `none`.
+    #[serde(default)]
+    pub compression: ParquetCompression,
     /// Object storage settings; each falls back to the usual `AWS_*` environment variable.
     #[serde(default)]
     pub s3: S3Config,
+}
+
+/// Compression of lake files.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ParquetCompression {
+    #[default]
+    Snappy,
+    Zstd,
+    None,
+}
+
+impl ParquetCompression {
+    /// The Parquet codec (zstd at level 1: most of its gain, at a fraction of the cost).
+    pub fn codec(self) -> parquet::basic::Compression {
+        match self {
+            ParquetCompression::Snappy => parquet::basic::Compression::SNAPPY,
+            ParquetCompression::Zstd => parquet::basic::Compression::ZSTD(
+                parquet::basic::ZstdLevel::try_new(1).expect("level 1 is valid"),
+            ),
+            ParquetCompression::None => parquet::basic::Compression::UNCOMPRESSED,
+        }
+    }
 }
 
 /// Time partitioning of lake tables.

@@ -118,7 +118,30 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     if let SourceConfig::Tail { poll_interval, .. } = &cfg.source {
         c.check_positive("source.poll_interval".into(), poll_interval);
     }
+    if let SourceConfig::Generate(g) = &cfg.source {
+        if !(g.events_per_second.is_finite() && g.events_per_second > 0.0) {
+            c.report("source.events_per_second", "must be a positive number");
+        }
+        if let Some(rate) = &g.rate {
+            c.check_positive("source.rate".into(), rate);
+        }
+        if g.hosts == 0 {
+            c.report("source.hosts", "must be at least 1");
+        }
+        if g.paths == 0 {
+            c.report("source.paths", "must be at least 1");
+        }
+        if !matches!(cfg.format, FormatConfig::Apache) {
+            c.report(
+                "format.kind",
+                "the `generate` source writes access logs: use `kind: apache`",
+            );
+        }
+    }
     c.check_positive("checkpoint.interval".into(), &cfg.checkpoint.interval);
+    if cfg.state.memory_budget.0 == 0 {
+        c.report("state.memory_budget", "must be more than 0B");
+    }
     if cfg.checkpoint.keep == 0 {
         c.report("checkpoint.keep", "keep at least one checkpoint");
     }

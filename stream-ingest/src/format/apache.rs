@@ -300,7 +300,7 @@ impl EventParser for ApacheParser {
         self.schema.clone()
     }
 
-    fn parse(&mut self, chunk: &[u8], first_line: u64, invalid: &mut dyn InvalidSink) -> Parsed {
+    fn parse(&mut self, chunk: &[u8], _at_start: bool, invalid: &mut dyn InvalidSink) -> Parsed {
         // A line is ~200 bytes; the builders grow if needed.
         let cap = chunk.len() / 160 + 16;
         let mut host = StringBuilder::with_capacity(cap, cap * 16);
@@ -313,7 +313,7 @@ impl EventParser for ApacheParser {
         let mut bytes = Int64Builder::with_capacity(cap);
         let mut referer = StringBuilder::with_capacity(cap, cap * 32);
         let mut agent = StringBuilder::with_capacity(cap, cap * 64);
-        let lines = for_each_line(chunk, first_line, |no, raw| {
+        let lines = for_each_line(chunk, |no, raw| {
             let text = line_text(raw);
             match parse_access_line(&text) {
                 Ok(a) => {
@@ -502,8 +502,8 @@ mod tests {
         ));
         raw.extend_from_slice(b"\n\nbad\n");
         let mut invalid = Vec::new();
-        let parsed = parser.parse(&raw, 1, &mut |n: u64, r: &str, _t: &[u8]| {
-            invalid.push((n, r.to_string()))
+        let parsed = parser.parse(&raw, true, &mut |n: u64, r: &str, _t: &[u8]| {
+            invalid.push((n + 1, r.to_string()))
         });
         assert_eq!(parsed.lines, 3);
         assert_eq!(parsed.batch.num_rows(), 1);

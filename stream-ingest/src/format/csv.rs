@@ -84,11 +84,11 @@ impl EventParser for CsvParser {
         self.schema.clone()
     }
 
-    fn parse(&mut self, chunk: &[u8], first_line: u64, invalid: &mut dyn InvalidSink) -> Parsed {
+    fn parse(&mut self, chunk: &[u8], at_start: bool, invalid: &mut dyn InvalidSink) -> Parsed {
         let mut cols = TypedColumns::new(self.schema.clone());
         let n_fields = self.schema.fields().len();
-        let lines = for_each_line(chunk, first_line, |no, raw| {
-            if no == 1 && self.header {
+        let lines = for_each_line(chunk, |no, raw| {
+            if no == 0 && at_start && self.header {
                 return;
             }
             let text = line_text(raw);
@@ -168,8 +168,8 @@ mod tests {
         let mut bad = Vec::new();
         let parsed = p.parse(
             b"status,class\r\n200,2xx\r\n,none\nx,y\n1,2,3\n",
-            1,
-            &mut |n: u64, _: &str, _: &[u8]| bad.push(n),
+            true,
+            &mut |n: u64, _: &str, _: &[u8]| bad.push(n + 1),
         );
         assert_eq!(parsed.lines, 5);
         assert_eq!(bad, vec![4, 5]);
@@ -177,5 +177,16 @@ mod tests {
         assert_eq!(status.value(0), 200);
         assert!(status.is_null(1));
         assert_eq!(parsed.batch.column(1).as_string::<i32>().value(1), "none");
+        // Not at the start of the input: the first line is data (here invalid), not a header.
+        let mut bad = Vec::new();
+        let parsed = p.parse(
+            b"status,class\n200,2xx\n",
+            false,
+            &mut |n: u64, _: &str, _: &[u8]| bad.push(n),
+        );
+        assert_eq!(
+            (parsed.lines, parsed.batch.num_rows(), bad),
+            (2, 1, vec![0])
+        );
     }
 }

@@ -18,9 +18,10 @@ use shared::config::FormatConfig;
 
 pub use apache::{Access, ApacheParser, parse_access_line};
 
-/// Receives invalid lines: 1-based line number, reason, raw bytes (without the `\n`).
+/// Receives invalid lines: the line's 0-based index in the chunk, reason, raw bytes (without
+/// the `\n`).
 pub trait InvalidSink {
-    fn invalid(&mut self, line: u64, reason: &str, text: &[u8]);
+    fn invalid(&mut self, index: u64, reason: &str, text: &[u8]);
 }
 
 impl<F: FnMut(u64, &str, &[u8])> InvalidSink for F {
@@ -43,9 +44,10 @@ pub trait EventParser: Send {
     /// The schema of the batches it produces ([`shared::schema::event_schema`]).
     fn schema(&self) -> SchemaRef;
 
-    /// Parses every line of `chunk` (the last line may lack its `\n`); `first_line` is the
-    /// 1-based number of its first line.
-    fn parse(&mut self, chunk: &[u8], first_line: u64, invalid: &mut dyn InvalidSink) -> Parsed;
+    /// Parses every line of `chunk` (the last line may lack its `\n`); `at_start` says
+    /// whether its first line is the first line of the input (a CSV header). The result
+    /// depends on nothing else, so chunks can be parsed on any thread, in any order.
+    fn parse(&mut self, chunk: &[u8], at_start: bool, invalid: &mut dyn InvalidSink) -> Parsed;
 }
 
 /// The parser for a configured format.
@@ -60,26 +62,31 @@ pub fn parser_for(format: &FormatConfig) -> Box<dyn EventParser> {
     }
 }
 
-/// Calls `f(line_number, line)` for every line of `chunk`: pieces between `\n`, the last one
-/// only when not empty (a final line without `\n`). Returns the number of lines.
-pub(crate) fn for_each_line(chunk: &[u8], first_line: u64, mut f: impl FnMut(u64, &[u8])) -> u64 {
-    let mut n = first_line;
-    let mut rest = chunk;
-    while !rest.is_empty() {
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        f(n, line);
+/// Calls `f(index, line)` for every line of `chunk` (index from 0): pieces between `\n`, the
+/// last one only when not empty (a final line without `\n`). Returns the number of lines.
+pub(crate) fn for_each_line(chunk: &[u8], mut f: impl FnMut(u64, &[u8])) -> u64 {
+    let mut n = 0;
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', chunk) {
+        f(n, &chunk[start..end]);
         n += 1;
-        rest = next;
+        start = end + 1;
     }
-    n - first_line
+    if start < chunk.len() {
+        f(n, &chunk[start..]);
+        n += 1;
+    }
+    n
 }
 
-/// A line as text: borrowed when it is UTF-8, else with U+FFFD for each invalid sequence.
+/// A line as text: borrowed when it is UTF-8 (checked with the standard library's fast
+/// path), else with U+FFFD for each invalid sequence.
+#[inline]
 pub(crate) fn line_text(line: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(line)
+    match std::str::from_utf8(line) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(line),
+    }
 }
 
 #[cfg(test)]
@@ -89,18 +96,18 @@ mod tests {
     #[test]
     fn lines_end_at_newline_only() {
         let mut seen = Vec::new();
-        let n = for_each_line(b"a\r\n\nb\rc\nlast", 7, |no, l| seen.push((no, l.to_vec())));
+        let n = for_each_line(b"a\r\n\nb\rc\nlast", |no, l| seen.push((no, l.to_vec())));
         assert_eq!(n, 4);
         assert_eq!(
             seen,
             vec![
-                (7, b"a\r".to_vec()),
-                (8, b"".to_vec()),
-                (9, b"b\rc".to_vec()),
-                (10, b"last".to_vec())
+                (0, b"a\r".to_vec()),
+                (1, b"".to_vec()),
+                (2, b"b\rc".to_vec()),
+                (3, b"last".to_vec())
             ]
         );
-        assert_eq!(for_each_line(b"x\n", 1, |_, _| {}), 1);
-        assert_eq!(for_each_line(b"", 1, |_, _| {}), 0);
+        assert_eq!(for_each_line(b"x\n", |_, _| {}), 1);
+        assert_eq!(for_each_line(b"", |_, _| {}), 0);
     }
 }

@@ -51,9 +51,9 @@ impl EventParser for NdjsonParser {
         self.schema.clone()
     }
 
-    fn parse(&mut self, chunk: &[u8], first_line: u64, invalid: &mut dyn InvalidSink) -> Parsed {
+    fn parse(&mut self, chunk: &[u8], _at_start: bool, invalid: &mut dyn InvalidSink) -> Parsed {
         let mut cols = TypedColumns::new(self.schema.clone());
-        let lines = for_each_line(chunk, first_line, |no, raw| {
+        let lines = for_each_line(chunk, |no, raw| {
             let text = line_text(raw);
             if text.trim().is_empty() {
                 invalid.invalid(no, "empty line", raw);
@@ -129,8 +129,8 @@ mod tests {
         let mut p = NdjsonParser::new(shared::schema::event_schema(&format));
         let input = b"{\"user\":\"a\",\"ts\":\"2024-05-17T10:00:00Z\",\"n\":3,\"extra\":[1]}\n{\"ts\":1715940000000}\nnot json\n{\"n\":\"x\"}\n{\"user\":{}}\n\n";
         let mut bad = Vec::new();
-        let parsed = p.parse(input, 1, &mut |n: u64, r: &str, _: &[u8]| {
-            bad.push((n, r.to_string()))
+        let parsed = p.parse(input, true, &mut |n: u64, r: &str, _: &[u8]| {
+            bad.push((n + 1, r.to_string()))
         });
         assert_eq!(parsed.lines, 6);
         assert_eq!(parsed.batch.num_rows(), 2);

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""The benchmark suite: runs the release binaries on generated and bundled logs and prints one
+table (wall time, lines/s, CPU seconds, peak RSS, files and bytes written) per case.
+
+    python3 bench/run.py                      # build (release), generate, run every case
+    python3 bench/run.py --json now.json      # ... and save the figures
+    python3 bench/run.py --compare before.json --json after.json
+    python3 bench/run.py --cases stream-1m,batch-1m --repeat 5
+    python3 bench/run.py --quick              # skip the 10M-line cases
+
+Inputs are generated once by `stream-ingest gen` into target/bench/ (deterministic: the same
+seed gives the same bytes) and reused. Each case runs `--repeat` times (default 3) on a fresh
+lake (stream) or on the lake of the matching stream case (batch); the table shows the run
+with the median wall time. CPU seconds and peak RSS come from the kernel (wait4), for the
+whole process. Standard library only.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "target" / "bench"
+PIPELINE = ROOT / "pipelines" / "access-log.yaml"
+HIGH_CARD = ROOT / "bench" / "high-cardinality.yaml"
+SAMPLE = ROOT / "pipelines" / "data" / "apache_logs.log"
+
+# name -> gen arguments
+INPUTS = {
+    "gen1m": ["--lines", "1000000", "--seed", "7"],
+    "gen10m": ["--lines", "10000000", "--seed", "7"],
+    # The same lines spread over 36 days (a small site): many small partitions.
+    "sparse1m": ["--lines", "1000000", "--seed", "7", "--events-per-second", "0.32"],
+    "uniq1m": ["--lines", "1000000", "--seed", "7", "--unique-paths", "--events-per-second", "1000"],
+}
+
+
+def case_list(bins):
+    si, ba = str(bins / "stream-ingest"), str(bins / "batch-analyze")
+    one_core = ["taskset", "-c", "0"] if shutil.which("taskset") else None
+    cases = [
+        ("stream-sample", "stream", "sample", [si, "run", "-c", str(PIPELINE), "--input", str(SAMPLE)], None),
+        ("stream-1m", "stream", "gen1m", [si, "run", "-c", str(PIPELINE)], None),
+        ("stream-1m-1core", "stream", "gen1m", [si, "run", "-c", str(PIPELINE)], one_core),
+        ("stream-10m", "stream", "gen10m", [si, "run", "-c", str(PIPELINE)], None),
+        ("stream-1m-36days", "stream", "sparse1m", [si, "run", "-c", str(PIPELINE)], None),
+        ("stream-high-cardinality", "stream", "uniq1m", [si, "run", "-c", str(HIGH_CARD)], None),
+        ("batch-sample", "batch", "stream-sample", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
+        ("batch-1m", "batch", "stream-1m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
+        ("batch-10m", "batch", "stream-10m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
+        ("batch-1m-36days", "batch", "stream-1m-36days", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
+    ]
+    return cases
+
+
+def run_measured(argv, cwd, prefix=None):
+    """Runs argv; returns wall seconds, CPU seconds (user+sys), peak RSS (bytes), stderr."""
+    argv = (prefix or []) + argv
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} failed ({proc.returncode}):\n{stderr.decode(errors='replace')}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, stderr.decode(errors="replace")
+
+
+def lake_files(lake, below=""):
+    files, size = 0, 0
+    for dirpath, dirnames, filenames in os.walk(lake / below if below else lake):
+        dirnames[:] = [d for d in dirnames if not d.startswith(("_", "."))]
+        for f in filenames:
+            if f.endswith(".parquet") and not f.startswith((".", "_")):
+                files += 1
+                size += os.path.getsize(os.path.join(dirpath, f))
+    return files, size
+
+
+def count_lines(path):
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            n += chunk.count(b"\n")
+    return n
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin-dir", default=str(ROOT / "target" / "release"), help="where the binaries are")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries as they are")
+    ap.add_argument("--cases", help="comma-separated case names (default: all)")
+    ap.add_argument("--quick", action="store_true", help="skip the 10M-line cases")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per case (median shown)")
+    ap.add_argument("--json", help="save the figures to this file")
+    ap.add_argument("--compare", help="figures saved earlier (--json) to compare with")
+    ap.add_argument("--label", default=None, help="a name for this run in the JSON (default: git commit)")
+    args = ap.parse_args()
+
+    bins = Path(args.bin_dir).resolve()
+    if not args.no_build:
+        print("bench: cargo build --release (stream-ingest, batch-analyze)", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "stream-ingest", "-p", "batch-analyze"], cwd=ROOT, check=True)
+    gen_bin = ROOT / "target" / "release" / "stream-ingest"
+    if not gen_bin.exists():
+        gen_bin = bins / "stream-ingest"
+
+    cases = case_list(bins)
+    wanted = set(args.cases.split(",")) if args.cases else None
+    if wanted:
+        unknown = wanted - {c[0] for c in cases}
+        if unknown:
+            sys.exit(f"bench: no case {', '.join(sorted(unknown))} (cases: {', '.join(c[0] for c in cases)})")
+        # A batch case needs its stream case's lake.
+        wanted |= {c[2] for c in cases if c[0] in wanted and c[1] == "batch"}
+    cases = [c for c in cases if (wanted is None or c[0] in wanted) and not (args.quick and "10m" in c[0])]
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    inputs = {"sample": SAMPLE}
+    for name in {c[2] for c in cases if c[1] == "stream"} - {"sample"}:
+        path = WORK / f"{name}.log"
+        if not path.exists():
+            print(f"bench: generating {path.name}", file=sys.stderr)
+            tmp = path.with_suffix(".tmp")
+            subprocess.run([str(gen_bin), "gen", "-q", *INPUTS[name], "--out", str(tmp)], check=True)
+            tmp.rename(path)
+        inputs[name] = path
+    line_counts = {name: count_lines(p) for name, p in inputs.items()}
+
+    results = []
+    lakes = {}
+    for name, kind, source, argv, prefix in cases:
+        if prefix is None and name.endswith("1core"):
+            print(f"bench: {name}: no taskset, skipped", file=sys.stderr)
+            continue
+        runs = []
+        for i in range(args.repeat):
+            cwd = WORK / "runs" / name
+            if kind == "stream":
+                shutil.rmtree(cwd, ignore_errors=True)
+                cwd.mkdir(parents=True)
+                lake = cwd / "lake"
+                full = argv + ["--input", str(inputs[source]), "--lake", str(lake)] if "--input" not in argv else argv + ["--lake", str(lake)]
+                lines = line_counts[source]
+            else:
+                lake = lakes[source]
+                cwd.mkdir(parents=True, exist_ok=True)
+                out = cwd / "reports"
+                shutil.rmtree(out, ignore_errors=True)
+                full = argv + ["--lake", str(lake), "--out", str(out)]
+                lines = line_counts[next(c[2] for c in cases if c[0] == source)]
+            wall, cpu, rss, stderr = run_measured(full, cwd, prefix)
+            if kind == "stream":
+                files, size = lake_files(lake)
+            else:
+                files, size = lake_files(lake, "reports")
+            runs.append(dict(case=name, wall_s=wall, cpu_s=cpu, rss_mb=rss / 1e6, lines=lines,
+                             lines_per_s=lines / wall, files=files, mb_written=size / 1e6))
+            print(f"bench: {name} run {i + 1}: {wall:.3f} s", file=sys.stderr)
+        if kind == "stream":
+            lakes[name] = WORK / "runs" / name / "lake"
+        runs.sort(key=lambda r: r["wall_s"])
+        best = dict(runs[len(runs) // 2])
+        best["wall_s_all"] = [round(r["wall_s"], 3) for r in runs]
+        results.append(best)
+
+    label = args.label or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    doc = {
+        "label": label,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "results": results,
+    }
+    before = None
+    if args.compare:
+        with open(args.compare) as f:
+            before = {r["case"]: r for r in json.load(f)["results"]}
+    print_table(doc, before)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+        print(f"bench: figures saved to {args.json}", file=sys.stderr)
+
+
+def print_table(doc, before):
+    head = ["case", "lines", "wall s", "lines/s", "CPU s", "peak RSS MB", "files", "MB written"]
+    if before:
+        head += ["lines/s before", "speed-up", "RSS MB before"]
+    rows = []
+    for r in doc["results"]:
+        row = [r["case"], f"{r['lines']:,}", f"{r['wall_s']:.3f}", f"{r['lines_per_s']:,.0f}", f"{r['cpu_s']:.2f}",
+               f"{r['rss_mb']:.0f}", str(r["files"]), f"{r['mb_written']:.1f}"]
+        if before:
+            b = before.get(r["case"])
+            row += ([f"{b['lines_per_s']:,.0f}", f"{r['lines_per_s'] / b['lines_per_s']:.2f}x", f"{b['rss_mb']:.0f}"]
+                    if b else ["-", "-", "-"])
+        rows.append(row)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    print(f"# {doc['label']} on {doc['machine']['cpus']} CPUs, {doc['date']}")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
+    print("| " + " | ".join("-" * w for w in widths) + " |")
+    for r in rows:
+        print("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |")
+
+
+if __name__ == "__main__":
+    main()
