@@ -102,7 +102,18 @@ def main():
     ap.add_argument("--json", help="save the figures to this file")
     ap.add_argument("--compare", help="figures saved earlier (--json) to compare with")
     ap.add_argument("--label", default=None, help="a name for this run in the JSON (default: git commit)")
+    ap.add_argument("--show", metavar="JSON", help="print the table of figures saved earlier (with --compare) and exit")
     args = ap.parse_args()
+
+    if args.show:
+        with open(args.show) as f:
+            doc = json.load(f)
+        before = None
+        if args.compare:
+            with open(args.compare) as f:
+                before = {r["case"]: r for r in json.load(f)["results"]}
+        print_table(doc, before)
+        return
 
     bins = Path(args.bin_dir).resolve()
     if not args.no_build:
@@ -192,15 +203,15 @@ def main():
 def print_table(doc, before):
     head = ["case", "lines", "wall s", "lines/s", "CPU s", "peak RSS MB", "files", "MB written"]
     if before:
-        head += ["lines/s before", "speed-up", "RSS MB before"]
+        head += ["lines/s before", "speed-up", "CPU s before", "RSS MB before"]
     rows = []
     for r in doc["results"]:
         row = [r["case"], f"{r['lines']:,}", f"{r['wall_s']:.3f}", f"{r['lines_per_s']:,.0f}", f"{r['cpu_s']:.2f}",
                f"{r['rss_mb']:.0f}", str(r["files"]), f"{r['mb_written']:.1f}"]
         if before:
             b = before.get(r["case"])
-            row += ([f"{b['lines_per_s']:,.0f}", f"{r['lines_per_s'] / b['lines_per_s']:.2f}x", f"{b['rss_mb']:.0f}"]
-                    if b else ["-", "-", "-"])
+            row += ([f"{b['lines_per_s']:,.0f}", f"{r['lines_per_s'] / b['lines_per_s']:.2f}x", f"{b['cpu_s']:.2f}",
+                     f"{b['rss_mb']:.0f}"] if b else ["-", "-", "-", "-"])
         rows.append(row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     print(f"# {doc['label']} on {doc['machine']['cpus']} CPUs, {doc['date']}")

@@ -24,10 +24,10 @@ use arrow::datatypes::{DataType, Field, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::ParquetSource;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchemaBuilder;
 use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::DataFusionError;
@@ -44,6 +44,7 @@ use shared::lake::{COMMIT_MARKER, Lake, is_hidden, unescape_partition_value};
 use shared::schema;
 
 use crate::dates::DayRange;
+use crate::small_files::WholeFileReaderFactory;
 
 /// A lake table as the batch stage reads it.
 pub struct LakeTable {
@@ -411,7 +412,11 @@ impl TableProvider for SnapshotTable {
             .filter(|g| !g.is_empty())
             .map(FileGroup::new)
             .collect();
-        let format = ParquetFormat::default();
+        // Lake files are small (one partition of one table): the page index would prune
+        // nothing, and each file is best fetched whole, once (crate::small_files).
+        let mut options = state.table_options().parquet.clone();
+        options.global.enable_page_index = false;
+        let store = state.runtime_env().object_store(&self.store_url)?;
         let table_schema = TableSchemaBuilder::new(self.file_schema.clone())
             .with_table_partition_cols(
                 self.partition_columns
@@ -420,13 +425,15 @@ impl TableProvider for SnapshotTable {
                     .collect::<Vec<_>>(),
             )
             .build();
-        let config =
-            FileScanConfigBuilder::new(self.store_url.clone(), format.file_source(table_schema))
-                .with_file_groups(groups)
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
-        format.create_physical_plan(state, config).await
+        let source = ParquetSource::new(table_schema)
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(Arc::new(WholeFileReaderFactory::new(store)));
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file_groups(groups)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
     }
 }
 

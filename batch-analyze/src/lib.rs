@@ -20,6 +20,7 @@ pub mod lake_output;
 pub mod lock;
 pub mod output;
 pub mod plan;
+pub mod small_files;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -11,6 +11,9 @@
 //! lateness is decided event by event exactly as a record-at-a-time engine would, while the
 //! tables work on whole batches. Windows complete inside a batch are emitted at its end: a
 //! later event of the same batch cannot reach them, as it is judged against its own `W`.
+//! Tables are independent once the watermarks are known, so with more than one thread each
+//! table processes the batch (and emits, and encodes its files) on a scoped thread of its
+//! own; results are taken back in table order, so the output is the same.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -103,6 +106,9 @@ pub struct Engine {
     /// The checkpoint that commits the files cut now.
     checkpoint: u64,
     commit_delay: i64,
+    /// Whether tables work on their own threads (each table is independent of the others
+    /// for a batch; results are taken in table order, so the output does not change).
+    parallel_tables: bool,
     /// `state.memory_budget` in bytes, and whether the state is over it now.
     memory_budget: u64,
     over_budget: bool,
@@ -178,10 +184,16 @@ impl Engine {
             idle_base: None,
             checkpoint: 1,
             commit_delay: config.partition_commit.delay.as_micros(),
+            parallel_tables: false,
             memory_budget: config.state.memory_budget.0,
             over_budget: false,
             stats: EngineStats::default(),
         })
+    }
+
+    /// With more than one thread, tables process a batch and emit windows in parallel.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.parallel_tables = threads > 1;
     }
 
     pub fn stats(&self) -> &EngineStats {
@@ -256,8 +268,15 @@ impl Engine {
                 self.watermark.observe(ts.value(i));
             }
         }
-        for t in 0..self.tables.len() {
-            let late = self.tables[t].process(batch, &watermarks)?;
+        let watermarks = &watermarks;
+        let lates = for_each_table(
+            &mut self.tables,
+            &mut self.sinks,
+            self.parallel_tables,
+            |table, _| table.process(batch, watermarks),
+        );
+        for (t, late) in lates.into_iter().enumerate() {
+            let late = late?;
             if !late.is_empty() {
                 self.stats.late += late.len() as u64;
                 tracing::debug!(table = %self.tables[t].name, late = late.len(), "late events");
@@ -274,14 +293,27 @@ impl Engine {
     /// partitions already written: their table's rolling policy writes them.)
     fn emit(&mut self, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
         let wm = self.watermark.current();
-        for (table, sink) in self.tables.iter_mut().zip(&mut self.sinks) {
-            let before = table.windows_emitted;
-            if let Some(rows) = table.emit(wm)? {
-                self.stats.rows_emitted += rows.num_rows() as u64;
-                sink.add(&rows, &self.lake)?;
-            }
-            self.stats.windows_emitted += table.windows_emitted - before;
-            files.extend(sink.complete(table.low_water_start(wm))?);
+        let lake = &self.lake;
+        let emitted = for_each_table(
+            &mut self.tables,
+            &mut self.sinks,
+            self.parallel_tables,
+            |table, sink| -> Result<_, EngineError> {
+                let before = table.windows_emitted;
+                let mut rows = 0;
+                if let Some(batch) = table.emit(wm)? {
+                    rows = batch.num_rows() as u64;
+                    sink.add(&batch, lake)?;
+                }
+                let done = sink.complete(table.low_water_start(wm))?;
+                Ok((table.windows_emitted - before, rows, done))
+            },
+        );
+        for result in emitted {
+            let (windows, rows, done) = result?;
+            self.stats.windows_emitted += windows;
+            self.stats.rows_emitted += rows;
+            files.extend(done);
         }
         self.check_budget();
         Ok(())
@@ -461,6 +493,30 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Runs `f` on every (table, sink) pair, on one scoped thread each when `parallel`, and
+/// returns the results in table order.
+fn for_each_table<R: Send>(
+    tables: &mut [WindowedTable],
+    sinks: &mut [TableSink],
+    parallel: bool,
+    f: impl Fn(&mut WindowedTable, &mut TableSink) -> R + Sync,
+) -> Vec<R> {
+    if !parallel || tables.len() < 2 {
+        return tables.iter_mut().zip(sinks).map(|(t, s)| f(t, s)).collect();
+    }
+    std::thread::scope(|scope| {
+        let f = &f;
+        let mut pairs = tables.iter_mut().zip(sinks);
+        let (t0, s0) = pairs.next().expect("two tables or more");
+        let others: Vec<_> = pairs.map(|(t, s)| scope.spawn(move || f(t, s))).collect();
+        let mut out = vec![f(t0, s0)];
+        for h in others {
+            out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        out
+    })
 }
 
 /// Rows of the late-events table: the table that dropped each event, the watermark then,

@@ -413,6 +413,7 @@ pub async fn run(
         threads,
         engine.source_offset() == 0 && engine.tail_positions().is_empty(),
     );
+    engine.set_threads(threads);
     tracing::debug!(threads, "parsing");
     let engine_task = tokio::task::spawn_blocking(move || -> Result<bool, IngestError> {
         let mut files = Vec::new();
