@@ -17,6 +17,9 @@ use crate::tail::{FileId, Follower, TailPosition};
 /// Target size of a chunk; a single longer line makes a longer chunk.
 pub const CHUNK_BYTES: usize = 4 << 20;
 
+/// How long a chunk of a slow input (a pipe) waits to fill before its lines are handed over.
+const HANDOVER: Duration = Duration::from_millis(100);
+
 /// Where a run reads from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
@@ -162,7 +165,7 @@ pub fn spawn_reader(
                 }
                 tx.send(chunk.map(Chunk::Bytes)).is_ok()
             };
-            read_chunks(reader, opts.chunk_bytes, send, &name)
+            read_chunks(reader, opts.chunk_bytes, HANDOVER, send, &name)
         })
         .map_err(|source| SourceError {
             input: input.to_string(),
@@ -222,6 +225,7 @@ fn generate_chunks(
 fn read_chunks(
     mut reader: impl Read,
     chunk_bytes: usize,
+    handover: Duration,
     mut send: impl FnMut(Result<Vec<u8>, SourceError>) -> bool,
     name: &str,
 ) {
@@ -229,9 +233,19 @@ fn read_chunks(
     // Bytes to gather before looking for a line end; grows while a line is longer than that.
     let mut target = chunk_bytes.max(1);
     loop {
-        while buf.len() < target {
+        // A short read means the input had no more for now (a pipe; a file gives full reads
+        // until its end). Once a chunk has waited `handover` for more, the complete lines it
+        // has are handed over instead of waiting for a full chunk, so that a live pipe
+        // (`gen --rate 1m | stream-ingest run --input -`) is processed as it arrives, while a
+        // fast one (`cat big.log |`) still makes full chunks.
+        let started = Instant::now();
+        let mut short = false;
+        while buf.len() < target
+            && !(short && started.elapsed() >= handover && buf.contains(&b'\n'))
+        {
             let old = buf.len();
             buf.resize(target.max(old + 4096), 0);
+            let asked = buf.len() - old;
             match reader.read(&mut buf[old..]) {
                 Ok(0) => {
                     buf.truncate(old);
@@ -240,7 +254,10 @@ fn read_chunks(
                     }
                     return;
                 }
-                Ok(n) => buf.truncate(old + n),
+                Ok(n) => {
+                    buf.truncate(old + n);
+                    short = n < asked;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(old),
                 Err(source) => {
                     send(Err(SourceError {
@@ -261,6 +278,7 @@ fn read_chunks(
                 }
                 target = chunk_bytes.max(1);
             }
+            None if short => {}
             None => target = buf.len() + chunk_bytes.max(1),
         }
     }
@@ -275,6 +293,7 @@ mod tests {
         read_chunks(
             input,
             size,
+            HANDOVER,
             |c| {
                 out.push(c.unwrap());
                 true
@@ -300,5 +319,49 @@ mod tests {
             }
         }
         assert!(chunks(b"", 8).is_empty());
+    }
+
+    /// Gives its pieces one read at a time, as a pipe fed by a slow writer does.
+    struct Trickle(Vec<&'static [u8]>);
+
+    impl Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let piece = self.0.remove(0);
+            out[..piece.len()].copy_from_slice(piece);
+            Ok(piece.len())
+        }
+    }
+
+    #[test]
+    fn a_slow_pipe_is_handed_over_as_its_lines_arrive() {
+        let mut out = Vec::new();
+        read_chunks(
+            Trickle(vec![b"one\ntw", b"o\n", b"three", b"\nfour"]),
+            1 << 20,
+            Duration::ZERO,
+            |c| {
+                out.push(c.unwrap());
+                true
+            },
+            "test",
+        );
+        let expected: Vec<&[u8]> = vec![b"one\n", b"two\n", b"three\n", b"four"];
+        assert_eq!(out, expected);
+        // A pipe that keeps up still makes full chunks.
+        let mut out = Vec::new();
+        read_chunks(
+            Trickle(vec![b"one\ntw", b"o\n", b"three", b"\nfour"]),
+            1 << 20,
+            HANDOVER,
+            |c| {
+                out.push(c.unwrap());
+                true
+            },
+            "test",
+        );
+        assert_eq!(out, vec![b"one\ntwo\nthree\nfour".to_vec()]);
     }
 }
