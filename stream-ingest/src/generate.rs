@@ -399,11 +399,16 @@ impl Generator {
         true
     }
 
-    /// Fills `out` with whole lines until it holds at least `bytes` bytes or the generator
-    /// is done. Returns the lines added.
-    pub fn fill(&mut self, out: &mut Vec<u8>, bytes: usize) -> u64 {
+    /// Fills `out` with whole lines until it holds at least `bytes` bytes, the generator is
+    /// done, or (when paced) the next line's event time is not due yet. Returns the lines
+    /// added.
+    pub fn fill_due(&mut self, out: &mut Vec<u8>, bytes: usize, pace: &Pace) -> u64 {
         let before = self.produced;
-        while out.len() < bytes && self.next_line(out) {}
+        let due = pace.due_event_us();
+        while out.len() < bytes
+            && due.is_none_or(|d| self.elapsed_event_us() < d)
+            && self.next_line(out)
+        {}
         self.produced - before
     }
 
@@ -412,12 +417,7 @@ impl Generator {
         let mut buf = Vec::with_capacity(1 << 20);
         let pace = Pace::new(self.config.rate.map(|r| r.0));
         while !self.is_done() {
-            let limit = pace.due_event_us();
-            while buf.len() < (1 << 20) && limit.is_none_or(|l| self.elapsed_event_us() < l) {
-                if !self.next_line(&mut buf) {
-                    break;
-                }
-            }
+            self.fill_due(&mut buf, 1 << 20, &pace);
             w.write_all(&buf)?;
             buf.clear();
             if pace.is_paced() {

@@ -191,17 +191,7 @@ fn generate_chunks(
     }
     let pace = Pace::new(config.rate.map(|r| r.0));
     loop {
-        match pace.due_event_us() {
-            None => {
-                generator.fill(&mut buf, opts.chunk_bytes);
-            }
-            Some(due) => {
-                while buf.len() < opts.chunk_bytes
-                    && generator.elapsed_event_us() < due
-                    && generator.next_line(&mut buf)
-                {}
-            }
-        }
+        generator.fill_due(&mut buf, opts.chunk_bytes, &pace);
         let done = generator.is_done();
         if !buf.is_empty() {
             let next = Vec::with_capacity(if pace.is_paced() {
