@@ -37,6 +37,8 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::prelude::{CsvReadOptions, Expr, SessionContext};
 use object_store::ObjectMeta;
 use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::errors::ParquetError;
 use shared::commit::{PartitionMarker, REPLACE_INTENT, Replacement};
 use shared::config::LoadedConfig;
 use shared::config::validate::dimension_schema;
@@ -44,7 +46,7 @@ use shared::lake::{COMMIT_MARKER, Lake, is_hidden, unescape_partition_value};
 use shared::schema;
 
 use crate::dates::DayRange;
-use crate::small_files::WholeFileReaderFactory;
+use crate::small_files::{FileOrigin, LakeFile, LakeFileError, WholeFileReaderFactory};
 
 /// A lake table as the batch stage reads it.
 pub struct LakeTable {
@@ -84,6 +86,11 @@ pub fn lake_tables(loaded: &LoadedConfig) -> Vec<LakeTable> {
     out
 }
 
+/// What to do about a damaged marker or a missing data file of a committed partition.
+const DAMAGED_HINT: &str = "restore the partition from a backup, or rebuild the lake from its input with `stream-ingest run --from-scratch` (it rewrites every file and marker)";
+
+/// A snapshot that could not be taken. Paths are written as the user writes the lake root
+/// ([`Lake::display`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("cannot list {what}: {source}")]
@@ -98,7 +105,7 @@ pub enum SnapshotError {
         #[source]
         source: object_store::Error,
     },
-    #[error("{path} is damaged: {reason}")]
+    #[error("{path} is damaged: {reason}; {hint}", hint = DAMAGED_HINT)]
     Damaged { path: String, reason: String },
 }
 
@@ -138,6 +145,17 @@ impl TableSnapshot {
             .into_iter()
             .flatten()
             .filter(move |p| p.committed || include_open || late)
+    }
+
+    /// Why the files of a partition are read, for messages about them.
+    pub fn origin(&self, p: &PartitionFiles) -> FileOrigin {
+        if self.table.is_late {
+            FileOrigin::Late
+        } else if p.committed {
+            FileOrigin::Committed
+        } else {
+            FileOrigin::Open
+        }
     }
 
     /// A fingerprint of what a report would read on `day`: partitions, file names and
@@ -195,7 +213,11 @@ pub async fn snapshot(
             .days(&table.name)
             .await
             .map_err(|source| SnapshotError::List {
-                what: format!("the days of table `{}`", table.name),
+                what: format!(
+                    "the days of table `{}` ({})",
+                    table.name,
+                    lake.display(&lake.table_dir(&table.name))
+                ),
                 source,
             })?;
         let selected: Vec<&String> = days_in_lake.iter().filter(|d| range.contains(d)).collect();
@@ -230,7 +252,11 @@ async fn list_day(
         .day_objects(&table.name, day)
         .await
         .map_err(|source| SnapshotError::List {
-            what: format!("day {day} of table `{}`", table.name),
+            what: format!(
+                "day {day} of table `{}` ({}/dt={day})",
+                table.name,
+                lake.display(&lake.table_dir(&table.name))
+            ),
             source,
         })?;
     // Partition directory → (data files, marker, intent).
@@ -279,7 +305,7 @@ async fn list_day(
                         .find(|f| f.location.filename() == Some(name.as_str()))
                     else {
                         return Err(SnapshotError::Damaged {
-                            path: marker.location.to_string(),
+                            path: lake.display(&marker.location),
                             reason: format!("it names {name}, which is not there"),
                         });
                     };
@@ -302,7 +328,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     lake: &Lake,
     meta: &ObjectMeta,
 ) -> Result<T, SnapshotError> {
-    let path = meta.location.to_string();
+    let path = lake.display(&meta.location);
     let read = async { lake.store.get(&meta.location).await?.bytes().await };
     let body = read.await.map_err(|source| SnapshotError::Read {
         path: path.clone(),
@@ -312,6 +338,62 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         path,
         reason: e.to_string(),
     })
+}
+
+/// The first file of `tables` (on `days`, as [`register_snapshot`] registers them) that does
+/// not decode, named: for a query error that names no file, such as a damaged page inside a
+/// file whose footer reads. It reads and decodes every one of those files, so it is only
+/// called once a query has failed.
+pub async fn find_damaged(
+    lake: &Lake,
+    snapshot: &LakeSnapshot,
+    tables: &[String],
+    days: Option<&BTreeSet<String>>,
+    include_open: bool,
+) -> Option<LakeFileError> {
+    let selected = snapshot
+        .tables
+        .iter()
+        .filter(|t| tables.contains(&t.table.name));
+    for t in selected {
+        for day in t.days.keys() {
+            if days.is_some_and(|d| !d.contains(day)) {
+                continue;
+            }
+            for p in t.readable(day, include_open) {
+                for f in &p.files {
+                    let data = match lake.store.get(&f.location).await {
+                        Ok(got) => got.bytes().await,
+                        Err(e) => Err(e),
+                    };
+                    let error = match data {
+                        Err(e) => ParquetError::External(Box::new(e)),
+                        Ok(data) => match tokio::task::spawn_blocking(move || decode(data)).await {
+                            Ok(Err(e)) => e,
+                            Ok(Ok(())) | Err(_) => continue,
+                        },
+                    };
+                    let file = LakeFile {
+                        shown: lake.display(&f.location),
+                        origin: t.origin(p),
+                    };
+                    return Some(LakeFileError::new(&file, &error));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Decodes every row of a Parquet file.
+fn decode(data: bytes::Bytes) -> Result<(), ParquetError> {
+    for batch in ParquetRecordBatchReaderBuilder::try_new(data)?.build()? {
+        batch.map_err(|e| match e {
+            arrow::error::ArrowError::ParquetError(m) => ParquetError::General(m),
+            other => ParquetError::General(other.to_string()),
+        })?;
+    }
+    Ok(())
 }
 
 /// Registers every lake table over the snapshot's files of `days` (all selected days when
@@ -349,9 +431,14 @@ pub async fn register_snapshot(
                         ScalarValue::Utf8(unescape_partition_value(v))
                     })
                     .collect();
+                let origin = t.origin(p);
                 for f in &p.files {
                     let mut pf = PartitionedFile::from(f.clone());
                     pf.partition_values = values.clone();
+                    pf.extensions.insert(LakeFile {
+                        shown: lake.display(&f.location),
+                        origin,
+                    });
                     files.push(pf);
                 }
             }

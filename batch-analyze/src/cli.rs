@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::dates::{self, DateArgs};
+use crate::metrics_file::MetricsFile;
 use crate::output::OutputFormat;
 use crate::{AnalyzeError, RunOptions, RunSummary};
 
@@ -43,8 +44,9 @@ Examples:
   batch-analyze run -c pipelines/access-log.yaml --incremental --wait 10m --explain
   stream-ingest run -c P.yaml --emit-commits | batch-analyze run -c P.yaml --follow-commits
 
-crontab (hourly, only what changed; exit 3 means the previous run is still going):
-  5 * * * *  cd /srv/pipelines && batch-analyze run -c access-log.yaml --incremental --out /srv/reports";
+crontab (hourly, only what changed; exit 3 means the previous run is still going; figures for
+node_exporter's textfile collector):
+  5 * * * *  cd /srv/pipelines && batch-analyze run -c access-log.yaml --incremental --out /srv/reports --metrics-file /var/lib/node_exporter/textfile/batch-analyze-access-log.prom";
 
 #[derive(Debug, Parser)]
 #[command(name = "batch-analyze", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -107,6 +109,29 @@ pub struct RunArgs {
     /// Exit with status 4 when there is nothing to do (no day due, no data selected).
     #[arg(long, help_heading = "Cron")]
     pub exit_4_if_nothing: bool,
+    /// After the run, write its figures for Prometheus to this file (node_exporter's
+    /// textfile collector format: name it `*.prom` in `--collector.textfile.directory`).
+    ///
+    /// Metrics, labelled `pipeline="<name>"`: batch_analyze_days_computed_total,
+    /// batch_analyze_rows_written_total{report}, batch_analyze_lake_partitions_replaced_total{report},
+    /// batch_analyze_lake_partitions_unchanged_total{report} (counters: each successful run
+    /// adds to the previous file's values), batch_analyze_last_run_duration_seconds,
+    /// batch_analyze_last_run_exit_status, batch_analyze_last_run_timestamp_seconds and
+    /// batch_analyze_last_success_timestamp_seconds (exit status 0 or 4; 0 if none yet).
+    /// The file is replaced atomically (a temporary file in the same directory, renamed).
+    /// A failed run (any other status, including 2 and 3) rewrites only the last_run_*
+    /// figures: the counters and the success time are carried over from the previous file,
+    /// which it reads back. The directory must exist. With --follow-commits the file is
+    /// rewritten after each day computed (exit status 0 so far) and when the input ends.
+    /// One file per pipeline and cron job: two runs writing the same file at once may lose
+    /// one's counts.
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Cron",
+        conflicts_with = "explain"
+    )]
+    pub metrics_file: Option<PathBuf>,
     /// Print what the run would read and compute (days, partitions, files, SQL) and why,
     /// without running it.
     #[arg(long)]
@@ -158,8 +183,37 @@ fn runtime() -> Result<tokio::runtime::Runtime, AnalyzeError> {
 /// Status 4: nothing to do (with `--exit-4-if-nothing`).
 pub const EXIT_NOTHING_TO_DO: u8 = 4;
 
+/// `run`, and with `--metrics-file` the figures of how it went.
 async fn run(args: RunArgs) -> Result<u8, AnalyzeError> {
+    let Some(path) = args.metrics_file.clone() else {
+        return run_reports(args, None).await;
+    };
+    let fallback = args
+        .config
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut metrics = MetricsFile::new(path, &fallback, std::time::Instant::now())
+        .map_err(AnalyzeError::Usage)?;
+    let result = run_reports(args, Some(&mut metrics)).await;
+    let status = match &result {
+        Ok(code) => *code,
+        Err(e) => e.exit_code(),
+    };
+    if let Err(e) = metrics.write(status) {
+        eprintln!("batch-analyze: warning: the metrics file: {e}");
+    }
+    result
+}
+
+async fn run_reports(
+    args: RunArgs,
+    mut metrics: Option<&mut MetricsFile>,
+) -> Result<u8, AnalyzeError> {
     let loaded = shared::config::load(&args.config)?;
+    if let Some(m) = metrics.as_deref_mut() {
+        m.start(&loaded.config.name);
+    }
     let format = args.format.unwrap_or(if args.out.is_some() {
         OutputFormat::Csv
     } else {
@@ -204,6 +258,12 @@ async fn run(args: RunArgs) -> Result<u8, AnalyzeError> {
             if show_summary {
                 eprintln!("batch-analyze: {name}: {day}: {}", summary.line());
             }
+            if let Some(m) = metrics.as_deref_mut() {
+                m.add(summary);
+                if let Err(e) = m.write(0) {
+                    eprintln!("batch-analyze: warning: the metrics file: {e}");
+                }
+            }
         })
         .await?;
         if show_summary {
@@ -223,6 +283,9 @@ async fn run(args: RunArgs) -> Result<u8, AnalyzeError> {
         });
     }
     let summary = crate::run(&loaded, &opts).await?;
+    if let Some(m) = metrics {
+        m.add(&summary);
+    }
     print_reports(&summary, format, None);
     if show_summary {
         eprintln!("batch-analyze: {name}: {}", summary.line());

@@ -171,7 +171,7 @@ async fn existing_files(
         .list_with_delimiter(Some(&dir))
         .await
         .map_err(|source| LakeOutputError::List {
-            path: dir.to_string(),
+            path: lake.display(&dir),
             source,
         })?;
     let mut names: Vec<String> = listing

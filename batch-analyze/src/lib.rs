@@ -18,6 +18,7 @@ pub mod follow;
 pub mod html;
 pub mod lake_output;
 pub mod lock;
+pub mod metrics_file;
 pub mod output;
 pub mod plan;
 pub mod small_files;
@@ -41,6 +42,7 @@ use crate::lake_output::{LakeOutputError, Written};
 use crate::lock::LockError;
 use crate::output::{OutputError, OutputFormat};
 use crate::plan::ReportPlan;
+use crate::small_files::LakeFileError;
 use crate::state::{ReportState, StateError};
 
 /// The tool's name in the lake's `_state/` folder.
@@ -76,6 +78,13 @@ pub enum AnalyzeError {
         #[source]
         source: DataFusionError,
     },
+    /// A lake file that does not read back, named as the user writes the lake.
+    #[error("report `{report}`: {source}")]
+    LakeFile {
+        report: String,
+        #[source]
+        source: LakeFileError,
+    },
     #[error("registering tables: {0}")]
     Catalog(DataFusionError),
     #[error("report `{report}`: {source}")]
@@ -101,6 +110,21 @@ pub enum AnalyzeError {
 }
 
 impl AnalyzeError {
+    /// A report's query failed: [`AnalyzeError::LakeFile`] when a lake file did not read
+    /// back (the error names it), else [`AnalyzeError::Report`].
+    pub fn report(report: &str, source: DataFusionError) -> AnalyzeError {
+        match LakeFileError::find(&source) {
+            Some(e) => AnalyzeError::LakeFile {
+                report: report.to_string(),
+                source: e.clone(),
+            },
+            None => AnalyzeError::Report {
+                report: report.to_string(),
+                source,
+            },
+        }
+    }
+
     /// 2 for a bad configuration or arguments, 3 when another run holds a lock, 1 for
     /// anything else.
     pub fn exit_code(&self) -> u8 {
@@ -515,6 +539,43 @@ async fn work(
     })
 }
 
+/// The lake files a report's query read.
+struct ReadSet<'a> {
+    snapshot: &'a LakeSnapshot,
+    tables: &'a [String],
+    days: Option<&'a BTreeSet<String>>,
+    include_open: bool,
+}
+
+/// The error of a report whose query failed. A damaged lake file is named: by the reader
+/// when it fails to read it, else (a damaged page, found while decoding) by decoding the
+/// files the query read until one fails.
+async fn query_failed(
+    prep: &Prepared<'_>,
+    read: &ReadSet<'_>,
+    report: &str,
+    source: DataFusionError,
+) -> AnalyzeError {
+    let error = AnalyzeError::report(report, source);
+    if let AnalyzeError::Report { source, .. } = &error
+        && small_files::is_parquet_error(source)
+        && let Some(found) = catalog::find_damaged(
+            &prep.lake,
+            read.snapshot,
+            read.tables,
+            read.days,
+            read.include_open,
+        )
+        .await
+    {
+        return AnalyzeError::LakeFile {
+            report: report.to_string(),
+            source: found,
+        };
+    }
+    error
+}
+
 /// Computes the selected reports over `range`, with the locks held.
 pub async fn compute(
     prep: &Prepared<'_>,
@@ -538,10 +599,7 @@ pub async fn compute(
                 if work.due.len() == 1 { "" } else { "s" }
             );
         }
-        let report_err = |source| AnalyzeError::Report {
-            report: plan.name.clone(),
-            source,
-        };
+        let report_err = |source| AnalyzeError::report(&plan.name, source);
         let ctx = session();
         let days = (opts.incremental || !work.inputs.is_empty()).then_some(&work.due);
         catalog::register_snapshot(
@@ -571,7 +629,18 @@ pub async fn compute(
             continue;
         }
         tracing::debug!(report = %plan.name, sql = %plan.describe(), days = work.due.len(), "planned");
-        let batches: Vec<RecordBatch> = df.collect().await.map_err(report_err)?;
+        let batches: Vec<RecordBatch> = match df.collect().await {
+            Ok(b) => b,
+            Err(source) => {
+                let read = ReadSet {
+                    snapshot: &snapshot,
+                    tables: &work.inputs,
+                    days,
+                    include_open: opts.include_open,
+                };
+                return Err(query_failed(prep, &read, &plan.name, source).await);
+            }
+        };
         let rows = batches.iter().map(|b| b.num_rows()).sum();
         let mut result = ReportResult {
             name: r.name.clone(),
@@ -679,7 +748,7 @@ fn page(prep: &Prepared<'_>, snapshot: &LakeSnapshot, summary: &RunSummary) -> S
             .as_deref()
             .map(|d| format!("{d} · "))
             .unwrap_or_default(),
-        prep.lake.url,
+        prep.lake.display_root(),
         snapshot.range
     );
     let reports: Vec<html::HtmlReport<'_>> = summary
@@ -710,7 +779,7 @@ pub async fn explain(loaded: &LoadedConfig, opts: &RunOptions) -> Result<String,
         s,
         "pipeline {} · lake {} · days: {}{}",
         loaded.config.name,
-        prep.lake.url,
+        prep.lake.display_root(),
         snapshot.range,
         if opts.incremental {
             " · incremental"

@@ -34,13 +34,13 @@ pub struct ReportState {
 pub enum StateError {
     #[error("cannot read the run state {path}: {source}")]
     Read {
-        path: Path,
+        path: String,
         #[source]
         source: object_store::Error,
     },
     #[error("cannot write the run state {path}: {source}")]
     Write {
-        path: Path,
+        path: String,
         #[source]
         source: object_store::Error,
     },
@@ -66,12 +66,20 @@ pub async fn load(
     let body = match body {
         Ok(b) => b,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => return Err(StateError::Read { path, source }),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: lake.display(&path),
+                source,
+            });
+        }
     };
     match serde_json::from_slice::<ReportState>(&body) {
         Ok(s) if s.version == VERSION => Ok(Some(s)),
         Ok(_) | Err(_) => {
-            tracing::warn!(state = %path, "the run state does not read back; every day is due");
+            tracing::warn!(
+                state = %lake.display(&path),
+                "the run state does not read back; every day is due"
+            );
             Ok(None)
         }
     }
@@ -85,7 +93,10 @@ pub async fn save(lake: &Lake, state: &ReportState) -> Result<(), StateError> {
         .put(&path, PutPayload::from(body))
         .await
         .map(|_| ())
-        .map_err(|source| StateError::Write { path, source })
+        .map_err(|source| StateError::Write {
+            path: lake.display(&path),
+            source,
+        })
 }
 
 impl ReportState {

@@ -29,18 +29,20 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::lake::{COMMIT_MARKER, Lake, PartitionPath, STAGING_DIR};
 
+/// A step of the protocol that failed. Paths are written as the user writes the lake root
+/// ([`Lake::display`]: `/data/lake/t/…`, `s3://bucket/prefix/t/…`).
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     #[error("cannot stage {path}: {source}")]
     Stage {
-        path: Path,
+        path: String,
         #[source]
         source: object_store::Error,
     },
     #[error("cannot publish {from} as {to}: {source}")]
     Publish {
-        from: Path,
-        to: Path,
+        from: String,
+        to: String,
         #[source]
         source: object_store::Error,
     },
@@ -50,13 +52,13 @@ pub enum CommitError {
     Marker(#[from] MarkerError),
     #[error("cannot replace files in {path}: {source}")]
     Replace {
-        path: Path,
+        path: String,
         #[source]
         source: object_store::Error,
     },
     #[error("cannot clean the staging area {path}: {source}")]
     Clean {
-        path: Path,
+        path: String,
         #[source]
         source: object_store::Error,
     },
@@ -102,11 +104,20 @@ impl From<&StagedFile> for PendingFile {
 #[derive(Debug, Clone)]
 pub struct FileCommitter {
     lake: Lake,
+    /// Called at the named steps of a replacement (`mid-replace`: the new file published,
+    /// the old ones not yet removed), for the binaries' crash tests ([`crate::fault`]).
+    fault: Option<fn(&str)>,
 }
 
 impl FileCommitter {
     pub fn new(lake: Lake) -> Self {
-        FileCommitter { lake }
+        FileCommitter { lake, fault: None }
+    }
+
+    /// Calls `point` at the fault points of the protocol (see the `fault` field).
+    pub fn with_fault_points(mut self, point: fn(&str)) -> Self {
+        self.fault = Some(point);
+        self
     }
 
     pub fn lake(&self) -> &Lake {
@@ -130,7 +141,7 @@ impl FileCommitter {
             .put(&staged, PutPayload::from_bytes(data))
             .await
             .map_err(|source| CommitError::Stage {
-                path: staged.clone(),
+                path: self.lake.display(&staged),
                 source,
             })?;
         Ok(StagedFile {
@@ -147,23 +158,20 @@ impl FileCommitter {
     pub async fn publish_pending(&self, file: &PendingFile) -> Result<(), CommitError> {
         let parse = |p: &str| Path::parse(p).map_err(|e| CommitError::BadPath(format!("{p}: {e}")));
         let (staged, target) = (parse(&file.staged)?, parse(&file.target)?);
+        let publish_err = |source| CommitError::Publish {
+            from: self.lake.display(&staged),
+            to: self.lake.display(&target),
+            source,
+        };
         match self.lake.store.rename(&staged, &target).await {
             Ok(()) => Ok(()),
             Err(object_store::Error::NotFound { .. }) => {
                 match self.lake.store.head(&target).await {
                     Ok(_) => Ok(()),
-                    Err(source) => Err(CommitError::Publish {
-                        from: staged,
-                        to: target,
-                        source,
-                    }),
+                    Err(source) => Err(publish_err(source)),
                 }
             }
-            Err(source) => Err(CommitError::Publish {
-                from: staged,
-                to: target,
-                source,
-            }),
+            Err(source) => Err(publish_err(source)),
         }
     }
 
@@ -177,7 +185,10 @@ impl FileCommitter {
             .store
             .put(&path, PutPayload::from(body))
             .await
-            .map_err(|source| MarkerError::Write { path, source })?;
+            .map_err(|source| MarkerError::Write {
+                path: self.lake.display(&path),
+                source,
+            })?;
         Ok(())
     }
 
@@ -185,11 +196,11 @@ impl FileCommitter {
     pub async fn read_marker(&self, path: &Path) -> Result<PartitionMarker, MarkerError> {
         let read = async { self.lake.store.get(path).await?.bytes().await };
         let body = read.await.map_err(|source| MarkerError::Read {
-            path: path.clone(),
+            path: self.lake.display(path),
             source,
         })?;
         serde_json::from_slice(&body).map_err(|e| MarkerError::Invalid {
-            path: path.clone(),
+            path: self.lake.display(path),
             reason: e.to_string(),
         })
     }
@@ -208,7 +219,7 @@ impl FileCommitter {
             .put(&intent, PutPayload::from(body))
             .await
             .map_err(|source| CommitError::Replace {
-                path: intent.clone(),
+                path: self.lake.display(&intent),
                 source,
             })?;
         self.finish_replacement(r, &intent).await
@@ -216,7 +227,7 @@ impl FileCommitter {
 
     async fn finish_replacement(&self, r: &Replacement, intent: &Path) -> Result<(), CommitError> {
         let err = |path: &Path| {
-            let path = path.clone();
+            let path = self.lake.display(path);
             move |source| CommitError::Replace { path, source }
         };
         let exists = |p: &str| {
@@ -226,7 +237,7 @@ impl FileCommitter {
                     Ok(_) => Ok(true),
                     Err(object_store::Error::NotFound { .. }) => Ok(false),
                     Err(source) => Err(CommitError::Replace {
-                        path: intent.clone(),
+                        path: self.lake.display(intent),
                         source,
                     }),
                 }
@@ -234,9 +245,15 @@ impl FileCommitter {
         };
         if !exists(&r.file.staged).await? && !exists(&r.file.target).await? {
             // The new file never made it: nothing was changed, give up.
-            tracing::warn!(intent = %intent, "abandoning a replacement whose new file is gone");
+            tracing::warn!(
+                intent = %self.lake.display(intent),
+                "abandoning a replacement whose new file is gone"
+            );
         } else {
             self.publish_pending(&r.file).await?;
+            if let Some(point) = self.fault {
+                point("mid-replace");
+            }
             let partition = r.marker.partition_path();
             for old in &r.replaces {
                 let path = self.lake.data_file(&r.marker.table, &partition, old);
@@ -255,7 +272,7 @@ impl FileCommitter {
             .try_collect()
             .await
             .map_err(|source| CommitError::Clean {
-                path: prefix.clone(),
+                path: self.lake.display(prefix),
                 source,
             })
     }
@@ -277,17 +294,48 @@ impl FileCommitter {
                 continue;
             }
             let read = async { self.lake.store.get(&meta.location).await?.bytes().await };
+            let shown = self.lake.display(&meta.location);
             let body = read.await.map_err(|source| CommitError::Replace {
-                path: meta.location.clone(),
+                path: shown.clone(),
                 source,
             })?;
             let r: Replacement = serde_json::from_slice(&body)
-                .map_err(|e| CommitError::BadPath(format!("{}: {e}", meta.location)))?;
-            tracing::info!(intent = %meta.location, "finishing an interrupted replacement");
+                .map_err(|e| CommitError::BadPath(format!("{shown}: {e}")))?;
+            tracing::info!(intent = %shown, "finishing an interrupted replacement");
             self.finish_replacement(&r, &meta.location).await?;
             done += 1;
         }
         Ok(done)
+    }
+
+    /// Finishes a replacement a crash interrupted in one partition, if there is one (a GET
+    /// of its intent, no listing); returns whether there was.
+    pub async fn finish_replacement_in(
+        &self,
+        table: &str,
+        partition: &PartitionPath,
+    ) -> Result<bool, CommitError> {
+        let intent = self.lake.data_file(table, partition, REPLACE_INTENT);
+        let body = match self.lake.store.get(&intent).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        let shown = self.lake.display(&intent);
+        let body = match body {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(source) => {
+                return Err(CommitError::Replace {
+                    path: shown.clone(),
+                    source,
+                });
+            }
+        };
+        let r: Replacement = serde_json::from_slice(&body)
+            .map_err(|e| CommitError::BadPath(format!("{shown}: {e}")))?;
+        tracing::info!(intent = %shown, "finishing an interrupted replacement");
+        self.finish_replacement(&r, &intent).await?;
+        Ok(true)
     }
 
     /// Removes from `table` the data files and markers committed by the checkpoints that
@@ -299,7 +347,7 @@ impl FileCommitter {
         redo: impl Fn(u64) -> bool,
     ) -> Result<usize, CommitError> {
         let clean = |path: &Path| {
-            let path = path.clone();
+            let path = self.lake.display(path);
             move |source| CommitError::Clean { path, source }
         };
         let metas = self.list(&self.lake.table_dir(table)).await?;
@@ -337,7 +385,7 @@ impl FileCommitter {
             self.remove(&meta.location)
                 .await
                 .map_err(|source| CommitError::Clean {
-                    path: meta.location.clone(),
+                    path: self.lake.display(&meta.location),
                     source,
                 })?;
         }
@@ -450,22 +498,24 @@ impl PartitionMarker {
     }
 }
 
+/// A commit marker that cannot be written or read back; the path as the user writes it
+/// ([`Lake::display`]).
 #[derive(Debug, thiserror::Error)]
 pub enum MarkerError {
     #[error("cannot write the commit marker {path}: {source}")]
     Write {
-        path: Path,
+        path: String,
         #[source]
         source: object_store::Error,
     },
     #[error("cannot read the commit marker {path}: {source}")]
     Read {
-        path: Path,
+        path: String,
         #[source]
         source: object_store::Error,
     },
     #[error("the commit marker {path} is not valid JSON: {reason}")]
-    Invalid { path: Path, reason: String },
+    Invalid { path: String, reason: String },
 }
 
 /// FNV-1a, 64 bits: stable across Rust versions and platforms, unlike `DefaultHasher`.
@@ -496,12 +546,12 @@ mod tests {
             .unwrap();
         let visible = dir.path().join("t/dt=1970-01-01/hour=00").join(&name);
         assert!(!visible.exists());
-        assert!(
-            dir.path()
-                .join("_staging/t/dt=1970-01-01/hour=00")
-                .join(format!("{name}.inprogress"))
-                .exists()
-        );
+        // Flat below the table's staging directory, named by the partition's hash.
+        let staged_at = dir.path().join("_staging/t").join(format!(
+            "{:016x}-{name}.inprogress",
+            fnv1a64(b"dt=1970-01-01/hour=00")
+        ));
+        assert!(staged_at.exists(), "{}", staged_at.display());
         committer
             .publish_pending(&PendingFile::from(&staged))
             .await
@@ -648,6 +698,34 @@ mod tests {
         assert_eq!(c.finish_replacements("t").await.unwrap(), 1);
         assert!(partition.join("ab").exists());
         assert!(!partition.join(REPLACE_INTENT).exists());
+    }
+
+    #[tokio::test]
+    async fn errors_name_paths_as_the_user_writes_the_lake() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake(dir.path());
+        let c = FileCommitter::new(lake.clone());
+        let part = lake.time_partition(0);
+        let path = lake.data_file("t", &part, COMMIT_MARKER);
+        lake.store
+            .put(&path, PutPayload::from_static(b"{\"table\": "))
+            .await
+            .unwrap();
+        let on_disk = dir
+            .path()
+            .canonicalize()
+            .unwrap()
+            .join("t/dt=1970-01-01/hour=00/_SUCCESS");
+        let e = c.read_marker(&path).await.unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "the commit marker {} is not valid JSON: ",
+                on_disk.display()
+            )),
+            "{e}"
+        );
+        assert_eq!(lake.display(&path), on_disk.display().to_string());
+        assert!(lake.display_root().starts_with('/'));
     }
 
     #[test]

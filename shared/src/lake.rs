@@ -156,7 +156,10 @@ impl Lake {
                     reason: "not an absolute path".into(),
                 })?;
                 Ok(Lake {
-                    store: Arc::new(LocalFileSystem::new()),
+                    // Counted for the metrics (`store_metrics`), as every lake store.
+                    store: Arc::new(crate::store_metrics::InstrumentedStore::new(
+                        LocalFileSystem::new(),
+                    )),
                     root: root_path,
                     url,
                     time_partitioning,
@@ -187,7 +190,7 @@ impl Lake {
                     reason: e.to_string(),
                 })?;
                 Ok(Lake {
-                    store: Arc::new(store),
+                    store: Arc::new(crate::store_metrics::InstrumentedStore::new(store)),
                     root: Path::from(prefix.as_str()),
                     url,
                     time_partitioning,
@@ -208,13 +211,21 @@ impl Lake {
             .expect("table names are validated path segments")
     }
 
-    /// A path of this lake's store as a URL, for messages (`file:///…`, `s3://bucket/…`).
+    /// A path of this lake's store as a user writes it, for messages: `/data/lake/t/…` on a
+    /// local disk (the store's paths have no leading `/`), `s3://bucket/prefix/t/…` on S3.
     pub fn display(&self, path: &Path) -> String {
-        format!(
-            "{}://{}/{path}",
-            self.url.scheme(),
-            self.url.host_str().unwrap_or_default()
-        )
+        match self.url.scheme() {
+            "file" => format!("/{path}"),
+            scheme => format!(
+                "{scheme}://{}/{path}",
+                self.url.host_str().unwrap_or_default()
+            ),
+        }
+    }
+
+    /// The lake root as a user writes it (see [`Lake::display`]).
+    pub fn display_root(&self) -> String {
+        self.display(&self.root)
     }
 
     /// A partition directory of a table.
@@ -233,12 +244,16 @@ impl Lake {
         )
     }
 
-    /// The hidden staging path of a data file that will be published at [`Lake::data_file`].
+    /// The hidden staging path of a data file that will be published at [`Lake::data_file`]:
+    /// flat below `_staging/<table>/`, named by a hash of the partition and the file name
+    /// (the file name alone may repeat across partitions). One directory for every
+    /// partition: a directory per partition, created once to stage and once to publish, was
+    /// most of the cost of small files on a local disk. The staged path is recorded with the
+    /// target in each checkpoint, so nothing needs to decode it.
     pub fn staging_file(&self, table: &str, partition: &PartitionPath, file: &str) -> Path {
-        let staged = format!("{file}{STAGING_SUFFIX}");
-        let segments = std::iter::once(STAGING_DIR)
-            .chain(table.split('/'))
-            .chain(partition.segments.iter().map(String::as_str));
+        let hash = crate::commit::fnv1a64(partition.segments.join("/").as_bytes());
+        let staged = format!("{hash:016x}-{file}{STAGING_SUFFIX}");
+        let segments = std::iter::once(STAGING_DIR).chain(table.split('/'));
         below(&self.root, segments.chain([staged.as_str()]))
     }
 

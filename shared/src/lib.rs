@@ -11,6 +11,7 @@
 //! - [`commit`]: how a file becomes visible: staged under a hidden name, then published by an
 //!   atomic rename (or copy on object storage) only once complete.
 //! - [`duration`]: durations written the same way everywhere (`250ms`, `10s`, `5m`).
+//! - [`store_metrics`]: counters of the lake's object-store requests, errors and retries.
 
 pub mod bytesize;
 pub mod commit;
@@ -20,6 +21,7 @@ pub mod fault;
 pub mod lake;
 pub mod logging;
 pub mod schema;
+pub mod store_metrics;
 
 pub use bytesize::ByteSize;
 pub use config::{ConfigError, PipelineConfig};

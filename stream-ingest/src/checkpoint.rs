@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
-use shared::commit::{PendingFile, fnv1a64};
+use shared::commit::{PartitionMarker, PendingFile, fnv1a64};
 use shared::lake::Lake;
 
 use crate::engine::EngineSnapshot;
@@ -140,22 +140,33 @@ impl CheckpointStore {
 
     /// The id of the oldest checkpoint kept: no restart goes back further.
     pub async fn oldest(&self) -> Result<Option<u64>, CheckpointError> {
-        Ok(self.ids().await?.last().map(|(id, _)| *id))
+        Ok(self.kept().await?.last().map(|(id, _)| *id))
+    }
+
+    /// The `keep` newest checkpoints, newest first: the ones a restart may restore. Older
+    /// ones (left by a crash before pruning) are never restored: a partition committed by
+    /// them may have been merged since (see [`crate::compact::mergeable`]).
+    async fn kept(&self) -> Result<Vec<(u64, Path)>, CheckpointError> {
+        let mut ids = self.ids().await?;
+        ids.truncate(self.keep);
+        Ok(ids)
+    }
+
+    async fn read(&self, path: &Path) -> Result<Checkpoint, String> {
+        let data = match self.lake.store.get(path).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        data.map_err(|e| e.to_string())
+            .and_then(|d| Checkpoint::decode(&d))
     }
 
     /// The newest checkpoint that reads back, and the highest id seen (even of a damaged one).
     pub async fn latest(&self) -> Result<(Option<Checkpoint>, u64), CheckpointError> {
-        let ids = self.ids().await?;
+        let ids = self.kept().await?;
         let highest = ids.first().map_or(0, |(id, _)| *id);
         for (id, path) in ids {
-            let data = match self.lake.store.get(&path).await {
-                Ok(r) => r.bytes().await,
-                Err(e) => Err(e),
-            };
-            match data
-                .map_err(|e| e.to_string())
-                .and_then(|d| Checkpoint::decode(&d))
-            {
+            match self.read(&path).await {
                 Ok(c) => return Ok((Some(c), highest)),
                 Err(reason) => {
                     tracing::warn!(checkpoint = id, %reason, "skipping an unreadable checkpoint")
@@ -165,8 +176,28 @@ impl CheckpointStore {
         Ok((None, highest))
     }
 
-    /// Writes a checkpoint atomically, then prunes the oldest beyond `keep`.
-    pub async fn write(&self, checkpoint: &Checkpoint) -> Result<u64, CheckpointError> {
+    /// The partitions committed by the stored checkpoints older than `restored`: the ones a
+    /// crash may have left unmerged (unreadable checkpoints are skipped).
+    pub async fn older_markers(
+        &self,
+        restored: u64,
+    ) -> Result<Vec<PartitionMarker>, CheckpointError> {
+        let mut markers = Vec::new();
+        for (id, path) in self.ids().await? {
+            if id >= restored {
+                continue;
+            }
+            if let Ok(c) = self.read(&path).await {
+                markers.extend(c.engine.markers);
+            }
+        }
+        Ok(markers)
+    }
+
+    /// Writes a checkpoint atomically. Returns its size, the oldest checkpoint that stays
+    /// once the older ones are pruned, and those older ones: [`CheckpointStore::prune`] them
+    /// after whatever must happen while they still exist.
+    pub async fn write(&self, checkpoint: &Checkpoint) -> Result<Written, CheckpointError> {
         let data = checkpoint.encode()?;
         let size = data.len() as u64;
         let path = self.dir.clone().join(file_name(checkpoint.id));
@@ -178,11 +209,32 @@ impl CheckpointStore {
                 path: path.clone(),
                 source,
             })?;
-        for (_, old) in self.ids().await?.into_iter().skip(self.keep) {
+        let ids = self.ids().await?;
+        let oldest_kept = ids[..self.keep.min(ids.len())]
+            .last()
+            .map_or(checkpoint.id, |(id, _)| *id);
+        let stale = ids.into_iter().skip(self.keep).map(|(_, p)| p).collect();
+        Ok(Written {
+            bytes: size,
+            oldest_kept,
+            stale,
+        })
+    }
+
+    /// Deletes checkpoints that fell out of `keep`.
+    pub async fn prune(&self, stale: Vec<Path>) {
+        for old in stale {
             if let Err(e) = self.lake.store.delete(&old).await {
                 tracing::warn!(checkpoint = %old, error = %e, "cannot prune an old checkpoint");
             }
         }
-        Ok(size)
     }
+}
+
+/// A checkpoint written: see [`CheckpointStore::write`].
+#[derive(Debug)]
+pub struct Written {
+    pub bytes: u64,
+    pub oldest_kept: u64,
+    pub stale: Vec<Path>,
 }

@@ -22,7 +22,14 @@ Files are staged under hidden names and published atomically: a reader never see
 file. The pipeline file (YAML) declares the source, format, windowed tables and lake; see
 `pipelines/access-log.yaml` for a complete example.
 
-Exit status: 0 success, 2 invalid configuration or arguments, 1 any other failure.
+Rows of closed windows become visible at the next checkpoint (checkpoint.interval, default
+10s): each open partition gets a small file per checkpoint, and a committed partition's
+files are merged into one. `--metrics-addr 127.0.0.1:9464` serves Prometheus metrics and
+health probes; SIGTERM or SIGINT drains (checkpoint, publish, exit 0) and the same command
+resumes.
+
+Exit status: 0 success, 2 invalid configuration or arguments (a metrics port in use too),
+1 any other failure.
 Logs: RUST_LOG=info (or debug) prints what happens, on standard error.";
 
 #[derive(Debug, Parser)]
@@ -43,7 +50,7 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Merge the files of committed partitions into one file per partition.
     #[command(
-        long_about = "Merge the files of committed partitions (those with _SUCCESS) into one file each.\n\nA partition gets several files when its table's rolling policy writes it early. Once committed, nothing is added to it, so its files can be merged. The swap is crash-safe: it records its intent in the partition first, and the next `compact` finishes an interrupted one. Rows never change. Partitions committed after the oldest kept checkpoint wait for a later run. Safe to run from cron while the stream stage runs.",
+        long_about = "Merge the files of committed partitions (those with _SUCCESS) into one file each.\n\nA partition gets several files when its table's rolling policy writes it early. Once committed, nothing is added to it, so its files can be merged. The swap is crash-safe: it records its intent in the partition first, and the next `compact` finishes an interrupted one. Rows never change. Partitions committed at or after the oldest kept checkpoint wait for a later run. The stream stage merges committed partitions itself (partition_commit.compact, on by default); this command is for lakes written with it off, and is safe to run while the stream stage runs.",
         after_help = "Example:\n  stream-ingest compact -c pipelines/access-log.yaml --dry-run"
     )]
     Compact(CompactArgs),
@@ -147,6 +154,11 @@ pub struct RunArgs {
     /// number: chunks are parsed in parallel and applied in input order.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Serve Prometheus metrics on http://ADDR/metrics and health probes on /health/live
+    /// and /health/ready (ready once recovery finished and the source is open), e.g.
+    /// `127.0.0.1:9464`. Overrides `metrics.addr`. A port in use is an error (exit 2).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// Print no summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
@@ -187,6 +199,7 @@ fn run(args: RunArgs) -> Result<(), IngestError> {
         max_lines_per_sec: args.max_lines_per_sec,
         emit_commits: args.emit_commits,
         threads: args.threads,
+        metrics_addr: args.metrics_addr,
     };
     let runtime = runtime()?;
     let shutdown = Arc::new(AtomicBool::new(false));

@@ -6,9 +6,11 @@
 //! [`FileCommitter::replace`], which records its intent first and is finished by the next
 //! `compact` after a crash. Rows and the marker's row count never change.
 //!
-//! A partition is only merged once its commit is older than every checkpoint kept: a
-//! restart that falls back past a damaged checkpoint retracts files by the checkpoint that
-//! committed them, and must never meet a merged file that mixes older and newer rows.
+//! A partition is only merged once its commit is older than every checkpoint kept
+//! ([`mergeable`]): a restart that falls back past a damaged checkpoint retracts files by the
+//! checkpoint that committed them, and rewrites the markers of the checkpoint it restores, so
+//! it must never meet a merged file that mixes older and newer rows, nor a merged partition
+//! whose marker it would rewrite with the old file list.
 
 use std::time::Instant;
 
@@ -79,12 +81,18 @@ impl std::fmt::Display for CompactSummary {
         if self.too_recent > 0 {
             write!(
                 f,
-                "; {} partitions committed after the oldest kept checkpoint wait for a later run",
+                "; {} partitions committed at or after the oldest kept checkpoint wait for a later run",
                 self.too_recent
             )?;
         }
         Ok(())
     }
+}
+
+/// Whether a partition committed by checkpoint `committed` may be merged while the oldest
+/// kept checkpoint is `oldest`: no restart can restore its commit or anything before it.
+pub fn mergeable(committed: u64, oldest: u64) -> bool {
+    committed < oldest
 }
 
 /// Compacts the committed partitions of the pipeline's windowed tables.
@@ -130,27 +138,44 @@ pub async fn compact(
             if marker.files.len() < opts.min_files.max(2) {
                 continue;
             }
-            if marker.checkpoint > oldest {
+            if !mergeable(marker.checkpoint, oldest) {
                 summary.too_recent += 1;
                 continue;
             }
             let codec = config.lake.compression.codec();
-            merge(&lake, &committer, marker, codec, opts.dry_run, &mut summary).await?;
+            let merged = merge(&lake, &committer, &marker, codec, opts.dry_run).await?;
+            if !opts.dry_run {
+                tracing::info!(table = %marker.table, partition = %marker.partition_path(), files = merged.files, rows = merged.rows, "merged");
+            }
+            summary.partitions += 1;
+            summary.files_before += merged.files as u64;
+            summary.bytes_before += merged.bytes_before;
+            summary.bytes_after += merged.bytes_after;
+            summary.rows += merged.rows;
         }
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
-/// Merges one partition's files.
-async fn merge(
+/// What merging one partition did.
+#[derive(Debug, Clone, Default)]
+pub struct Merged {
+    pub files: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub rows: u64,
+}
+
+/// Merges one committed partition's files into one (with `dry_run`, only measures). Also
+/// used by the stream stage itself when a partition commits (`partition_commit.compact`).
+pub async fn merge(
     lake: &Lake,
     committer: &FileCommitter,
-    marker: PartitionMarker,
+    marker: &PartitionMarker,
     compression: parquet::basic::Compression,
     dry_run: bool,
-    summary: &mut CompactSummary,
-) -> Result<(), IngestError> {
+) -> Result<Merged, IngestError> {
     let partition = marker.partition_path();
     let mut batches: Vec<RecordBatch> = Vec::new();
     let mut schema = None;
@@ -180,14 +205,15 @@ async fn merge(
             marker.table, marker.rows
         )));
     }
-    summary.partitions += 1;
-    summary.files_before += marker.files.len() as u64;
-    summary.bytes_before += bytes_before;
-    summary.bytes_after += data.len() as u64;
-    summary.rows += rows;
+    let merged = Merged {
+        files: marker.files.len(),
+        bytes_before,
+        bytes_after: data.len() as u64,
+        rows,
+    };
     if dry_run {
         tracing::info!(table = %marker.table, %partition, files = marker.files.len(), "would merge");
-        return Ok(());
+        return Ok(merged);
     }
     // The merged file keeps the time label of the first file and the newest checkpoint id.
     let label = marker.files[0]
@@ -214,8 +240,7 @@ async fn merge(
         },
     };
     committer.replace(&replacement).await?;
-    tracing::info!(table = %marker.table, %partition, files = marker.files.len(), rows, "merged");
-    Ok(())
+    Ok(merged)
 }
 
 #[cfg(test)]
@@ -236,6 +261,9 @@ mod tests {
             text.starts_with("merged 7 files into 2 in 2 partitions"),
             "{text}"
         );
-        assert!(text.contains("1 partitions committed after"), "{text}");
+        assert!(
+            text.contains("1 partitions committed at or after"),
+            "{text}"
+        );
     }
 }

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
@@ -33,6 +33,7 @@ use crate::parallel::{After, ParsedChunk};
 use crate::sink::{EncodedFile, SinkError, SinkSnapshot, TableSink};
 use crate::table::{LateRow, TableSnapshot, WindowedTable};
 use crate::tail::{FileId, TailPosition};
+use crate::telemetry::{TableMetrics, Telemetry};
 use crate::window::Watermark;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +48,8 @@ pub enum EngineError {
     Build { table: String, message: String },
 }
 
-/// Counters of a run.
+/// The counters a checkpoint carries (read from and restored into [`Telemetry`], which
+/// owns them while the stage runs).
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineStats {
     pub lines: u64,
@@ -88,6 +90,7 @@ pub struct EngineSnapshot {
 struct LateOutput {
     schema: SchemaRef,
     sink: TableSink,
+    metrics: TableMetrics,
 }
 
 pub struct Engine {
@@ -112,7 +115,9 @@ pub struct Engine {
     /// `state.memory_budget` in bytes, and whether the state is over it now.
     memory_budget: u64,
     over_budget: bool,
-    stats: EngineStats,
+    telemetry: Arc<Telemetry>,
+    /// Each table's metrics, in table order.
+    metrics: Vec<TableMetrics>,
 }
 
 impl Engine {
@@ -120,6 +125,7 @@ impl Engine {
         config: &PipelineConfig,
         lake: Lake,
         dead_letter: Option<DeadLetter>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Self, EngineError> {
         let events = shared::schema::event_schema(&config.format);
         let ts_column =
@@ -168,8 +174,14 @@ impl Engine {
                 )
                 .with_compression(config.lake.compression.codec()),
                 schema,
+                metrics: telemetry.table(&l.table),
             }
         });
+        let metrics = config
+            .tables
+            .iter()
+            .map(|t| telemetry.table(&t.name))
+            .collect();
         Ok(Engine {
             tables,
             sinks,
@@ -187,7 +199,8 @@ impl Engine {
             parallel_tables: false,
             memory_budget: config.state.memory_budget.0,
             over_budget: false,
-            stats: EngineStats::default(),
+            telemetry,
+            metrics,
         })
     }
 
@@ -196,8 +209,9 @@ impl Engine {
         self.parallel_tables = threads > 1;
     }
 
-    pub fn stats(&self) -> &EngineStats {
-        &self.stats
+    /// The counters a checkpoint carries.
+    pub fn stats(&self) -> EngineStats {
+        self.telemetry.engine_stats()
     }
 
     /// The current watermark (µs; `i64::MIN` before the first event).
@@ -225,6 +239,8 @@ impl Engine {
                 self.tail.remove(&id);
             }
         }
+        let position = self.source_offset + self.tail.values().map(|p| p.offset).sum::<u64>();
+        self.telemetry.source_position(position);
         Ok(())
     }
 
@@ -242,9 +258,11 @@ impl Engine {
             }
         }
         self.next_line += parsed.lines;
-        self.stats.lines += parsed.lines;
-        self.stats.invalid += parsed.invalid.len() as u64;
-        self.stats.parsed += parsed.batch.num_rows() as u64;
+        self.telemetry.chunk_parsed(
+            parsed.lines,
+            parsed.batch.num_rows() as u64,
+            parsed.invalid.len() as u64,
+        );
         self.process_batch(&parsed.batch, files)
     }
 
@@ -278,11 +296,12 @@ impl Engine {
         for (t, late) in lates.into_iter().enumerate() {
             let late = late?;
             if !late.is_empty() {
-                self.stats.late += late.len() as u64;
-                tracing::debug!(table = %self.tables[t].name, late = late.len(), "late events");
+                let name = &self.tables[t].name;
+                self.telemetry
+                    .late_events(&self.metrics[t], name, late.len() as u64);
                 if let Some(out) = &mut self.late {
-                    let rows = late_rows(&out.schema, &self.tables[t].name, batch, &late)?;
-                    out.sink.add(&rows, &self.lake)?;
+                    let rows = late_rows(&out.schema, name, batch, &late)?;
+                    out.sink.add(&rows, &self.lake, None)?;
                 }
             }
         }
@@ -294,6 +313,7 @@ impl Engine {
     fn emit(&mut self, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
         let wm = self.watermark.current();
         let lake = &self.lake;
+        let now = Instant::now();
         let emitted = for_each_table(
             &mut self.tables,
             &mut self.sinks,
@@ -303,18 +323,19 @@ impl Engine {
                 let mut rows = 0;
                 if let Some(batch) = table.emit(wm)? {
                     rows = batch.num_rows() as u64;
-                    sink.add(&batch, lake)?;
+                    sink.add(&batch, lake, Some(now))?;
                 }
                 let done = sink.complete(table.low_water_start(wm))?;
                 Ok((table.windows_emitted - before, rows, done))
             },
         );
-        for result in emitted {
+        for (t, result) in emitted.into_iter().enumerate() {
             let (windows, rows, done) = result?;
-            self.stats.windows_emitted += windows;
-            self.stats.rows_emitted += rows;
+            self.telemetry
+                .windows_emitted(&self.metrics[t], windows, rows);
             files.extend(done);
         }
+        self.telemetry.watermark_moved(wm, self.watermark.max_ts());
         self.check_budget();
         Ok(())
     }
@@ -327,29 +348,31 @@ impl Engine {
         (tables + sinks + late) as u64
     }
 
-    /// Tracks the peak state and says so, once each time, when the state passes the budget.
+    /// Measures the open state (per table, for the metrics, and in all), tracks the peak, and
+    /// says so, once each time, when the state passes the budget.
     fn check_budget(&mut self) {
+        for ((table, sink), m) in self.tables.iter().zip(&self.sinks).zip(&self.metrics) {
+            let (windows, groups) = table.open_state();
+            m.open_windows.set(windows as i64);
+            m.open_groups.set(groups as i64);
+            m.state_bytes
+                .set((table.state_bytes() + sink.buffered_bytes()) as i64);
+        }
+        if let Some(l) = &self.late {
+            l.metrics.state_bytes.set(l.sink.buffered_bytes() as i64);
+        }
         let bytes = self.state_bytes();
-        self.stats.state_bytes_peak = self.stats.state_bytes_peak.max(bytes);
         let over = bytes > self.memory_budget;
+        self.telemetry
+            .state_measured(bytes, over && !self.over_budget);
         if over && !self.over_budget {
-            self.stats.state_budget_exceeded += 1;
-            let (largest, largest_bytes) = self
-                .tables
-                .iter()
-                .map(|t| (t.name.as_str(), t.state_bytes()))
-                .max_by_key(|(_, b)| *b)
-                .unwrap_or(("-", 0));
-            let (windows, groups) = self
-                .tables
-                .iter()
-                .find(|t| t.name == largest)
-                .map_or((0, 0), WindowedTable::open_state);
+            let largest = self.tables.iter().max_by_key(|t| t.state_bytes());
+            let (windows, groups) = largest.map_or((0, 0), WindowedTable::open_state);
             tracing::warn!(
                 state_mb = bytes / 1_000_000,
                 budget_mb = self.memory_budget / 1_000_000,
-                largest_table = largest,
-                largest_table_mb = largest_bytes / 1_000_000,
+                largest_table = largest.map_or("-", |t| t.name.as_str()),
+                largest_table_mb = largest.map_or(0, |t| t.state_bytes()) / 1_000_000,
                 open_windows = windows,
                 groups,
                 "open state is over state.memory_budget: fewer keys, shorter windows, a smaller max_out_of_orderness, or approx_distinct instead of count_distinct would shrink it"
@@ -442,7 +465,7 @@ impl Engine {
             source_offset: self.source_offset,
             next_line: self.next_line,
             max_ts: self.watermark.max_ts(),
-            stats: self.stats.clone(),
+            stats: self.telemetry.engine_stats(),
             tables: self.tables.iter().map(WindowedTable::snapshot).collect(),
             sinks: self
                 .sinks
@@ -478,7 +501,7 @@ impl Engine {
         self.tail = s.tail.into_iter().map(|p| (p.id, p)).collect();
         self.next_line = s.next_line;
         self.watermark.restore(s.max_ts);
-        self.stats = s.stats;
+        self.telemetry.restore(&s.stats);
         for (t, snap) in self.tables.iter_mut().zip(s.tables) {
             t.restore(snap);
         }

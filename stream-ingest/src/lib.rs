@@ -19,12 +19,15 @@ pub mod filter;
 pub mod format;
 pub mod generate;
 pub mod hll;
+pub mod http;
 pub mod parallel;
 pub mod sink;
 pub mod source;
 pub mod table;
 pub mod tail;
+pub mod telemetry;
 pub mod window;
+pub mod writer;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -34,19 +37,19 @@ use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use shared::HumanDuration;
-use shared::commit::{
-    CommitError, CommitEvent, FileCommitter, MarkerError, PartitionMarker, PendingFile,
-};
+use shared::commit::{CommitError, FileCommitter, MarkerError};
 use shared::config::{ConfigError, LoadedConfig, SourceConfig};
 use shared::lake::{Lake, LakeError};
 use tokio::sync::mpsc;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
-use crate::engine::{Engine, EngineError, EngineSnapshot, EngineStats};
+use crate::engine::{Engine, EngineError, EngineStats};
 use crate::parallel::Parsers;
 use crate::sink::EncodedFile;
 use crate::source::{Chunk, Input, ReaderOptions, SourceError};
+use crate::telemetry::Telemetry;
+use crate::writer::{CheckpointHeader, CommitWriter, ToWriter};
 
 /// Everything that can stop a run. [`IngestError::exit_code`] maps it for scripts.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +107,8 @@ pub struct RunOptions {
     pub emit_commits: bool,
     /// Threads that parse (default: one per core); the output is the same for any number.
     pub threads: Option<usize>,
+    /// Serve `/metrics` and `/health/*` here (overrides `metrics.addr`).
+    pub metrics_addr: Option<String>,
 }
 
 /// What a run did.
@@ -204,42 +209,6 @@ pub fn check_runnable(loaded: &LoadedConfig, opts: &RunOptions) -> Result<(), In
     Ok(())
 }
 
-/// What the engine thread sends the writer task, in order.
-enum ToWriter {
-    /// A complete file to stage.
-    File(EncodedFile),
-    /// A consistent state: every file sent before it belongs to it.
-    Checkpoint(Box<EngineSnapshot>),
-}
-
-/// Writes the `_SUCCESS` markers of committed partitions (idempotent: same content again).
-/// With `emit`, each is also printed on standard output as a [`CommitEvent`] line.
-async fn write_markers(
-    committer: &FileCommitter,
-    markers: &[PartitionMarker],
-    emit: bool,
-) -> Result<(), IngestError> {
-    for m in markers {
-        committer.write_marker(m).await?;
-        tracing::info!(table = %m.table, partition = %m.partition_path(), rows = m.rows, "partition committed");
-        if emit {
-            emit_commit(&CommitEvent::new(committer.lake(), m));
-        }
-    }
-    Ok(())
-}
-
-/// One JSON line on standard output, flushed at once so a reader downstream sees it now. A
-/// closed pipe (the reader stopped) is logged, not fatal: the lake is the real output.
-fn emit_commit(event: &CommitEvent) {
-    use std::io::Write;
-    let line = serde_json::to_string(event).expect("a commit event serializes");
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
-        tracing::warn!(error = %e, "cannot print a commit event");
-    }
-}
-
 /// Removes from every table what the checkpoints `redo` selects committed (see
 /// [`FileCommitter::retract`]).
 async fn retract(
@@ -285,33 +254,37 @@ fn input_identity(input: &Input) -> String {
     }
 }
 
-/// Runs the stream stage to the end of its input, or until `shutdown` is set (then it
-/// checkpoints and returns; the same command resumes).
-pub async fn run(
-    loaded: &LoadedConfig,
-    opts: RunOptions,
-    shutdown: Arc<AtomicBool>,
-) -> Result<RunSummary, IngestError> {
-    let started = Instant::now();
-    let config = &loaded.config;
-    check_runnable(loaded, &opts)?;
-    let root = opts
-        .lake
-        .clone()
-        .unwrap_or_else(|| config.lake.root.clone());
-    let lake = Lake::open(&root, &config.lake.s3, config.lake.partition_time)?;
-    let committer = FileCommitter::new(lake.clone());
-    let store = CheckpointStore::new(lake.clone(), &config.name, config.checkpoint.keep as usize);
-    let input = resolve_input(loaded, &opts);
-    let identity = input_identity(&input);
-
-    // Recovery: finish the commit of the newest checkpoint, drop everything staged after it.
-    let tables: Vec<String> = config
+/// The names of the tables a pipeline writes: windowed tables, then the late-events table.
+fn table_names(config: &shared::config::PipelineConfig) -> Vec<String> {
+    config
         .tables
         .iter()
         .map(|t| t.name.clone())
         .chain(config.late_events.iter().map(|l| l.table.clone()))
-        .collect();
+        .collect()
+}
+
+/// What recovery hands the run: the engine at the restored state and the writer that
+/// continues its commits.
+struct Recovered {
+    engine: Engine,
+    writer: CommitWriter,
+    resumed_from: Option<u64>,
+}
+
+/// Recovery: finish the commit of the newest checkpoint that reads back, undo what a newer
+/// (damaged) one or an unfinished rebuild committed, drop everything staged after it, and
+/// restore the engine; or, without a checkpoint, start a generation with a first one.
+async fn recover(
+    loaded: &LoadedConfig,
+    opts: &RunOptions,
+    lake: &Lake,
+    identity: String,
+    telemetry: &Arc<Telemetry>,
+) -> Result<Recovered, IngestError> {
+    let config = &loaded.config;
+    let tables = table_names(config);
+    let store = CheckpointStore::new(lake.clone(), &config.name, config.checkpoint.keep as usize);
     let (restored, highest) = store.latest().await?;
     let restored = if opts.from_scratch { None } else { restored };
     let generation = match &restored {
@@ -322,31 +295,53 @@ pub async fn run(
                     config.name, ck.input, identity
                 )));
             }
-            for f in &ck.pending {
-                committer.publish_pending(f).await?;
-            }
-            write_markers(&committer, &ck.engine.markers, opts.emit_commits).await?;
-            // A newer checkpoint did not read back: what it committed is redone by the
-            // replay, and so are the files of an unfinished rebuild.
-            let (id, generation) = (ck.id, ck.generation);
-            let unfinished_rebuild = id == generation && generation > 1;
-            if highest > id || unfinished_rebuild {
-                retract(&committer, &tables, "that the replay rewrites", |c| {
-                    c > id || (unfinished_rebuild && c < generation)
-                })
-                .await?;
-            }
-            tracing::info!(
-                checkpoint = id,
-                offset = ck.engine.source_offset,
-                "resuming"
-            );
-            generation
+            ck.generation
         }
         None => highest + 1,
     };
+    let header = CheckpointHeader {
+        generation,
+        pipeline: config.name.clone(),
+        input: identity,
+    };
+    let mut writer = CommitWriter::new(lake.clone(), store, header, telemetry.clone());
+    writer.emit = opts.emit_commits;
+    writer.compact = config
+        .partition_commit
+        .compact
+        .then(|| config.lake.compression.codec());
+    if let Some(ck) = &restored {
+        for f in &ck.pending {
+            writer.committer.publish_pending(f).await?;
+        }
+        writer.commit(&ck.engine.markers).await?;
+        // Partitions committed by the older kept checkpoints may still wait for their merge.
+        if writer.compact.is_some() {
+            for m in writer.store.older_markers(ck.id).await? {
+                writer.queue(&m);
+            }
+        }
+        // A newer checkpoint did not read back: what it committed is redone by the replay,
+        // and so are the files of an unfinished rebuild.
+        let (id, generation) = (ck.id, ck.generation);
+        let unfinished_rebuild = id == generation && generation > 1;
+        if highest > id || unfinished_rebuild {
+            retract(
+                &writer.committer,
+                &tables,
+                "that the replay rewrites",
+                |c| c > id || (unfinished_rebuild && c < generation),
+            )
+            .await?;
+        }
+        tracing::info!(
+            checkpoint = id,
+            offset = ck.engine.source_offset,
+            "resuming"
+        );
+    }
     for table in &tables {
-        let removed = committer.clean_staging(table).await?;
+        let removed = writer.committer.clean_staging(table).await?;
         if removed > 0 {
             tracing::info!(
                 table,
@@ -359,15 +354,7 @@ pub async fn run(
         Some(p) => Some(DeadLetter::open(p)?),
         None => None,
     };
-    let checkpoint_of = |engine: EngineSnapshot, pending: Vec<PendingFile>| Checkpoint {
-        id: engine.checkpoint,
-        generation,
-        pipeline: config.name.clone(),
-        input: identity.clone(),
-        engine,
-        pending,
-    };
-    let mut engine = Engine::new(config, lake.clone(), dead_letter)?;
+    let mut engine = Engine::new(config, lake.clone(), dead_letter, telemetry.clone())?;
     let resumed_from = restored.as_ref().map(|c| c.id);
     if let Some(ck) = restored {
         engine.restore(ck.engine)?;
@@ -381,14 +368,148 @@ pub async fn run(
         let mut files = Vec::new();
         let snap = engine.snapshot(&mut files)?;
         debug_assert!(files.is_empty());
-        store.write(&checkpoint_of(snap, Vec::new())).await?;
+        writer.first_checkpoint(snap).await?;
         if generation > 1 {
-            retract(&committer, &tables, "of earlier runs (rebuild)", |c| {
-                c < generation
-            })
+            retract(
+                &writer.committer,
+                &tables,
+                "of earlier runs (rebuild)",
+                |c| c < generation,
+            )
             .await?;
         }
     }
+    Ok(Recovered {
+        engine,
+        writer,
+        resumed_from,
+    })
+}
+
+/// How the engine loop is paced.
+struct DriveOptions {
+    interval: Duration,
+    idle_timeout: Option<Duration>,
+}
+
+/// The engine loop (on a blocking thread): chunks from the source go to the parsers, parsed
+/// chunks are applied in source order, files and checkpoints go to the writer. Returns
+/// whether it stopped on `stop` (true) or at the end of the input (false).
+fn drive(
+    mut engine: Engine,
+    mut parsers: Parsers,
+    chunk_rx: std::sync::mpsc::Receiver<Result<Chunk, SourceError>>,
+    tx: mpsc::Sender<ToWriter>,
+    pace: DriveOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<bool, IngestError> {
+    let mut files = Vec::new();
+    let stopped_writer = || IngestError::Internal("the writer stopped".into());
+    let send_files = |files: &mut Vec<EncodedFile>| -> Result<(), IngestError> {
+        for f in files.drain(..) {
+            tx.blocking_send(ToWriter::File(f))
+                .map_err(|_| stopped_writer())?;
+        }
+        Ok(())
+    };
+    let checkpoint = |engine: &mut Engine, files: &mut Vec<EncodedFile>| {
+        let snap = engine.snapshot(files)?;
+        send_files(files)?;
+        tx.blocking_send(ToWriter::Checkpoint(Box::new(snap)))
+            .map_err(|_| stopped_writer())
+    };
+    let mut last_checkpoint = Instant::now();
+    let mut last_data = Instant::now();
+    // Chunks being parsed, oldest first; the engine applies them in this order.
+    let mut in_flight = parallel::InFlightQueue::new();
+    loop {
+        // Keep the parsers busy: take what the source has, up to the pool's depth; wait
+        // (until the next checkpoint is due) only when nothing is in flight.
+        let mut ended = false;
+        while in_flight.len() < parsers.depth() {
+            let received = if in_flight.is_empty() {
+                let wait = pace
+                    .interval
+                    .saturating_sub(last_checkpoint.elapsed())
+                    .min(Duration::from_millis(200));
+                chunk_rx.recv_timeout(wait)
+            } else {
+                chunk_rx.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            };
+            match received {
+                Ok(chunk) => {
+                    in_flight.push_back(parsers.submit(chunk?));
+                    last_data = Instant::now();
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        match in_flight.pop_front() {
+            Some(item) => {
+                let (events, after) = item.wait().map_err(IngestError::Internal)?;
+                engine.apply(events, after, &mut files)?;
+                send_files(&mut files)?;
+            }
+            None if ended => {
+                engine.finish(&mut files)?;
+                send_files(&mut files)?;
+                checkpoint(&mut engine, &mut files)?;
+                return Ok(false);
+            }
+            None => {
+                if let Some(idle) = pace.idle_timeout
+                    && last_data.elapsed() >= idle
+                {
+                    engine.advance_idle(last_data.elapsed(), &mut files)?;
+                    send_files(&mut files)?;
+                }
+            }
+        }
+        let stopping = stop.load(Ordering::SeqCst);
+        if stopping || last_checkpoint.elapsed() >= pace.interval {
+            checkpoint(&mut engine, &mut files)?;
+            last_checkpoint = Instant::now();
+        }
+        if stopping {
+            return Ok(true);
+        }
+    }
+}
+
+/// Runs the stream stage to the end of its input, or until `shutdown` is set (then it
+/// checkpoints and returns; the same command resumes).
+pub async fn run(
+    loaded: &LoadedConfig,
+    opts: RunOptions,
+    shutdown: Arc<AtomicBool>,
+) -> Result<RunSummary, IngestError> {
+    let started = Instant::now();
+    let config = &loaded.config;
+    check_runnable(loaded, &opts)?;
+    let telemetry = Telemetry::new(&table_names(config));
+    // Bound first: /health/live answers during recovery, and a busy port fails at once.
+    let _server = match opts.metrics_addr.as_ref().or(config.metrics.addr.as_ref()) {
+        Some(addr) => Some(http::serve(addr, telemetry.clone()).await?),
+        None => None,
+    };
+    let root = opts
+        .lake
+        .clone()
+        .unwrap_or_else(|| config.lake.root.clone());
+    let lake = Lake::open(&root, &config.lake.s3, config.lake.partition_time)?;
+    let input = resolve_input(loaded, &opts);
+    let Recovered {
+        engine,
+        mut writer,
+        resumed_from,
+    } = recover(loaded, &opts, &lake, input_identity(&input), &telemetry).await?;
 
     tracing::info!(pipeline = %config.name, %input, lake = %lake.url, "starting");
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, SourceError>>(2);
@@ -399,154 +520,37 @@ pub async fn run(
         max_lines_per_sec: opts.max_lines_per_sec,
     };
     let _reader = source::spawn_reader(input, reader_opts, chunk_tx)?;
-    let interval = opts
-        .checkpoint_interval
-        .unwrap_or(config.checkpoint.interval)
-        .0;
-    let idle_timeout = config.event_time.idle_timeout.map(|d| d.0);
-
-    let (tx, mut rx) = mpsc::channel::<ToWriter>(8);
-    let stop = shutdown.clone();
+    if let Some(d) = fault::pause("before-ready") {
+        tokio::time::sleep(d).await;
+    }
+    telemetry.set_ready(true);
+    let pace = DriveOptions {
+        interval: opts
+            .checkpoint_interval
+            .unwrap_or(config.checkpoint.interval)
+            .0,
+        idle_timeout: config.event_time.idle_timeout.map(|d| d.0),
+    };
     let threads = opts.threads.unwrap_or_else(parallel::default_threads);
-    let mut parsers = Parsers::new(
+    let parsers = Parsers::new(
         &config.format,
         threads,
         engine.source_offset() == 0 && engine.tail_positions().is_empty(),
     );
+    let mut engine = engine;
     engine.set_threads(threads);
     tracing::debug!(threads, "parsing");
-    let engine_task = tokio::task::spawn_blocking(move || -> Result<bool, IngestError> {
-        let mut files = Vec::new();
-        let stopped_writer = || IngestError::Internal("the writer stopped".into());
-        let send_files = |files: &mut Vec<EncodedFile>| -> Result<(), IngestError> {
-            for f in files.drain(..) {
-                tx.blocking_send(ToWriter::File(f))
-                    .map_err(|_| stopped_writer())?;
-            }
-            Ok(())
-        };
-        let checkpoint = |engine: &mut Engine, files: &mut Vec<EncodedFile>| {
-            let snap = engine.snapshot(files)?;
-            send_files(files)?;
-            tx.blocking_send(ToWriter::Checkpoint(Box::new(snap)))
-                .map_err(|_| stopped_writer())
-        };
-        let mut last_checkpoint = Instant::now();
-        let mut last_data = Instant::now();
-        // Chunks being parsed, oldest first; the engine applies them in this order.
-        let mut in_flight = parallel::InFlightQueue::new();
-        loop {
-            // Keep the parsers busy: take what the source has, up to the pool's depth; wait
-            // (until the next checkpoint is due) only when nothing is in flight.
-            let mut ended = false;
-            while in_flight.len() < parsers.depth() {
-                let received = if in_flight.is_empty() {
-                    let wait = interval
-                        .saturating_sub(last_checkpoint.elapsed())
-                        .min(Duration::from_millis(200));
-                    chunk_rx.recv_timeout(wait)
-                } else {
-                    chunk_rx.try_recv().map_err(|e| match e {
-                        TryRecvError::Empty => RecvTimeoutError::Timeout,
-                        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                    })
-                };
-                match received {
-                    Ok(chunk) => {
-                        in_flight.push_back(parsers.submit(chunk?));
-                        last_data = Instant::now();
-                    }
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => {
-                        ended = true;
-                        break;
-                    }
-                }
-            }
-            match in_flight.pop_front() {
-                Some(item) => {
-                    let (events, after) = item.wait().map_err(IngestError::Internal)?;
-                    engine.apply(events, after, &mut files)?;
-                    send_files(&mut files)?;
-                }
-                None if ended => {
-                    engine.finish(&mut files)?;
-                    send_files(&mut files)?;
-                    checkpoint(&mut engine, &mut files)?;
-                    return Ok(false);
-                }
-                None => {
-                    if let Some(idle) = idle_timeout
-                        && last_data.elapsed() >= idle
-                    {
-                        engine.advance_idle(last_data.elapsed(), &mut files)?;
-                        send_files(&mut files)?;
-                    }
-                }
-            }
-            let stopping = stop.load(Ordering::SeqCst);
-            if stopping || last_checkpoint.elapsed() >= interval {
-                checkpoint(&mut engine, &mut files)?;
-                last_checkpoint = Instant::now();
-            }
-            if stopping {
-                return Ok(true);
-            }
-        }
-    });
+    let (tx, mut rx) = mpsc::channel::<ToWriter>(8);
+    let stop = shutdown.clone();
+    let engine_task =
+        tokio::task::spawn_blocking(move || drive(engine, parsers, chunk_rx, tx, pace, stop));
 
-    let mut summary = RunSummary {
-        resumed_from,
-        ..RunSummary::default()
-    };
-    let mut pending: Vec<PendingFile> = Vec::new();
-    let mut last_stats = None;
     let mut write_error: Option<IngestError> = None;
     while let Some(msg) = rx.recv().await {
-        let step = async {
-            match msg {
-                ToWriter::File(file) => {
-                    let staged = committer
-                        .stage(
-                            &file.table,
-                            &file.partition,
-                            &file.name,
-                            file.data,
-                            file.rows,
-                        )
-                        .await?;
-                    fault::point("after-stage");
-                    pending.push(PendingFile::from(&staged));
-                }
-                ToWriter::Checkpoint(snap) => {
-                    let stats = snap.stats.clone();
-                    let ck = checkpoint_of(*snap, std::mem::take(&mut pending));
-                    summary.checkpoint_bytes = store.write(&ck).await?;
-                    fault::point("after-checkpoint");
-                    for (i, f) in ck.pending.iter().enumerate() {
-                        committer.publish_pending(f).await?;
-                        if i == 0 {
-                            fault::point("mid-publish");
-                        }
-                        tracing::info!(table = %f.table, partition = %f.partition, rows = f.rows, "published {}", f.target);
-                        summary.files_written += 1;
-                        summary.bytes_written += f.bytes;
-                        summary.rows_written += f.rows;
-                    }
-                    write_markers(&committer, &ck.engine.markers, opts.emit_commits).await?;
-                    fault::point("after-publish");
-                    tracing::debug!(
-                        checkpoint = ck.id,
-                        bytes = summary.checkpoint_bytes,
-                        "checkpoint"
-                    );
-                    summary.checkpoints += 1;
-                    last_stats = Some(stats);
-                }
-            }
-            Ok::<(), IngestError>(())
-        };
-        if let Err(e) = step.await {
+        if shutdown.load(Ordering::SeqCst) {
+            telemetry.set_ready(false);
+        }
+        if let Err(e) = writer.handle(msg).await {
             write_error = Some(e);
             break;
         }
@@ -558,10 +562,23 @@ pub async fn run(
     if let Some(e) = write_error {
         return Err(e);
     }
-    summary.interrupted = engine_result?;
-    summary.stats = last_stats.unwrap_or_default();
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    let interrupted = engine_result?;
+    if !interrupted {
+        writer.settle().await?;
+    }
+    let (files_written, rows_written, bytes_written, checkpoint_bytes, checkpoints) =
+        telemetry.published();
+    Ok(RunSummary {
+        stats: telemetry.engine_stats(),
+        files_written,
+        bytes_written,
+        rows_written,
+        checkpoints,
+        checkpoint_bytes,
+        resumed_from,
+        interrupted,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The input named by `--input`: a path, or `-` for standard input.

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
@@ -37,6 +38,9 @@ pub struct EncodedFile {
     pub name: String,
     pub data: Bytes,
     pub rows: u64,
+    /// When the windows whose rows it holds closed (for the freshness metric; empty after a
+    /// restart and for late events).
+    pub closed: Vec<Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +61,8 @@ struct Buffer {
     first_time: i64,
     /// Wall clock (ms since the epoch) when the first row was buffered.
     opened_ms: i64,
+    /// When the windows of the buffered rows closed, one entry per emission.
+    closed: Vec<Instant>,
 }
 
 /// The buffered rows of a sink in a checkpoint: per partition, Arrow IPC bytes.
@@ -172,8 +178,13 @@ impl TableSink {
         self.buffers.values().map(|b| b.rows).sum()
     }
 
-    /// Splits `batch` by partition into the buffers.
-    pub fn add(&mut self, batch: &RecordBatch, lake: &Lake) -> Result<(), SinkError> {
+    /// Splits `batch` by partition into the buffers. `closed`: when its windows closed.
+    pub fn add(
+        &mut self,
+        batch: &RecordBatch,
+        lake: &Lake,
+        closed: Option<Instant>,
+    ) -> Result<(), SinkError> {
         let times = batch
             .column(self.time_column)
             .as_primitive::<TimestampMicrosecondType>();
@@ -210,7 +221,11 @@ impl TableSink {
                 time_end,
                 first_time,
                 opened_ms: now,
+                closed: Vec::new(),
             });
+            if let Some(at) = closed {
+                buf.closed.push(at);
+            }
             buf.rows += taken.num_rows();
             buf.bytes += taken.get_array_memory_size();
             buf.batches.push(taken);
@@ -228,7 +243,7 @@ impl TableSink {
             .filter(|(_, b)| {
                 let full = b.rows as u64 >= r.max_rows || b.bytes as u64 >= r.max_bytes.0;
                 let old = max_open_ms.is_some_and(|m| now_ms - b.opened_ms >= m);
-                (full || old) && b.bytes as u64 >= r.min_size.0
+                (full || old || r.on_checkpoint) && b.bytes as u64 >= r.min_size.0
             })
             .map(|(p, _)| p.clone())
             .collect();
@@ -318,6 +333,7 @@ impl TableSink {
                     time_end: b.time_end,
                     first_time: b.first_time,
                     opened_ms: b.opened_ms,
+                    closed: Vec::new(),
                 },
             );
         }
@@ -392,6 +408,7 @@ impl TableSink {
             name,
             data: Bytes::from(data),
             rows,
+            closed: buf.closed,
         })
     }
 
@@ -483,7 +500,7 @@ mod tests {
             true,
             &lake,
         );
-        sink.add(&batch, &lake).unwrap();
+        sink.add(&batch, &lake, None).unwrap();
         assert_eq!(sink.buffered_rows(), 4);
         let first = sink.complete(H).unwrap();
         let names: Vec<String> = first.iter().map(|f| f.partition.to_string()).collect();
@@ -530,14 +547,15 @@ mod tests {
             .unwrap()
         };
         let rolling = RollingConfig {
+            on_checkpoint: false,
             max_rows: 3,
             max_open_time: Some(shared::HumanDuration::from_secs(60)),
             ..RollingConfig::default()
         };
         let mut sink = TableSink::new("t", schema.clone(), 0, &[], &rolling, true, &lake);
         sink.set_checkpoint(7);
-        sink.add(&rows(vec![0, 1]), &lake).unwrap();
-        sink.add(&rows(vec![H, H + 1, H + 2]), &lake).unwrap();
+        sink.add(&rows(vec![0, 1]), &lake, None).unwrap();
+        sink.add(&rows(vec![H, H + 1, H + 2]), &lake, None).unwrap();
         let now = now_ms();
         // Hour 1 is full: one file; hour 0 is neither full nor old.
         let files = sink.roll(now).unwrap();
@@ -551,13 +569,14 @@ mod tests {
         assert_eq!(sink.buffered_rows(), 0);
         // Below the minimum size, nothing rolls.
         let small = RollingConfig {
+            on_checkpoint: false,
             max_rows: 1,
             min_size: shared::ByteSize(1 << 30),
             max_bytes: shared::ByteSize(1 << 31),
             ..RollingConfig::default()
         };
         let mut sink = TableSink::new("t", schema.clone(), 0, &[], &small, true, &lake);
-        sink.add(&rows(vec![0, 1]), &lake).unwrap();
+        sink.add(&rows(vec![0, 1]), &lake, None).unwrap();
         assert!(sink.roll(now).unwrap().is_empty());
         assert_eq!(sink.flush_all().unwrap().len(), 1);
     }

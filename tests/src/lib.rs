@@ -43,17 +43,33 @@ pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        // The test runner's own variables (package metadata, nextest's, its library path)
+        // are not the shell's: build scripts and `env!` track some of them, and a difference
+        // rebuilds DataFusion. Build with the environment the developer's cargo had.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("NEXTEST")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "LD_LIBRARY_PATH",
+                    "RUST_RECURSION_COUNT",
+                ]
+                .contains(&key.as_ref())
+            {
+                build.env_remove(key.as_ref());
+            }
+        }
+        if let Some(original) = std::env::var_os("NEXTEST_LD_LIBRARY_PATH") {
+            build.env("LD_LIBRARY_PATH", original);
+        }
+        let status = build
             .current_dir(workspace())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "stream-ingest",
-                "-p",
-                "batch-analyze",
-                "--bins",
-            ])
+            // The same package set and targets as `cargo nextest run --workspace` builds,
+            // so that features unify the same way and nothing is compiled twice: only the
+            // two binaries are linked.
+            .args(["build", "--quiet", "--workspace", "--all-targets"])
             .stdin(Stdio::null())
             .status()
             .expect("cargo runs");

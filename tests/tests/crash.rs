@@ -270,6 +270,51 @@ fn crashes_between_pre_commit_and_commit_recover_exactly() {
     }
 }
 
+/// Rows roll into a new file at every checkpoint and each partition's files are merged when
+/// it commits; a crash at any step of that (between two checkpoints that roll a partition,
+/// after its commit, between publishing the merged file and removing the small ones) still
+/// ends with the rows of an uninterrupted run, one file per committed partition.
+#[test]
+fn compaction_at_commit_survives_crashes_at_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    // Evenly spread events: partitions are open at checkpoints, so they get several files.
+    let log = generated_log(dir.path(), 30_000);
+    let expected = uninterrupted(dir.path(), &log);
+    let paced = [
+        "--checkpoint-interval",
+        "100ms",
+        "--chunk-bytes",
+        "16384",
+        "--max-lines-per-sec",
+        "20000",
+    ];
+    for point in [
+        "after-checkpoint:3",
+        "after-publish:6",
+        "mid-replace:1",
+        "mid-replace:12",
+    ] {
+        let crashed = dir.path().join(point.replace(':', "-"));
+        std::fs::create_dir_all(&crashed).unwrap();
+        let lake = crashed.join("lake");
+        let lake_arg = lake.to_str().unwrap();
+        let env = [("STREAM_INGEST_CRASH_AT", point.to_string())];
+        let out = ingest(&crashed, &log, lake_arg, &paced, &env)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{point}: the run did not crash: {err}"
+        );
+        assert!(err.contains("crashing at"), "{point}: {err}");
+        run_ok(&mut ingest(&crashed, &log, lake_arg, &paced, &[]));
+        assert_same(&expected, &snapshot(&crashed, &lake), 0);
+        assert_one_file_per_committed_partition(&lake);
+        assert!(parquet_files(&lake.join("_staging")).is_empty(), "{point}");
+    }
+}
+
 #[test]
 fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -425,6 +470,18 @@ fn markers(lake: &Path) -> Vec<(PathBuf, u64, Vec<String>)> {
     out
 }
 
+/// Every committed partition holds exactly the one file its marker names (compaction at
+/// commit), and no replacement is left half done.
+fn assert_one_file_per_committed_partition(lake: &Path) {
+    let all = markers(lake);
+    assert!(!all.is_empty());
+    for (part, _, files) in &all {
+        assert_eq!(files.len(), 1, "{} was not merged", part.display());
+        assert_eq!(&visible_files(part), files, "{}", part.display());
+        assert!(!part.join("_REPLACING").exists(), "{}", part.display());
+    }
+}
+
 fn visible_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -462,16 +519,20 @@ fn committed_partitions_never_change_and_gate_the_batch_stage() {
     let out = paced(dir.path(), &lake, &[]);
     assert!(out.status.success());
     golden_tables(&lake);
-    // Nothing was added to a partition after its commit; every partition is committed at the end.
-    for (part, _, files) in &early {
+    // Nothing was added to a partition after its commit (its files were merged into one);
+    // every partition is committed at the end, as one file.
+    let all = markers(&lake);
+    for (part, rows, _) in &early {
+        let now = all.iter().find(|(p, _, _)| p == part).unwrap();
+        assert_eq!(now.1, *rows, "{} changed after its commit", part.display());
         assert_eq!(
-            &visible_files(part),
-            files,
-            "{} changed after its commit",
+            read_table(part).num_rows() as u64,
+            *rows,
+            "{}",
             part.display()
         );
     }
-    let all = markers(&lake);
+    assert_one_file_per_committed_partition(&lake);
     let with_files = parquet_files(&lake)
         .iter()
         .map(|f| f.parent().unwrap().to_path_buf())
@@ -682,7 +743,7 @@ fn compact_merges_the_files_of_committed_partitions_and_keeps_every_row() {
     let text = std::fs::read_to_string(pipeline()).unwrap().replace(
         "    window: { kind: tumbling, size: 1m }\n",
         "    window: { kind: tumbling, size: 1m }\n    rolling: { max_rows: 20 }\n",
-    );
+    ) + "\npartition_commit: { compact: false }\n";
     std::fs::write(&yaml, text).unwrap();
     std::fs::copy(
         workspace().join("pipelines/status_codes.csv"),

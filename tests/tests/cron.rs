@@ -651,3 +651,193 @@ fn s3_locks_are_exclusive_and_expired_ones_are_taken_over() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("pid 7 on busy"), "{}", stderr(&o));
 }
+
+/// The samples of a Prometheus text file as the reference parser (Python's
+/// `prometheus_client`) reads it: `name{k="v",…}` (labels sorted) → value, and each
+/// family's type.
+fn prometheus(file: &Path) -> (BTreeMap<String, f64>, BTreeMap<String, String>) {
+    let script = "import sys, json\nfrom prometheus_client.parser import text_string_to_metric_families\nsamples, types = {}, {}\nfor f in text_string_to_metric_families(open(sys.argv[1]).read()):\n    types[f.name] = f.type\n    for s in f.samples:\n        labels = ','.join('%s=\"%s\"' % kv for kv in sorted(s.labels.items()))\n        samples['%s{%s}' % (s.name, labels)] = s.value\nprint(json.dumps([samples, types]))";
+    let o = run_ok(python().args(["-c", script]).arg(file));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn metrics_file_counts_successes_and_failed_runs_leave_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest(&lake, &shared_data("apache_logs.log"));
+    let textfile = dir.path().join("textfile");
+    std::fs::create_dir(&textfile).unwrap();
+    let prom = textfile.join("batch-analyze-access-log.prom");
+    let with_metrics = |args: &[&str]| {
+        let mut c = analyze(&lake, args);
+        c.arg("--metrics-file").arg(&prom);
+        c
+    };
+    let key = |name: &str, report: Option<&str>| match report {
+        Some(r) => format!("batch_analyze_{name}{{pipeline=\"access-log\",report=\"{r}\"}}"),
+        None => format!("batch_analyze_{name}{{pipeline=\"access-log\"}}"),
+    };
+
+    run_ok(&mut with_metrics(&["-q"]));
+    let (first, types) = prometheus(&prom);
+    assert_eq!(types["batch_analyze_rows_written"], "counter", "{types:?}");
+    assert_eq!(
+        types["batch_analyze_last_success_timestamp_seconds"], "gauge",
+        "{types:?}"
+    );
+    assert_eq!(first[&key("last_run_exit_status", None)], 0.0);
+    assert_eq!(first[&key("days_computed_total", None)], 4.0);
+    for r in ["daily_status_class", "top_paths"] {
+        assert!(
+            first[&key("rows_written_total", Some(r))] > 0.0,
+            "{first:?}"
+        );
+        assert_eq!(
+            first[&key("lake_partitions_replaced_total", Some(r))],
+            4.0,
+            "{r}"
+        );
+        assert_eq!(first[&key("lake_partitions_unchanged_total", Some(r))], 0.0);
+    }
+    let success = first[&key("last_success_timestamp_seconds", None)];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - success).abs() < 600.0, "{success} vs {now}");
+    assert_eq!(first[&key("last_run_timestamp_seconds", None)], success);
+    assert!(first[&key("last_run_duration_seconds", None)] > 0.0);
+
+    // A second success adds to the counters.
+    std::thread::sleep(Duration::from_millis(20));
+    run_ok(&mut with_metrics(&["-q"]));
+    let (second, _) = prometheus(&prom);
+    let top = key("rows_written_total", Some("top_paths"));
+    assert_eq!(second[&top], 2.0 * first[&top]);
+    assert_eq!(second[&key("days_computed_total", None)], 8.0);
+    assert_eq!(
+        second[&key("lake_partitions_unchanged_total", Some("top_paths"))],
+        4.0
+    );
+    assert!(second[&key("last_success_timestamp_seconds", None)] > success);
+
+    // Failed runs: a report locked by another run (exit 3), a bad argument (exit 2). Each
+    // sets the last run's status and time; the counters and the success time stay.
+    let holder = analyze(&lake, &["-q"])
+        .env("BATCH_ANALYZE_SLOW_AT", "after-lock:4s")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = lake.join("_state/batch-analyze/access-log/daily_status_class.lock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .contains(&holder.id().to_string())
+    {
+        assert!(Instant::now() < deadline, "the first run never locked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (args, status) in [(vec!["-q"], 3), (vec!["-q", "--report", "nope"], 2)] {
+        let o = with_metrics(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(status), "{}", stderr(&o));
+        let (failed, _) = prometheus(&prom);
+        assert_eq!(failed[&key("last_run_exit_status", None)], status as f64);
+        assert!(
+            failed[&key("last_run_timestamp_seconds", None)]
+                > second[&key("last_success_timestamp_seconds", None)]
+        );
+        for (k, v) in &second {
+            if !k.starts_with("batch_analyze_last_run_") {
+                assert_eq!(failed.get(k), Some(v), "{status}: {k}");
+            }
+        }
+        assert_eq!(failed.len(), second.len());
+    }
+    assert!(holder.wait_with_output().unwrap().status.success());
+    let names: Vec<_> = std::fs::read_dir(&textfile)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
+}
+
+#[test]
+fn damaged_lake_files_are_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest(&lake, &shared_data("apache_logs.log"));
+    let lake = lake.canonicalize().unwrap();
+
+    // A truncated Parquet file in a committed partition of the table top_paths reads.
+    let partition = lake.join("path_1m/dt=2015-05-18/hour=10");
+    let file = parquet_files(&partition).remove(0);
+    let whole = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
+    let o = analyze(&lake, &["-q"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let msg = stderr(&o);
+    assert!(
+        msg.contains(&format!(
+            "report `top_paths`: cannot read {}: ",
+            file.display()
+        )) && file.starts_with("/")
+            && msg.contains("Corrupt footer")
+            && msg.contains("stream-ingest run --from-scratch")
+            && !msg.contains("Parquet error: Parquet error")
+            && !msg.contains("External"),
+        "{msg}"
+    );
+
+    // The same file in a partition that is not committed: skipped, unless --include-open,
+    // and then the message says so.
+    let marker = std::fs::read(partition.join("_SUCCESS")).unwrap();
+    std::fs::remove_file(partition.join("_SUCCESS")).unwrap();
+    run_ok(&mut analyze(&lake, &["-q"]));
+    let o = analyze(&lake, &["-q", "--include-open"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&file.display().to_string())
+            && stderr(&o).contains("run without --include-open"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(partition.join("_SUCCESS"), &marker).unwrap();
+
+    // Damaged pages behind a footer that reads: found by decoding the files the report read.
+    let mut garbled = whole.clone();
+    for b in &mut garbled[40..400] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&file, &garbled).unwrap();
+    let o = analyze(&lake, &["-q"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let msg = stderr(&o);
+    assert!(
+        msg.contains(&format!(
+            "report `top_paths`: cannot read {}: ",
+            file.display()
+        )) && msg.contains("stream-ingest run --from-scratch"),
+        "{msg}"
+    );
+    std::fs::write(&file, &whole).unwrap();
+    run_ok(&mut analyze(&lake, &["-q"]));
+
+    // A damaged commit marker: named with its leading `/`, and what to do.
+    let mut hours: Vec<PathBuf> = std::fs::read_dir(lake.join("status_1m/dt=2015-05-19"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    hours.sort();
+    let marker = hours[0].join("_SUCCESS");
+    assert!(marker.is_file(), "{}", marker.display());
+    std::fs::write(&marker, b"{\"table\": \"status_1m\", \"rows\": ").unwrap();
+    let o = analyze(&lake, &["-q"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let msg = stderr(&o);
+    assert!(
+        msg.contains(&format!("{} is damaged: ", marker.display()))
+            && msg.contains("stream-ingest run --from-scratch"),
+        "{msg}"
+    );
+}

@@ -40,9 +40,12 @@ pub struct PipelineConfig {
     /// Limits on the stream stage's open state.
     #[serde(default)]
     pub state: StateConfig,
-    /// When a partition is declared complete (`_SUCCESS`).
+    /// When a partition is declared complete (`_SUCCESS`), and whether its files are merged then.
     #[serde(default)]
     pub partition_commit: PartitionCommitConfig,
+    /// Prometheus metrics and health endpoints of the stream stage.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The windowed tables the stream stage keeps and writes.
     pub tables: Vec<TableConfig>,
     /// The lake: where tables are written and read back.
@@ -305,12 +308,39 @@ fn default_checkpoint_keep() -> u32 {
 /// Partition commit: once the watermark passes the end of a partition plus `delay` and no
 /// open window can still add to it, a `_SUCCESS` file (JSON: rows, files, watermark) is
 /// written into it. `batch-analyze` reads committed partitions only, unless `--include-open`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionCommitConfig {
     /// Extra wait after the partition's end (default 0s).
     #[serde(default)]
     pub delay: HumanDuration,
+    /// Merge a committed partition's files into one (default true), as `stream-ingest
+    /// compact` does, once no kept checkpoint predates its commit (`checkpoint.keep` - 1
+    /// checkpoints after it; at the end of a bounded input, before the stage exits). Rolling
+    /// on checkpoints makes fresh rows visible in small files during the hour; this leaves
+    /// one file per partition after it.
+    #[serde(default = "default_true")]
+    pub compact: bool,
+}
+
+impl Default for PartitionCommitConfig {
+    fn default() -> Self {
+        PartitionCommitConfig {
+            delay: HumanDuration::default(),
+            compact: true,
+        }
+    }
+}
+
+/// Prometheus metrics (`/metrics`, text format) and health probes (`/health/live`,
+/// `/health/ready`) served over HTTP while `stream-ingest run` runs.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Listen on this address, e.g. `127.0.0.1:9464` or `0.0.0.0:9464` (default: no
+    /// endpoint). `--metrics-addr` overrides it.
+    #[serde(default)]
+    pub addr: Option<String>,
 }
 
 /// Where late events are kept.
@@ -329,9 +359,19 @@ pub struct LateEventsConfig {
 /// Rolls happen at checkpoints, so a partition gets at most one file per checkpoint; a
 /// complete partition (and the end of the input, or a shutdown) writes what is buffered
 /// whatever its size. Sizes are measured in memory (Arrow); Parquet files are smaller.
+///
+/// The default rolls every partition at every checkpoint (`on_checkpoint: true`, as Flink's
+/// `OnCheckpointRollingPolicy`): a closed window's rows are visible one checkpoint after it
+/// closes, at the cost of one small file per open partition and checkpoint, merged into one
+/// when the partition commits (`partition_commit.compact`). `on_checkpoint: false` keeps rows
+/// in memory (and in checkpoints) until the partition completes or a limit below is reached:
+/// fewer files, rows visible up to a partition (an hour) later.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RollingConfig {
+    /// Roll every partition holding rows at every checkpoint (default true for tables, false
+    /// for late events).
+    pub on_checkpoint: bool,
     /// Roll a partition holding this many rows (default 1000000).
     pub max_rows: u64,
     /// Roll a partition holding this much data (default 128MiB).
@@ -346,6 +386,7 @@ pub struct RollingConfig {
 impl Default for RollingConfig {
     fn default() -> Self {
         RollingConfig {
+            on_checkpoint: true,
             max_rows: 1_000_000,
             max_bytes: ByteSize(128 << 20),
             max_open_time: None,
@@ -359,6 +400,7 @@ impl RollingConfig {
     /// 20000 have gathered (they are kept in every checkpoint until written).
     pub fn late_default() -> Self {
         RollingConfig {
+            on_checkpoint: false,
             max_rows: 20_000,
             max_open_time: Some(HumanDuration::from_secs(300)),
             ..RollingConfig::default()

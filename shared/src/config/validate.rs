@@ -158,6 +158,14 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
         check_table(&mut c, &p, t, &events);
         c.check_rolling(&format!("{p}.rolling"), &t.rolling);
     }
+    if let Some(addr) = &cfg.metrics.addr
+        && let Err(e) = addr.parse::<std::net::SocketAddr>()
+    {
+        c.report(
+            "metrics.addr",
+            format!("`{addr}` is not an address to listen on ({e}): write HOST:PORT with an IP, e.g. `127.0.0.1:9464` or `0.0.0.0:9464`"),
+        );
+    }
     if let Some(late) = &cfg.late_events {
         c.check_rolling("late_events.rolling", &late.rolling);
         c.check_name("late_events.table".into(), &late.table);
