@@ -37,6 +37,8 @@ INPUTS = {
     "gen10m": ["--lines", "10000000", "--seed", "7"],
     # The same lines spread over 36 days (a small site): many small partitions.
     "sparse1m": ["--lines", "1000000", "--seed", "7", "--events-per-second", "0.32"],
+    # A realistic small site: one event per second, 11.6 days, about 560 hourly files.
+    "days1m": ["--lines", "1000000", "--seed", "7", "--events-per-second", "1"],
     "uniq1m": ["--lines", "1000000", "--seed", "7", "--unique-paths", "--events-per-second", "1000"],
 }
 
@@ -49,7 +51,10 @@ def case_list(bins):
         ("stream-1m", "stream", "gen1m", [si, "run", "-c", str(PIPELINE)], None),
         ("stream-1m-1core", "stream", "gen1m", [si, "run", "-c", str(PIPELINE)], one_core),
         ("stream-10m", "stream", "gen10m", [si, "run", "-c", str(PIPELINE)], None),
+        # The cost of operating: /metrics served (an ephemeral port) and 1 s checkpoints.
+        ("stream-10m-metrics-1s", "stream", "gen10m", [si, "run", "-c", str(PIPELINE), "--metrics-addr", "127.0.0.1:0", "--checkpoint-interval", "1s"], None),
         ("stream-1m-36days", "stream", "sparse1m", [si, "run", "-c", str(PIPELINE)], None),
+        ("stream-1m-11days", "stream", "days1m", [si, "run", "-c", str(PIPELINE)], None),
         ("stream-high-cardinality", "stream", "uniq1m", [si, "run", "-c", str(HIGH_CARD)], None),
         ("batch-sample", "batch", "stream-sample", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
         ("batch-1m", "batch", "stream-1m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),

@@ -248,6 +248,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_partition_is_mergeable_once_every_kept_checkpoint_is_newer_than_its_commit() {
+        // Kept 5, 6, 7: a restart may restore 5 and rewrite what 5 committed.
+        assert!(mergeable(4, 5));
+        assert!(!mergeable(5, 5));
+        assert!(!mergeable(7, 5));
+    }
+
+    #[test]
     fn the_summary_reads_well() {
         let s = CompactSummary {
             partitions: 2,

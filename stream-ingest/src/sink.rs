@@ -529,6 +529,56 @@ mod tests {
     }
 
     #[test]
+    fn by_default_every_open_partition_rolls_at_every_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = test_lake(dir.path());
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "window_start",
+            shared::schema::timestamp_type(),
+            false,
+        )]));
+        let batch = |ts: Vec<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(
+                    TimestampMicrosecondArray::from(ts).with_timezone("UTC"),
+                )],
+            )
+            .unwrap()
+        };
+        let mut sink = TableSink::new(
+            "t",
+            schema.clone(),
+            0,
+            &[],
+            &RollingConfig::default(),
+            true,
+            &lake,
+        );
+        let closed = Instant::now();
+        sink.add(&batch(vec![0]), &lake, Some(closed)).unwrap();
+        sink.add(&batch(vec![H]), &lake, None).unwrap();
+        // One row each, two open partitions: both written now, the first with its close time.
+        let files = sink.roll(now_ms()).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].closed, vec![closed]);
+        assert!(files[1].closed.is_empty());
+        assert!(sink.roll(now_ms()).unwrap().is_empty());
+        // The late table's default keeps rows until its limits.
+        let mut late = TableSink::new(
+            "l",
+            schema.clone(),
+            0,
+            &[],
+            &RollingConfig::late_default(),
+            false,
+            &lake,
+        );
+        late.add(&batch(vec![0]), &lake, None).unwrap();
+        assert!(late.roll(now_ms()).unwrap().is_empty());
+    }
+
+    #[test]
     fn rolling_writes_early_at_checkpoints_only_when_due() {
         let dir = tempfile::tempdir().unwrap();
         let lake = test_lake(dir.path());

@@ -760,6 +760,17 @@ lake: { root: lake }
     }
 
     #[test]
+    fn a_metrics_address_must_be_an_ip_and_port() {
+        let p = problems(&format!("{BASE}metrics: {{ addr: localhost:9464 }}\n"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains(":metrics.addr: `localhost:9464` is not an address to listen on"),
+            "{p:?}"
+        );
+        assert!(problems(&format!("{BASE}metrics: {{ addr: 127.0.0.1:9464 }}\n")).is_empty());
+    }
+
+    #[test]
     fn windows_must_make_sense() {
         let p = problems(&BASE.replace(
             "{ kind: tumbling, size: 1m }",
