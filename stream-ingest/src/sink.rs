@@ -528,24 +528,31 @@ mod tests {
         );
     }
 
+    /// A table of window starts only.
+    fn starts_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new(
+            "window_start",
+            shared::schema::timestamp_type(),
+            false,
+        )]))
+    }
+
+    fn starts(ts: Vec<i64>) -> RecordBatch {
+        RecordBatch::try_new(
+            starts_schema(),
+            vec![Arc::new(
+                TimestampMicrosecondArray::from(ts).with_timezone("UTC"),
+            )],
+        )
+        .unwrap()
+    }
+
     #[test]
     fn by_default_every_open_partition_rolls_at_every_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let lake = test_lake(dir.path());
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "window_start",
-            shared::schema::timestamp_type(),
-            false,
-        )]));
-        let batch = |ts: Vec<i64>| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(
-                    TimestampMicrosecondArray::from(ts).with_timezone("UTC"),
-                )],
-            )
-            .unwrap()
-        };
+        let schema = starts_schema();
+        let batch = starts;
         let mut sink = TableSink::new(
             "t",
             schema.clone(),
@@ -582,20 +589,8 @@ mod tests {
     fn rolling_writes_early_at_checkpoints_only_when_due() {
         let dir = tempfile::tempdir().unwrap();
         let lake = test_lake(dir.path());
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "window_start",
-            shared::schema::timestamp_type(),
-            false,
-        )]));
-        let rows = |ts: Vec<i64>| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(
-                    TimestampMicrosecondArray::from(ts).with_timezone("UTC"),
-                )],
-            )
-            .unwrap()
-        };
+        let schema = starts_schema();
+        let rows = starts;
         let rolling = RollingConfig {
             on_checkpoint: false,
             max_rows: 3,

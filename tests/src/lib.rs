@@ -294,3 +294,38 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// A copy of the reference pipeline that follows `<dir>/logs/<pattern>` (a path or a glob,
+/// polled every 20 ms), writing to `<dir>/lake` and checkpointing every `interval`.
+pub fn tail_pipeline(dir: &Path, pattern: &str, interval: &str) -> PathBuf {
+    let yaml = std::fs::read_to_string(workspace().join("pipelines/access-log.yaml")).unwrap();
+    let start = yaml.find("source:\n").unwrap();
+    let end = yaml.find("format:\n").unwrap();
+    let source = format!(
+        "source:\n  kind: tail\n  path: logs/{pattern}\n  poll_interval: 20ms\n\ncheckpoint: {{ interval: {interval} }}\n\n"
+    );
+    let yaml = format!("{}{source}{}", &yaml[..start], &yaml[end..])
+        .replace("root: out/lake", "root: lake");
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        dir.join("status_codes.csv"),
+    )
+    .unwrap();
+    let path = dir.join("tail.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// Stops a running stage with SIGTERM (it drains and exits 0); returns its standard error.
+pub fn stop_with_sigterm(child: std::process::Child) -> String {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{err}");
+    err
+}

@@ -563,28 +563,6 @@ fn committed_partitions_never_change_and_gate_the_batch_stage() {
     assert_eq!(report(&["--include-open"]), golden);
 }
 
-/// A copy of the reference pipeline that follows `<dir>/logs/access.log*` (glob) or
-/// `<dir>/logs/access.log` (path), writing to `<dir>/lake` with 1 s checkpoints.
-fn tail_pipeline(dir: &Path, pattern: &str) -> PathBuf {
-    let yaml = std::fs::read_to_string(pipeline()).unwrap();
-    let start = yaml.find("source:\n").unwrap();
-    let end = yaml.find("format:\n").unwrap();
-    let source = format!(
-        "source:\n  kind: tail\n  path: logs/{pattern}\n  poll_interval: 20ms\n\ncheckpoint: {{ interval: 1s }}\n\n"
-    );
-    let yaml = format!("{}{source}{}", &yaml[..start], &yaml[end..])
-        .replace("root: out/lake", "root: lake");
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    std::fs::copy(
-        workspace().join("pipelines/status_codes.csv"),
-        dir.join("status_codes.csv"),
-    )
-    .unwrap();
-    let path = dir.join("tail.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
 fn append(path: &Path, lines: &[&str]) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
@@ -611,15 +589,7 @@ fn start_tail(dir: &Path, yaml: &Path) -> std::process::Child {
 /// Lets a follower catch up, then stops it with SIGTERM; returns its summary line.
 fn settle_and_stop(child: std::process::Child) -> String {
     std::thread::sleep(Duration::from_millis(2500));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{err}");
-    err
+    stop_with_sigterm(child)
 }
 
 #[test]
@@ -631,7 +601,7 @@ fn tail_follows_rotation_and_truncation_across_a_kill_and_loses_or_doubles_nothi
 
     // Reference: the same lines, in the same order, in one followed file.
     let reference = tempfile::tempdir().unwrap();
-    let yaml = tail_pipeline(reference.path(), "access.log");
+    let yaml = tail_pipeline(reference.path(), "access.log", "1s");
     let log = reference.path().join("logs/access.log");
     append(&log, part(0, 10_000));
     let summary = settle_and_stop(start_tail(reference.path(), &yaml));
@@ -639,7 +609,7 @@ fn tail_follows_rotation_and_truncation_across_a_kill_and_loses_or_doubles_nothi
     let expected = snapshot(reference.path(), &reference.path().join("lake"));
 
     let dir = tempfile::tempdir().unwrap();
-    let yaml = tail_pipeline(dir.path(), "access.log");
+    let yaml = tail_pipeline(dir.path(), "access.log", "1s");
     let logs = dir.path().join("logs");
     let log = logs.join("access.log");
     let pause = || std::thread::sleep(Duration::from_millis(600));
@@ -690,7 +660,7 @@ fn tail_follows_rotation_and_truncation_across_a_kill_and_loses_or_doubles_nothi
 #[test]
 fn idle_timeout_closes_the_windows_of_a_quiet_log() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = tail_pipeline(dir.path(), "access.log");
+    let yaml = tail_pipeline(dir.path(), "access.log", "1s");
     let text = std::fs::read_to_string(&yaml).unwrap();
     std::fs::write(
         &yaml,

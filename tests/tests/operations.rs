@@ -4,31 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use e2e::*;
-
-/// A copy of the reference pipeline that follows `<dir>/logs/access.log`, writing to
-/// `<dir>/lake`, with `extra` appended (YAML).
-fn tail_pipeline(dir: &Path, extra: &str) -> PathBuf {
-    let yaml = std::fs::read_to_string(workspace().join("pipelines/access-log.yaml")).unwrap();
-    let start = yaml.find("source:\n").unwrap();
-    let end = yaml.find("format:\n").unwrap();
-    let source = "source:\n  kind: tail\n  path: logs/access.log\n  poll_interval: 20ms\n\n";
-    let yaml = format!("{}{source}{}{extra}", &yaml[..start], &yaml[end..])
-        .replace("root: out/lake", "root: lake");
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    std::fs::copy(
-        workspace().join("pipelines/status_codes.csv"),
-        dir.join("status_codes.csv"),
-    )
-    .unwrap();
-    let path = dir.join("tail.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
 
 /// One HTTP GET on 127.0.0.1:`port`: the status code and body, or `None` if nothing listens.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -56,18 +36,6 @@ fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) ->
         assert!(started.elapsed() < limit, "gave up waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn sigterm(child: Child) -> String {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{err}");
-    err
 }
 
 /// The value of an unlabelled sample in OpenMetrics text.
@@ -119,7 +87,7 @@ print(json.dumps(out))
 #[test]
 fn metrics_and_health_of_a_running_stage_agree_with_its_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = tail_pipeline(dir.path(), "");
+    let yaml = tail_pipeline(dir.path(), "access.log", "1s");
     let log = dir.path().join("logs/access.log");
     std::fs::copy(shared_data("apache_logs.log"), &log).unwrap();
     let port = free_port();
@@ -164,7 +132,7 @@ fn metrics_and_health_of_a_running_stage_agree_with_its_summary() {
         (quiet >= 2).then_some(())
     });
     let last = scrapes.last().unwrap().clone();
-    let summary = sigterm(child);
+    let summary = stop_with_sigterm(child);
 
     let parsed = parse_scrapes(dir.path(), &scrapes);
     assert!(parsed.len() >= 3);
@@ -214,7 +182,7 @@ fn metrics_and_health_of_a_running_stage_agree_with_its_summary() {
 #[test]
 fn rows_of_a_closed_window_are_visible_before_their_hour_completes() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = tail_pipeline(dir.path(), "\ncheckpoint: { interval: 300ms }\n");
+    let yaml = tail_pipeline(dir.path(), "access.log", "300ms");
     let log = dir.path().join("logs/access.log");
     // Minutes 10:00 to 10:03 of one hour; the watermark (60 s bound) closes 10:00 to 10:01.
     let mut lines = String::new();
@@ -244,7 +212,7 @@ fn rows_of_a_closed_window_are_visible_before_their_hour_completes() {
         !hour.join("_SUCCESS").exists(),
         "the hour is open: no marker yet"
     );
-    sigterm(child);
+    stop_with_sigterm(child);
 }
 
 #[test]
