@@ -37,7 +37,7 @@ use crate::telemetry::Telemetry;
 /// Object-store requests of one kind (stage, publish, marker) in flight at once. On a local
 /// disk each is a blocking call on tokio's blocking pool, so small files overlap their
 /// directory and rename work; on S3 they overlap round trips.
-const IN_FLIGHT: usize = 16;
+const IN_FLIGHT: usize = 4;
 
 type Staging = BoxFuture<'static, Result<(PendingFile, Vec<Instant>), IngestError>>;
 
