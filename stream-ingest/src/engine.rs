@@ -352,9 +352,6 @@ impl Engine {
     /// says so, once each time, when the state passes the budget.
     fn check_budget(&mut self) {
         for ((table, sink), m) in self.tables.iter().zip(&self.sinks).zip(&self.metrics) {
-            let (windows, groups) = table.open_state();
-            m.open_windows.set(windows as i64);
-            m.open_groups.set(groups as i64);
             m.state_bytes
                 .set((table.state_bytes() + sink.buffered_bytes()) as i64);
         }
@@ -449,6 +446,13 @@ impl Engine {
         let now = crate::sink::now_ms();
         for sink in &mut self.sinks {
             files.extend(sink.roll(now)?);
+        }
+        // Counting groups walks every window (every key, for sessions): once per checkpoint,
+        // not per batch.
+        for (table, m) in self.tables.iter().zip(&self.metrics) {
+            let (windows, groups) = table.open_state();
+            m.open_windows.set(windows as i64);
+            m.open_groups.set(groups as i64);
         }
         if let Some(out) = &mut self.late {
             files.extend(out.sink.roll(now)?);

@@ -523,10 +523,15 @@ fn per_table_metrics(r: &mut Registry, tables: &[String]) -> Vec<(String, TableM
     let open_windows = gauge(
         r,
         "open_windows",
-        "Windows open now (sessions count one each).",
+        "Windows open at the last checkpoint (sessions count one each).",
         None,
     );
-    let open_groups = gauge(r, "open_groups", "Groups (window × key) open now.", None);
+    let open_groups = gauge(
+        r,
+        "open_groups",
+        "Groups (window × key) open at the last checkpoint.",
+        None,
+    );
     let state = gauge(
         r,
         "table_state",
