@@ -270,6 +270,17 @@ fn crashes_between_pre_commit_and_commit_recover_exactly() {
     }
 }
 
+/// A generated log read at 20,000 lines/s in 16 KiB chunks with 100 ms checkpoints: many
+/// checkpoints while partitions are open.
+const PACED_100MS: [&str; 6] = [
+    "--checkpoint-interval",
+    "100ms",
+    "--chunk-bytes",
+    "16384",
+    "--max-lines-per-sec",
+    "20000",
+];
+
 /// Rows roll into a new file at every checkpoint and each partition's files are merged when
 /// it commits; a crash at any step of that (between two checkpoints that roll a partition,
 /// after its commit, between publishing the merged file and removing the small ones) still
@@ -280,14 +291,7 @@ fn compaction_at_commit_survives_crashes_at_every_step() {
     // Evenly spread events: partitions are open at checkpoints, so they get several files.
     let log = generated_log(dir.path(), 30_000);
     let expected = uninterrupted(dir.path(), &log);
-    let paced = [
-        "--checkpoint-interval",
-        "100ms",
-        "--chunk-bytes",
-        "16384",
-        "--max-lines-per-sec",
-        "20000",
-    ];
+    let paced = PACED_100MS;
     for point in [
         "after-checkpoint:3",
         "after-publish:6",
@@ -415,17 +419,7 @@ fn sigterm_checkpoints_and_the_same_command_resumes() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stop_with_sigterm(child);
     // The checkpoint at the signal published what was complete; the rest comes on resume.
     assert!(
         lake.join("_checkpoints/access-log")
@@ -731,14 +725,7 @@ fn compact_merges_the_files_of_committed_partitions_and_keeps_every_row() {
                 .arg(&log)
                 .arg("--lake")
                 .arg(&lake)
-                .args([
-                    "--checkpoint-interval",
-                    "100ms",
-                    "--chunk-bytes",
-                    "16384",
-                    "--max-lines-per-sec",
-                    "20000",
-                ]),
+                .args(PACED_100MS),
         )
     };
     stream();
