@@ -11,6 +11,8 @@
 //! - [`commit`]: how a file becomes visible: staged under a hidden name, then published by an
 //!   atomic rename (or copy on object storage) only once complete.
 //! - [`duration`]: durations written the same way everywhere (`250ms`, `10s`, `5m`).
+//! - [`lock`]: one writer per unit of state (a report, a pipeline's checkpoints): an OS lock
+//!   on local disk, a conditional `PUT` with a lease on object storage.
 //! - [`store_metrics`]: counters of the lake's object-store requests, errors and retries.
 
 pub mod bytesize;
@@ -19,6 +21,7 @@ pub mod config;
 pub mod duration;
 pub mod fault;
 pub mod lake;
+pub mod lock;
 pub mod logging;
 pub mod schema;
 pub mod store_metrics;

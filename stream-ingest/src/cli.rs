@@ -28,8 +28,11 @@ files are merged into one. `--metrics-addr 127.0.0.1:9464` serves Prometheus met
 health probes; SIGTERM or SIGINT drains (checkpoint, publish, exit 0) and the same command
 resumes.
 
+One process writes a pipeline's lake at a time: a second `run` (or `compact`) on the same
+pipeline and lake exits 3 naming the holder (`--wait 2m` waits for it instead).
+
 Exit status: 0 success, 2 invalid configuration or arguments (a metrics port in use too),
-1 any other failure.
+3 another process writes the pipeline (or took it over), 1 any other failure.
 Logs: RUST_LOG=info (or debug) prints what happens, on standard error.";
 
 #[derive(Debug, Parser)]
@@ -159,6 +162,12 @@ pub struct RunArgs {
     /// `127.0.0.1:9464`. Overrides `metrics.addr`. A port in use is an error (exit 2).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Wait this long (`30s`, `2m`) for another process that writes the same pipeline into
+    /// the same lake to stop, instead of exiting with code 3 at once. On object storage the
+    /// lock is a lease: a holder that crashed on another machine frees it within 60 s (one on
+    /// this machine, at once).
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<HumanDuration>,
     /// Print no summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
@@ -200,6 +209,7 @@ fn run(args: RunArgs) -> Result<(), IngestError> {
         emit_commits: args.emit_commits,
         threads: args.threads,
         metrics_addr: args.metrics_addr,
+        wait: args.wait,
     };
     let runtime = runtime()?;
     let shutdown = Arc::new(AtomicBool::new(false));

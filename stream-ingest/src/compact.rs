@@ -105,6 +105,11 @@ pub async fn compact(
     let root = opts.lake.as_deref().unwrap_or(&config.lake.root);
     let lake = Lake::open(root, &config.lake.s3, config.lake.partition_time)?;
     let committer = FileCommitter::new(lake.clone());
+    // A run of the pipeline merges too: one process at a time (a dry run only reads).
+    let locks = match opts.dry_run {
+        false => Some(crate::lock_pipeline(&lake, &config.name, None).await?),
+        true => None,
+    };
     let tables: Vec<&str> = match &opts.table {
         Some(t) if config.tables.iter().any(|c| &c.name == t) => vec![t.as_str()],
         Some(t) => {
@@ -141,6 +146,9 @@ pub async fn compact(
             if !mergeable(marker.checkpoint, oldest) {
                 summary.too_recent += 1;
                 continue;
+            }
+            if let Some(l) = &locks {
+                l.check().map_err(IngestError::Lock)?;
             }
             let codec = config.lake.compression.codec();
             let merged = merge(&lake, &committer, &marker, codec, opts.dry_run).await?;

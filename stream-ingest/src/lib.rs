@@ -40,6 +40,7 @@ use shared::HumanDuration;
 use shared::commit::{CommitError, FileCommitter, MarkerError};
 use shared::config::{ConfigError, LoadedConfig, SourceConfig};
 use shared::lake::{Lake, LakeError};
+use shared::lock::{LockError, LockTarget, Locks};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore};
@@ -72,17 +73,31 @@ pub enum IngestError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Marker(#[from] MarkerError),
+    #[error(
+        "pipeline `{pipeline}` is being written by {owner} ({path}): one process writes a pipeline's lake at a time. Stop that process first, or give this run another lake (--lake)"
+    )]
+    Busy {
+        pipeline: String,
+        owner: String,
+        path: String,
+    },
+    /// A lock that could not be taken, or a lease lost while running (then nothing more
+    /// was published).
+    #[error("{0}; stopped before publishing anything more")]
+    Lock(shared::lock::LockError),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl IngestError {
-    /// 2 for a bad configuration or arguments, 1 for anything else.
+    /// 2 for a bad configuration or arguments, 3 when another process writes the pipeline
+    /// (or took it over), 1 for anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             IngestError::Config(_)
             | IngestError::Usage(_)
             | IngestError::Lake(LakeError::InvalidRoot { .. }) => 2,
+            IngestError::Busy { .. } | IngestError::Lock(LockError::Lost { .. }) => 3,
             _ => 1,
         }
     }
@@ -109,6 +124,8 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// Serve `/metrics` and `/health/*` here (overrides `metrics.addr`).
     pub metrics_addr: Option<String>,
+    /// Wait this long for another process's lock on the pipeline (default: exit 3 at once).
+    pub wait: Option<HumanDuration>,
 }
 
 /// What a run did.
@@ -264,6 +281,30 @@ fn table_names(config: &shared::config::PipelineConfig) -> Vec<String> {
         .collect()
 }
 
+/// Takes the lock of a pipeline's output in a lake: one process writes it at a time
+/// (`_checkpoints/<pipeline>/writer.lock`; see [`shared::lock`]). A run holds it from before
+/// recovery to its end; `compact` too.
+pub async fn lock_pipeline(
+    lake: &Lake,
+    pipeline: &str,
+    wait: Option<Duration>,
+) -> Result<Locks, IngestError> {
+    let target = LockTarget {
+        name: format!("pipeline `{pipeline}`"),
+        path: lake.checkpoint_dir(pipeline).join("writer.lock"),
+    };
+    shared::lock::acquire(lake, vec![target], wait)
+        .await
+        .map_err(|e| match e {
+            LockError::Busy { owner, path, .. } => IngestError::Busy {
+                pipeline: pipeline.to_string(),
+                owner,
+                path,
+            },
+            e => IngestError::Lock(e),
+        })
+}
+
 /// What recovery hands the run: the engine at the restored state and the writer that
 /// continues its commits.
 struct Recovered {
@@ -281,6 +322,7 @@ async fn recover(
     lake: &Lake,
     identity: String,
     telemetry: &Arc<Telemetry>,
+    locks: Locks,
 ) -> Result<Recovered, IngestError> {
     let config = &loaded.config;
     let tables = table_names(config);
@@ -304,7 +346,7 @@ async fn recover(
         pipeline: config.name.clone(),
         input: identity,
     };
-    let mut writer = CommitWriter::new(lake.clone(), store, header, telemetry.clone());
+    let mut writer = CommitWriter::new(lake.clone(), store, header, telemetry.clone(), locks);
     writer.emit = opts.emit_commits;
     writer.compact = config
         .partition_commit
@@ -505,11 +547,20 @@ pub async fn run(
         .unwrap_or_else(|| config.lake.root.clone());
     let lake = Lake::open(&root, &config.lake.s3, config.lake.partition_time)?;
     let input = resolve_input(loaded, &opts);
+    let locks = lock_pipeline(&lake, &config.name, opts.wait.map(|w| w.0)).await?;
     let Recovered {
         engine,
         mut writer,
         resumed_from,
-    } = recover(loaded, &opts, &lake, input_identity(&input), &telemetry).await?;
+    } = recover(
+        loaded,
+        &opts,
+        &lake,
+        input_identity(&input),
+        &telemetry,
+        locks,
+    )
+    .await?;
 
     tracing::info!(pipeline = %config.name, %input, lake = %lake.url, "starting");
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, SourceError>>(2);

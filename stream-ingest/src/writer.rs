@@ -26,6 +26,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use shared::commit::{CommitEvent, FileCommitter, PartitionMarker, PendingFile};
 use shared::lake::{COMMIT_MARKER, Lake};
+use shared::lock::Locks;
 
 use crate::IngestError;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
@@ -87,6 +88,8 @@ pub struct CommitWriter {
     /// Committed partitions with several files: (table, partition) → committing checkpoint.
     to_merge: BTreeMap<(String, Vec<String>), u64>,
     last: Option<EngineSnapshot>,
+    /// The pipeline's lock, asked before every checkpoint and publish.
+    locks: Locks,
 }
 
 impl CommitWriter {
@@ -95,6 +98,7 @@ impl CommitWriter {
         store: CheckpointStore,
         header: CheckpointHeader,
         telemetry: Arc<Telemetry>,
+        locks: Locks,
     ) -> Self {
         CommitWriter {
             committer: FileCommitter::new(lake.clone()).with_fault_points(fault::point),
@@ -108,7 +112,14 @@ impl CommitWriter {
             pending: Vec::new(),
             to_merge: BTreeMap::new(),
             last: None,
+            locks,
         }
+    }
+
+    /// Fails when the pipeline's lock may be another process's by now (a lease on object
+    /// storage not renewed in time): nothing more may be published.
+    fn fenced(&self) -> Result<(), IngestError> {
+        self.locks.check().map_err(IngestError::Lock)
     }
 
     /// Handles one message of the engine.
@@ -161,8 +172,10 @@ impl CommitWriter {
         pending.sort_by(|a, b| a.0.target.cmp(&b.0.target));
         let (pending, closed): (Vec<PendingFile>, Vec<Vec<Instant>>) = pending.into_iter().unzip();
         let ck = self.header.checkpoint(snap, pending);
+        self.fenced()?;
         let written = self.store.write(&ck).await?;
         fault::point("after-checkpoint");
+        self.fenced()?;
         self.publish(&ck.pending, &closed).await?;
         self.commit(&ck.engine.markers).await?;
         self.merge_due(written.oldest_kept).await?;
@@ -178,6 +191,7 @@ impl CommitWriter {
     /// without the fault points and counters of the run's checkpoints.
     pub async fn first_checkpoint(&mut self, snap: EngineSnapshot) -> Result<(), IngestError> {
         let ck = self.header.checkpoint(snap, Vec::new());
+        self.fenced()?;
         let written = self.store.write(&ck).await?;
         self.store.prune(written.stale).await;
         self.last = Some(ck.engine);
@@ -250,6 +264,7 @@ impl CommitWriter {
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
+            self.fenced()?;
             self.to_merge.remove(&key);
             let (table, segments) = key;
             let partition = shared::lake::PartitionPath { segments };

@@ -790,3 +790,148 @@ fn compact_merges_the_files_of_committed_partitions_and_keeps_every_row() {
     assert!(String::from_utf8_lossy(&rerun.stderr).contains("0 rows in 0 files"));
     assert_same(&tables, &snapshot(dir.path(), &lake), 0);
 }
+
+/// Waits (up to a minute) until `ready` holds.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "waited for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A run of `log` paced to a few seconds, started in the background.
+fn start_paced(
+    dir: &Path,
+    log: &Path,
+    lake: &str,
+    env: &[(&'static str, String)],
+) -> std::process::Child {
+    let paced = [
+        "--checkpoint-interval",
+        "200ms",
+        "--max-lines-per-sec",
+        "15000",
+    ];
+    ingest(dir, log, lake, &paced, env)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Two processes on one pipeline and lake: the second exits 3 naming the first (its pid),
+/// the first finishes alone, and the lake is that of an uninterrupted run. `lock` reads the
+/// lock's content ("" while there is none).
+fn a_second_writer_is_refused(
+    dir: &Path,
+    lake: &str,
+    env: &[(&'static str, String)],
+    lock: impl Fn() -> String,
+) {
+    let log = generated_log(dir, 40_000);
+    let first = start_paced(dir, &log, lake, env);
+    let pid = format!("\"pid\":{}", first.id());
+    wait_for("the first run's lock", || lock().contains(&pid));
+    let second = ingest(dir, &log, lake, &[], env).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "pipeline `access-log` is being written by pid {}",
+            first.id()
+        )),
+        "{err}"
+    );
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+}
+
+#[test]
+fn a_second_process_on_the_same_pipeline_and_lake_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let lock = lake.join("_checkpoints/access-log/writer.lock");
+    a_second_writer_is_refused(dir.path(), lake.to_str().unwrap(), &[], || {
+        std::fs::read_to_string(&lock).unwrap_or_default()
+    });
+    let log = dir.path().join("gen.log");
+    assert_same(
+        &uninterrupted(dir.path(), &log),
+        &snapshot(dir.path(), &lake),
+        0,
+    );
+    // `compact` writes the lake too: refused while a run holds the lock.
+    let lake = dir.path().join("lake2");
+    let lock = lake.join("_checkpoints/access-log/writer.lock");
+    let run = start_paced(dir.path(), &log, lake.to_str().unwrap(), &[]);
+    wait_for("the run's lock", || {
+        std::fs::read_to_string(&lock)
+            .unwrap_or_default()
+            .contains(&format!("\"pid\":{}", run.id()))
+    });
+    let compact = cmd("stream-ingest")
+        .current_dir(dir.path())
+        .args(["compact", "-c"])
+        .arg(pipeline())
+        .args(["--lake", lake.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        compact.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&compact.stderr)
+    );
+    assert!(run.wait_with_output().unwrap().status.success());
+}
+
+/// The lock object of the pipeline in `s3://lake/<prefix>`, or "".
+fn s3_lock(s3: &S3Server, prefix: &str) -> String {
+    s3.boto(&format!(
+        "try:\n    print(s3.get_object(Bucket='lake', Key='{prefix}/_checkpoints/access-log/writer.lock')['Body'].read().decode())\nexcept s3.exceptions.NoSuchKey:\n    print('')"
+    ))
+}
+
+#[test]
+fn on_s3_a_second_process_exits_3_and_a_stale_owner_stops_before_publishing() {
+    let s3 = S3Server::start();
+    s3.create_bucket("lake");
+    let dir = tempfile::tempdir().unwrap();
+    a_second_writer_is_refused(dir.path(), "s3://lake/two", &s3.env(), || {
+        s3_lock(&s3, "two")
+    });
+    let log = dir.path().join("gen.log");
+    let expected = uninterrupted(dir.path(), &log);
+    let copy = dir.path().join("copy");
+    s3.download("lake", "two", &copy);
+    assert_same(&expected, &snapshot(dir.path(), &copy), 0);
+
+    // A lease taken over by another process (here: rewritten behind the holder's back): the
+    // holder's next renewal is refused, and it stops before its next checkpoint, exit 3.
+    let mut env = s3.env();
+    env.push(("LAKE_LOCK_TTL", "3s".into()));
+    let stale = dir.path().join("stale");
+    std::fs::create_dir_all(&stale).unwrap();
+    let holder = start_paced(&stale, &log, "s3://lake/stale", &env);
+    let pid = format!("\"pid\":{}", holder.id());
+    wait_for("the holder's lock", || s3_lock(&s3, "stale").contains(&pid));
+    s3.boto(
+        "s3.put_object(Bucket='lake', Key='stale/_checkpoints/access-log/writer.lock', Body=b'{\"host\":\"elsewhere\",\"pid\":1,\"started\":\"2026-01-01T00:00:00Z\",\"expires\":\"2026-01-01T00:01:00Z\"}')",
+    );
+    let out = holder.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("lost the lock of pipeline `access-log`"),
+        "{err}"
+    );
+    // The other process's lease has expired: the same command takes over and finishes.
+    run_ok(&mut ingest(&stale, &log, "s3://lake/stale", &[], &env));
+    let copy = stale.join("copy");
+    s3.download("lake", "stale", &copy);
+    assert_same(&expected, &snapshot(&stale, &copy), 0);
+}
