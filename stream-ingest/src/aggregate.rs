@@ -164,8 +164,31 @@ pub enum Acc {
     MinFloat(Option<f64>),
     MaxFloat(Option<f64>),
     Avg { sum: f64, count: i64 },
-    Distinct(Box<HashSet<Box<[u8]>>>),
+    Distinct(#[serde(with = "sorted_set")] Box<DistinctSet>),
     Approx(Box<Hll>),
+}
+
+/// The values a `count_distinct` has seen (as bytes).
+pub type DistinctSet = HashSet<Box<[u8]>>;
+
+/// A distinct set is stored in value order, so that the same state always gives the same
+/// checkpoint bytes (a hash set's own order changes from process to process).
+mod sorted_set {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::DistinctSet;
+
+    #[allow(clippy::borrowed_box)]
+    pub fn serialize<S: Serializer>(set: &Box<DistinctSet>, s: S) -> Result<S::Ok, S::Error> {
+        let mut values: Vec<&[u8]> = set.iter().map(|v| &v[..]).collect();
+        values.sort_unstable();
+        s.collect_seq(values)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<DistinctSet>, D::Error> {
+        let values = Vec::<Box<[u8]>>::deserialize(d)?;
+        Ok(Box::new(values.into_iter().collect()))
+    }
 }
 
 impl Acc {

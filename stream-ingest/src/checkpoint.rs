@@ -22,7 +22,7 @@ use shared::lake::Lake;
 use crate::engine::EngineSnapshot;
 
 /// Version of the checkpoint format; a checkpoint of another version is not restored.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 const MAGIC: &[u8; 6] = b"SICKPT";
 
 /// One checkpoint.
@@ -237,4 +237,138 @@ pub struct Written {
     pub bytes: u64,
     pub oldest_kept: u64,
     pub stale: Vec<Path>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use shared::config::load_str;
+
+    use super::*;
+    use crate::engine::Engine;
+    use crate::format::parser_for;
+    use crate::parallel::parse_chunk;
+    use crate::sources::Advance;
+
+    const PIPELINE: &str = "
+name: golden
+source: { kind: stdin }
+format: { kind: apache }
+event_time: { field: ts, max_out_of_orderness: 60s }
+tables:
+  - name: status_1m
+    window: { kind: tumbling, size: 1m }
+    key: [status]
+    aggregates:
+      - { name: requests, fn: count }
+      - { name: bytes, fn: sum, column: bytes }
+      - { name: bytes_max, fn: max, column: bytes }
+      - { name: avg_bytes, fn: avg, column: bytes }
+      - { name: hosts, fn: count_distinct, column: host }
+      - { name: approx_hosts, fn: approx_distinct, column: host }
+  - name: sessions
+    window: { kind: session, gap: 5m }
+    key: [host]
+    aggregates:
+      - { name: requests, fn: count }
+lake: { root: /nonexistent/lake }
+";
+
+    const LINES: &[u8] = b"\
+10.0.0.1 - - [17/May/2015:10:05:03 +0000] \"GET /a HTTP/1.1\" 200 512 \"-\" \"x\"
+10.0.0.2 - - [17/May/2015:10:05:30 +0000] \"GET /b HTTP/1.1\" 404 0 \"-\" \"x\"
+not a log line
+10.0.0.1 - - [17/May/2015:10:05:59 +0000] \"GET /a HTTP/1.1\" 200 1024 \"-\" \"x\"
+";
+
+    /// A checkpoint of an engine that read a few lines: open fixed windows and sessions with
+    /// every kind of aggregate state, a position, counters, a pending file and a marker.
+    fn sample() -> Checkpoint {
+        let loaded = load_str(PIPELINE, std::path::Path::new("golden.yaml")).unwrap();
+        let config = &loaded.config;
+        let lake = Lake::open(
+            &config.lake.root,
+            &config.lake.s3,
+            config.lake.partition_time,
+        )
+        .unwrap();
+        let names: Vec<String> = config.tables.iter().map(|t| t.name.clone()).collect();
+        let telemetry = crate::telemetry::Telemetry::new(&names);
+        let mut engine = Engine::new(config, lake, None, Arc::clone(&telemetry)).unwrap();
+        engine.set_next_checkpoint(7);
+        let parsed = parse_chunk(parser_for(&config.format).as_mut(), LINES, true);
+        let mut files = Vec::new();
+        engine
+            .apply(Some(parsed), Advance::Bytes(LINES.len() as u64), &mut files)
+            .unwrap();
+        let mut snap = engine.snapshot(&mut files).unwrap();
+        assert!(files.is_empty(), "no window closed");
+        snap.markers.push(PartitionMarker {
+            table: "status_1m".into(),
+            partition: vec!["dt=2015-05-17".into(), "hour=09".into()],
+            rows: 3,
+            files: vec!["part-a-c0000000006-0123456789abcdef.parquet".into()],
+            watermark: 1_431_857_103_000_000,
+            checkpoint: 7,
+        });
+        Checkpoint {
+            id: 7,
+            generation: 2,
+            pipeline: "golden".into(),
+            input: "stdin".into(),
+            engine: snap,
+            pending: vec![PendingFile {
+                table: "status_1m".into(),
+                partition: "dt=2015-05-17/hour=10".into(),
+                staged: "_staging/status_1m/x.inprogress".into(),
+                target: "status_1m/dt=2015-05-17/hour=10/part-b.parquet".into(),
+                rows: 2,
+                bytes: 900,
+            }],
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes
+            .chunks(32)
+            .map(|line| line.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
+            .collect()
+    }
+
+    /// Every change of the checkpoint's bytes must be deliberate: a restart of the new build
+    /// cannot read the old checkpoints unless it knows their format. After a deliberate
+    /// change, raise [`FORMAT_VERSION`] and rewrite the golden file with `BLESS=1`.
+    #[test]
+    fn the_checkpoint_format_is_pinned_by_golden_bytes() {
+        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/golden/checkpoint-v{FORMAT_VERSION}.hex"));
+        let actual = hex(&sample().encode().unwrap());
+        if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
+            std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+            std::fs::write(&golden, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e} (BLESS=1 writes it)", golden.display()));
+        assert!(
+            expected == actual,
+            "the checkpoint format changed ({}): if on purpose, raise FORMAT_VERSION and rerun with BLESS=1",
+            golden.display()
+        );
+        // And the golden bytes read back into the same checkpoint.
+        let bytes: Vec<u8> = expected
+            .split_whitespace()
+            .flat_map(|l| {
+                (0..l.len())
+                    .step_by(2)
+                    .map(move |i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
+            })
+            .collect();
+        let back = Checkpoint::decode(&bytes).unwrap();
+        assert_eq!(back.encode().unwrap(), bytes);
+        assert_eq!(
+            back.engine.source,
+            crate::sources::Position::Bytes(LINES.len() as u64)
+        );
+    }
 }

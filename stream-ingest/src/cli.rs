@@ -267,7 +267,7 @@ fn generate(args: GenArgs) -> Result<(), IngestError> {
         unique_paths: args.unique_paths,
     };
     let started = std::time::Instant::now();
-    let mut generator = crate::generate::Generator::new(&config);
+    let mut generator = crate::sources::generate::Generator::new(&config);
     let io_error =
         |e: std::io::Error, to: &str| IngestError::Internal(format!("cannot write {to}: {e}"));
     let result = match &args.out {

@@ -15,7 +15,6 @@
 //! table processes the batch (and emits, and encodes its files) on a scoped thread of its
 //! own; results are taken back in table order, so the output is the same.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,10 +28,10 @@ use shared::config::PipelineConfig;
 use shared::lake::Lake;
 
 use crate::dead_letter::{DeadLetter, DeadLetterError};
-use crate::parallel::{After, ParsedChunk};
+use crate::parallel::ParsedChunk;
 use crate::sink::{EncodedFile, SinkError, SinkSnapshot, TableSink};
+use crate::sources::{Advance, Position};
 use crate::table::{LateRow, TableSnapshot, WindowedTable};
-use crate::tail::{FileId, TailPosition};
 use crate::telemetry::{TableMetrics, Telemetry};
 use crate::window::Watermark;
 
@@ -72,10 +71,8 @@ pub struct EngineStats {
 pub struct EngineSnapshot {
     /// The checkpoint this state belongs to: it commits the files cut before it.
     pub checkpoint: u64,
-    /// Bytes of input consumed (a file or standard input).
-    pub source_offset: u64,
-    /// Positions in followed files (the `tail` source).
-    pub tail: Vec<TailPosition>,
+    /// Where the source is (only the sources look inside).
+    pub source: Position,
     pub next_line: u64,
     pub max_ts: Option<i64>,
     pub stats: EngineStats,
@@ -102,8 +99,7 @@ pub struct Engine {
     dead_letter: Option<DeadLetter>,
     lake: Lake,
     next_line: u64,
-    source_offset: u64,
-    tail: BTreeMap<FileId, TailPosition>,
+    position: Position,
     /// The largest event time when the source went quiet (see [`Engine::advance_idle`]).
     idle_base: Option<i64>,
     /// The checkpoint that commits the files cut now.
@@ -191,8 +187,7 @@ impl Engine {
             dead_letter,
             lake,
             next_line: 1,
-            source_offset: 0,
-            tail: BTreeMap::new(),
+            position: Position::Start,
             idle_base: None,
             checkpoint: 1,
             commit_delay: config.partition_commit.delay.as_micros(),
@@ -224,23 +219,14 @@ impl Engine {
     pub fn apply(
         &mut self,
         events: Option<ParsedChunk>,
-        after: After,
+        after: Advance,
         files: &mut Vec<EncodedFile>,
     ) -> Result<(), EngineError> {
         if let Some(parsed) = events {
             self.process_parsed(parsed, files)?;
         }
-        match after {
-            After::Offset(n) => self.source_offset += n,
-            After::Tail(position) => {
-                self.tail.insert(position.id, position);
-            }
-            After::Forget(id) => {
-                self.tail.remove(&id);
-            }
-        }
-        let position = self.source_offset + self.tail.values().map(|p| p.offset).sum::<u64>();
-        self.telemetry.source_position(position);
+        self.position.advance(after);
+        self.telemetry.source_position(self.position.consumed());
         Ok(())
     }
 
@@ -421,9 +407,9 @@ impl Engine {
 }
 
 impl Engine {
-    /// Bytes of input consumed so far.
-    pub fn source_offset(&self) -> u64 {
-        self.source_offset
+    /// Where the source is: a restart's reader starts there.
+    pub fn position(&self) -> &Position {
+        &self.position
     }
 
     /// Files cut from now on are committed by checkpoint `id` (and the next ones).
@@ -465,8 +451,7 @@ impl Engine {
         let snapshot = EngineSnapshot {
             checkpoint: self.checkpoint,
             markers,
-            tail: self.tail_positions(),
-            source_offset: self.source_offset,
+            source: self.position.clone(),
             next_line: self.next_line,
             max_ts: self.watermark.max_ts(),
             stats: self.telemetry.engine_stats(),
@@ -487,11 +472,6 @@ impl Engine {
         Ok(snapshot)
     }
 
-    /// Positions of followed files (to reopen them on a restart).
-    pub fn tail_positions(&self) -> Vec<TailPosition> {
-        self.tail.values().cloned().collect()
-    }
-
     /// Continues from a checkpoint.
     pub fn restore(&mut self, s: EngineSnapshot) -> Result<(), EngineError> {
         if s.tables.len() != self.tables.len() || s.sinks.len() != self.sinks.len() {
@@ -501,8 +481,7 @@ impl Engine {
                     .into(),
             });
         }
-        self.source_offset = s.source_offset;
-        self.tail = s.tail.into_iter().map(|p| (p.id, p)).collect();
+        self.position = s.source;
         self.next_line = s.next_line;
         self.watermark.restore(s.max_ts);
         self.telemetry.restore(&s.stats);

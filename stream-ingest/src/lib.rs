@@ -1,6 +1,6 @@
 //! `stream-ingest`: the streaming stage of a pipeline.
 //!
-//! It reads lines from a [`source`], parses them into Arrow batches ([`format`]), assigns
+//! It reads lines from one of the [`sources`], parses them into Arrow batches ([`format`]), assigns
 //! event-time windows and keeps keyed aggregates ([`window`], [`table`], [`aggregate`]),
 //! and writes each closed window as Parquet into the lake ([`sink`], then
 //! [`shared::commit`]). [`engine`] wires those together on one thread; [`run`] adds the
@@ -17,14 +17,12 @@ pub mod engine;
 pub mod fault;
 pub mod filter;
 pub mod format;
-pub mod generate;
 pub mod hll;
 pub mod http;
 pub mod parallel;
 pub mod sink;
-pub mod source;
+pub mod sources;
 pub mod table;
-pub mod tail;
 pub mod telemetry;
 pub mod window;
 pub mod writer;
@@ -48,7 +46,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::engine::{Engine, EngineError, EngineStats};
 use crate::parallel::Parsers;
 use crate::sink::EncodedFile;
-use crate::source::{Chunk, Input, ReaderOptions, SourceError};
+use crate::sources::{Chunk, Input, ReaderOptions, SourceError};
 use crate::telemetry::Telemetry;
 use crate::writer::{CheckpointHeader, CommitWriter, ToWriter};
 
@@ -110,7 +108,7 @@ pub struct RunOptions {
     pub input: Option<Input>,
     /// Overrides the lake root of the pipeline file.
     pub lake: Option<String>,
-    /// Size of the chunks the source hands the engine (default [`source::CHUNK_BYTES`]).
+    /// Size of the chunks the source hands the engine (default [`sources::CHUNK_BYTES`]).
     pub chunk_bytes: Option<usize>,
     /// Overrides `checkpoint.interval`.
     pub checkpoint_interval: Option<HumanDuration>,
@@ -378,7 +376,7 @@ async fn recover(
         }
         tracing::info!(
             checkpoint = id,
-            offset = ck.engine.source_offset,
+            position = ?ck.engine.source,
             "resuming"
         );
     }
@@ -565,12 +563,11 @@ pub async fn run(
     tracing::info!(pipeline = %config.name, %input, lake = %lake.url, "starting");
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, SourceError>>(2);
     let reader_opts = ReaderOptions {
-        chunk_bytes: opts.chunk_bytes.unwrap_or(source::CHUNK_BYTES),
-        start_offset: engine.source_offset(),
-        tail_positions: engine.tail_positions(),
+        chunk_bytes: opts.chunk_bytes.unwrap_or(sources::CHUNK_BYTES),
+        start: engine.position().clone(),
         max_lines_per_sec: opts.max_lines_per_sec,
     };
-    let _reader = source::spawn_reader(input, reader_opts, chunk_tx)?;
+    let _reader = sources::spawn_reader(input, reader_opts, chunk_tx)?;
     if let Some(d) = fault::pause("before-ready") {
         tokio::time::sleep(d).await;
     }
@@ -583,11 +580,7 @@ pub async fn run(
         idle_timeout: config.event_time.idle_timeout.map(|d| d.0),
     };
     let threads = opts.threads.unwrap_or_else(parallel::default_threads);
-    let parsers = Parsers::new(
-        &config.format,
-        threads,
-        engine.source_offset() == 0 && engine.tail_positions().is_empty(),
-    );
+    let parsers = Parsers::new(&config.format, threads, engine.position().is_start());
     let mut engine = engine;
     engine.set_threads(threads);
     tracing::debug!(threads, "parsing");

@@ -19,8 +19,7 @@ use arrow::array::RecordBatch;
 use shared::config::FormatConfig;
 
 use crate::format::{EventParser, parser_for};
-use crate::source::Chunk;
-use crate::tail::{FileId, TailPosition};
+use crate::sources::{Advance, Chunk};
 
 /// An invalid line of a parsed chunk.
 #[derive(Debug, Clone)]
@@ -62,21 +61,10 @@ pub fn parse_chunk(parser: &mut dyn EventParser, data: &[u8], at_start: bool) ->
     }
 }
 
-/// What the engine applies after a chunk's events: where the source is then.
-#[derive(Debug)]
-pub enum After {
-    /// Bytes of a file or standard input consumed.
-    Offset(u64),
-    /// The position in a followed file.
-    Tail(TailPosition),
-    /// A followed file is finished.
-    Forget(FileId),
-}
-
 /// One item from the source, in order: its events (being parsed, or parsed) and what follows.
 pub struct InFlight {
     events: Option<Pending>,
-    pub after: After,
+    pub after: Advance,
 }
 
 enum Pending {
@@ -87,7 +75,7 @@ enum Pending {
 impl InFlight {
     /// Waits for the chunk's events (`None` for an item without data). An error means a
     /// worker died.
-    pub fn wait(self) -> Result<(Option<ParsedChunk>, After), String> {
+    pub fn wait(self) -> Result<(Option<ParsedChunk>, Advance), String> {
         let events = match self.events {
             None => None,
             Some(Pending::Ready(p)) => Some(p),
@@ -173,19 +161,14 @@ impl Parsers {
 
     /// Starts parsing what the source sent.
     pub fn submit(&mut self, chunk: Chunk) -> InFlight {
-        let (data, after) = match chunk {
-            Chunk::Bytes(data) => {
-                let n = data.len() as u64;
-                (data, After::Offset(n))
-            }
-            Chunk::Tail { data, position } => (data, After::Tail(position)),
-            Chunk::Forget(id) => {
-                return InFlight {
-                    events: None,
-                    after: After::Forget(id),
-                };
-            }
-        };
+        let Chunk { data, advance } = chunk;
+        if data.is_empty() {
+            return InFlight {
+                events: None,
+                after: advance,
+            };
+        }
+        let after = advance;
         let at_start = std::mem::replace(&mut self.at_start, false);
         let events = match (&mut self.inline, &self.jobs) {
             (Some(parser), _) => Pending::Ready(parse_chunk(parser.as_mut(), &data, at_start)),

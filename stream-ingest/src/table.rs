@@ -519,20 +519,24 @@ impl WindowedTable {
                     )
                 })
                 .collect(),
-            sessions: self
-                .sessions
-                .iter()
-                .map(|(k, list)| {
-                    (
-                        k.to_vec(),
-                        list.iter()
-                            .map(|s| (s.start, s.end, s.accs.clone()))
-                            .collect(),
-                    )
-                })
-                .collect(),
+            sessions: self.sessions_in_key_order(),
             windows_emitted: self.windows_emitted,
         }
+    }
+
+    /// Open sessions in key order (a hash map's own order changes from process to process;
+    /// the same state must give the same checkpoint bytes).
+    fn sessions_in_key_order(&self) -> Vec<(Vec<u8>, Vec<SessionSnapshot>)> {
+        let mut sessions: Vec<(Vec<u8>, Vec<SessionSnapshot>)> = self
+            .sessions
+            .iter()
+            .map(|(k, list)| {
+                let list = list.iter().map(|s| (s.start, s.end, s.accs.clone()));
+                (k.to_vec(), list.collect())
+            })
+            .collect();
+        sessions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        sessions
     }
 
     /// Replaces the open state by a checkpoint's.

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use shared::config::GenerateConfig;
 
+use super::{Chunk, ReaderOptions};
+
 /// The kinds of invalid lines, in the order [`Generator::invalid_counts`] reports them.
 pub const INVALID_KINDS: [&str; 6] = [
     "empty line",
@@ -522,6 +524,42 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// Sends the generator's lines in chunks, from `opts.start.bytes()` (the generator is
+/// deterministic: the lines before it are produced again and dropped). With a `rate`, a chunk
+/// is sent at least every 100 ms of wall time, holding the event time due by then.
+pub(super) fn send_chunks(
+    config: &GenerateConfig,
+    opts: &ReaderOptions,
+    mut send: impl FnMut(Chunk) -> bool,
+) {
+    let mut generator = Generator::new(config);
+    let mut buf = Vec::with_capacity(opts.chunk_bytes + 4096);
+    let mut skipped = 0u64;
+    while skipped < opts.start.bytes() && generator.next_line(&mut buf) {
+        skipped += buf.len() as u64;
+        buf.clear();
+    }
+    let pace = Pace::new(config.rate.map(|r| r.0));
+    loop {
+        generator.fill_due(&mut buf, opts.chunk_bytes, &pace);
+        let done = generator.is_done();
+        if !buf.is_empty() {
+            let next = Vec::with_capacity(if pace.is_paced() {
+                1 << 16
+            } else {
+                opts.chunk_bytes + 4096
+            });
+            if !send(Chunk::bytes(std::mem::replace(&mut buf, next))) {
+                return;
+            }
+        }
+        if done {
+            return;
+        }
+        pace.wait_for(generator.elapsed_event_us());
+    }
 }
 
 #[cfg(test)]

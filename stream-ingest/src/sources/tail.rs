@@ -19,7 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::source::{Chunk, SourceError};
+use super::{Advance, Chunk, SourceError};
 
 /// A file's identity: it survives renames.
 #[derive(
@@ -275,9 +275,9 @@ impl Follower {
                 Some(pos) => {
                     f.partial = buf.split_off(pos + 1);
                     let position = f.position(id);
-                    if !send(Ok(Chunk::Tail {
+                    if !send(Ok(Chunk {
                         data: buf,
-                        position,
+                        advance: Advance::File(position),
                     })) {
                         return Ok(None);
                     }
@@ -302,11 +302,16 @@ impl Follower {
         if !f.partial.is_empty() {
             let data = std::mem::take(&mut f.partial);
             let position = f.position(id);
-            if !send(Ok(Chunk::Tail { data, position })) {
+            let advance = Advance::File(position);
+            if !send(Ok(Chunk { data, advance })) {
                 return Ok(None);
             }
         }
-        Ok(send(Ok(Chunk::Forget(id))).then_some(true))
+        let forget = Chunk {
+            data: Vec::new(),
+            advance: Advance::Forget(id),
+        };
+        Ok(send(Ok(forget)).then_some(true))
     }
 }
 
@@ -329,18 +334,19 @@ mod tests {
         let mut text = String::new();
         let mut positions = BTreeMap::new();
         while text.lines().count() < want || !text.ends_with('\n') {
-            match rx.recv_timeout(Duration::from_secs(5)).expect("lines") {
-                Chunk::Tail { data, position } => {
-                    text.push_str(std::str::from_utf8(&data).unwrap());
+            let chunk = rx.recv_timeout(Duration::from_secs(5)).expect("lines");
+            match chunk.advance {
+                Advance::File(position) => {
+                    text.push_str(std::str::from_utf8(&chunk.data).unwrap());
                     if !text.ends_with('\n') {
                         text.push('\n');
                     }
                     positions.insert(position.id, position);
                 }
-                Chunk::Forget(id) => {
+                Advance::Forget(id) => {
                     positions.remove(&id);
                 }
-                Chunk::Bytes(_) => unreachable!(),
+                Advance::Bytes(_) => unreachable!(),
             }
         }
         (
