@@ -450,9 +450,65 @@ pub async fn register_snapshot(
             files,
             store_url: store_url.clone(),
         };
-        ctx.register_table(t.table.name.as_str(), Arc::new(provider))?;
+        let name = t.table.name.as_str();
+        match merge_query(loaded, name, &t.table.partition_columns) {
+            Some(query) => {
+                let parts = format!("__parts_{name}");
+                ctx.register_table(parts.as_str(), Arc::new(provider))?;
+                let view = ctx
+                    .sql(&query.replace("{parts}", &parts))
+                    .await?
+                    .into_view();
+                ctx.register_table(name, view)?;
+            }
+            None => {
+                ctx.register_table(name, Arc::new(provider))?;
+            }
+        }
     }
     register_dimensions(ctx, loaded).await
+}
+
+/// With a Kafka source each partition of the topic is a unit of state that writes its own
+/// rows of a window and key (partial rows, in files `part-…-p<N>-…`). A windowed table is
+/// then read through a view that merges them — counts, sums and distinct counts added,
+/// minima and maxima kept — so reports see the rows of a one-partition lake. `None` for a
+/// table that needs no merge.
+fn merge_query(loaded: &LoadedConfig, table: &str, partition_columns: &[String]) -> Option<String> {
+    use shared::config::{AggregateFn, SourceConfig};
+    if !matches!(loaded.config.source, SourceConfig::Kafka(_)) {
+        return None;
+    }
+    let t = loaded.config.tables.iter().find(|t| t.name == table)?;
+    let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    // The columns in the order of the table's read schema: window, keys stored in the
+    // files, aggregates, partition columns.
+    let mut group: Vec<String> = vec![q("window_start"), q("window_end")];
+    group.extend(
+        t.key
+            .iter()
+            .filter(|k| !t.partition_by.contains(k))
+            .map(|k| q(k)),
+    );
+    let mut select = group.clone();
+    for a in &t.aggregates {
+        let merge = match a.function {
+            AggregateFn::Min => "MIN",
+            AggregateFn::Max => "MAX",
+            // Validation refuses aggregates that cannot merge (avg, approx_distinct).
+            _ => "SUM",
+        };
+        select.push(format!("{merge}({c}) AS {c}", c = q(&a.name)));
+    }
+    for p in partition_columns {
+        select.push(q(p));
+        group.push(q(p));
+    }
+    Some(format!(
+        "SELECT {} FROM {{parts}} GROUP BY {}",
+        select.join(", "),
+        group.join(", ")
+    ))
 }
 
 /// A lake table over a fixed list of files.

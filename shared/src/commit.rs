@@ -107,11 +107,30 @@ pub struct FileCommitter {
     /// Called at the named steps of a replacement (`mid-replace`: the new file published,
     /// the old ones not yet removed), for the binaries' crash tests ([`crate::fault`]).
     fault: Option<fn(&str)>,
+    /// The unit of state whose files this committer cleans and retracts (`p3`: a Kafka
+    /// partition's, see [`unit_of`]); `None`: the files without a unit.
+    unit: Option<String>,
 }
 
 impl FileCommitter {
     pub fn new(lake: Lake) -> Self {
-        FileCommitter { lake, fault: None }
+        FileCommitter {
+            lake,
+            fault: None,
+            unit: None,
+        }
+    }
+
+    /// Cleans and retracts only the files of `unit` (several processes share the tables,
+    /// each writing the files of its own units).
+    pub fn for_unit(mut self, unit: Option<String>) -> Self {
+        self.unit = unit;
+        self
+    }
+
+    /// Whether a data or staged file name is of this committer's unit.
+    fn owns(&self, name: &str) -> bool {
+        unit_of(name) == self.unit.as_deref()
     }
 
     /// Calls `point` at the fault points of the protocol (see the `fault` field).
@@ -355,6 +374,11 @@ impl FileCommitter {
         for meta in metas {
             let name = meta.location.filename().unwrap_or_default();
             let retract = if name == COMMIT_MARKER {
+                // The markers of a table written by several units commit the files of all
+                // of them: a unit never removes one (a replay rewrites the same files).
+                if self.unit.is_some() {
+                    continue;
+                }
                 match self.read_marker(&meta.location).await {
                     Ok(m) => redo(m.checkpoint),
                     // A marker that does not read back is rewritten by the replay.
@@ -364,7 +388,7 @@ impl FileCommitter {
                     }
                 }
             } else {
-                checkpoint_of(name).is_some_and(&redo)
+                self.owns(name) && checkpoint_of(name).is_some_and(&redo)
             };
             if retract {
                 self.remove(&meta.location)
@@ -380,7 +404,8 @@ impl FileCommitter {
     /// files removed.
     pub async fn clean_staging(&self, table: &str) -> Result<usize, CommitError> {
         let prefix = self.lake.root.clone().join(STAGING_DIR).join(table);
-        let leftovers = self.list(&prefix).await?;
+        let mut leftovers = self.list(&prefix).await?;
+        leftovers.retain(|m| self.owns(m.location.filename().unwrap_or_default()));
         for meta in &leftovers {
             self.remove(&meta.location)
                 .await
@@ -402,6 +427,20 @@ pub fn data_file_name(label: &str, checkpoint: u64, content: &[u8]) -> String {
         "part-{label}-c{checkpoint:010}-{:016x}.parquet",
         fnv1a64(content)
     )
+}
+
+/// The unit of state in a data file name (`part-<time>-p3-c…`: Kafka partition 3's) or a
+/// staged one (`<hash>-part-….inprogress`); `None` for a file without a unit.
+pub fn unit_of(name: &str) -> Option<&str> {
+    let name = name.strip_suffix(".inprogress").unwrap_or(name);
+    let start = name.find("part-")?;
+    let rest = name[start..]
+        .strip_prefix("part-")?
+        .strip_suffix(".parquet")?;
+    let label = rest.rsplitn(3, '-').nth(2)?;
+    let (_, unit) = label.rsplit_once('-')?;
+    let digits = unit.strip_prefix('p')?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(unit)
 }
 
 /// The checkpoint id in a data file name made by [`data_file_name`].
@@ -739,5 +778,18 @@ mod tests {
         assert_eq!(checkpoint_of("part-x.parquet"), None);
         assert_eq!(checkpoint_of("_SUCCESS"), None);
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn units_are_read_from_data_and_staged_names() {
+        let plain = data_file_name("20150517T100503", 42, b"x");
+        let unit = data_file_name("20150517T100503-p12", 42, b"x");
+        assert_eq!(unit_of(&plain), None);
+        assert_eq!(unit_of(&unit), Some("p12"));
+        assert_eq!(checkpoint_of(&unit), Some(42));
+        assert_eq!(unit_of(&format!("00ab12cd-{unit}.inprogress")), Some("p12"));
+        assert_eq!(unit_of(&format!("00ab12cd-{plain}.inprogress")), None);
+        assert_eq!(unit_of("part-x-pa-c0000000001-00.parquet"), None);
+        assert_eq!(unit_of("_SUCCESS"), None);
     }
 }

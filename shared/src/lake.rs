@@ -330,6 +330,28 @@ impl Lake {
         below(&self.root, [CHECKPOINT_DIR, pipeline])
     }
 
+    /// The end (µs, exclusive) of the time partition a partition path starts with
+    /// (`dt=2015-05-17/hour=10/…` ends at 11:00); `None` if it starts otherwise.
+    pub fn time_end_of(&self, segments: &[String]) -> Option<i64> {
+        let day = segments
+            .first()?
+            .strip_prefix(&format!("{}=", schema::DT))?;
+        let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+        let start = day.and_hms_opt(0, 0, 0)?.and_utc();
+        let end = match self.time_partitioning {
+            TimePartitioning::Hour => {
+                let hour: i64 = segments
+                    .get(1)?
+                    .strip_prefix(&format!("{}=", schema::HOUR))?
+                    .parse()
+                    .ok()?;
+                start + chrono::Duration::hours(hour + 1)
+            }
+            TimePartitioning::Day => start + chrono::Duration::days(1),
+        };
+        Some(end.timestamp_micros())
+    }
+
     /// The time partition of a timestamp (µs since the epoch, UTC).
     pub fn time_partition(&self, micros: i64) -> PartitionPath {
         let t = DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default();

@@ -12,7 +12,6 @@
 //! ```
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -111,6 +110,11 @@ fn id_of(path: &Path) -> Option<u64> {
 impl CheckpointStore {
     pub fn new(lake: Lake, pipeline: &str, keep: usize) -> Self {
         let dir = lake.checkpoint_dir(pipeline);
+        Self::in_dir(lake, dir, keep)
+    }
+
+    /// The checkpoints kept in `dir` (a unit of state's: `_checkpoints/<pipeline>/p3`).
+    pub fn in_dir(lake: Lake, dir: Path, keep: usize) -> Self {
         CheckpointStore {
             lake,
             dir,
@@ -120,12 +124,13 @@ impl CheckpointStore {
 
     /// Ids of the stored checkpoints, newest first.
     async fn ids(&self) -> Result<Vec<(u64, Path)>, CheckpointError> {
+        // One level only: the units of a Kafka pipeline keep theirs in subdirectories.
         let metas: Vec<_> = self
             .lake
             .store
-            .list(Some(&self.dir))
-            .try_collect()
+            .list_with_delimiter(Some(&self.dir))
             .await
+            .map(|l| l.objects)
             .map_err(|source| CheckpointError::List {
                 path: self.dir.clone(),
                 source,

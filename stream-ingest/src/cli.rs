@@ -63,6 +63,35 @@ pub enum Command {
         after_help = "Examples:\n  stream-ingest gen --lines 1000000 --seed 7 --out access.log\n  stream-ingest gen --rate 1m | stream-ingest run -c pipelines/access-log.yaml --input -   # a minute of log per second, live"
     )]
     Gen(GenArgs),
+    /// Produce lines into the pipeline's Kafka topic, one record per line (demos, tests).
+    #[command(
+        long_about = "Produce the lines of a file (or standard input) into the Kafka topic of a pipeline with `source: { kind: kafka }`, one record per line, keyed by a parsed field with --key (records of one key go to one partition). The topic is created with --partitions partitions when it does not exist. Brokers, topic and client properties come from the pipeline file.",
+        after_help = "Example:
+  stream-ingest gen --lines 1000000 | stream-ingest produce -c pipelines/access-log-kafka.yaml --key host --partitions 4"
+    )]
+    Produce(ProduceArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProduceArgs {
+    /// The pipeline file (YAML), with a `kafka` source.
+    #[arg(short = 'c', long = "config", value_name = "PIPELINE.yaml")]
+    pub config: PathBuf,
+    /// Read this file (default: standard input).
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<PathBuf>,
+    /// Key each record by this parsed field (e.g. `host`); default: no key.
+    #[arg(long, value_name = "FIELD")]
+    pub key: Option<String>,
+    /// Partitions of the topic, when this creates it.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub partitions: i32,
+    /// At most this many records per batch sent to the broker.
+    #[arg(long, value_name = "N", default_value_t = 10000)]
+    pub batch_records: u32,
+    /// Print no summary line at the end.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -187,6 +216,7 @@ pub fn execute(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(args),
         Command::Compact(args) => compact(args),
         Command::Gen(args) => generate(args),
+        Command::Produce(args) => produce(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -239,6 +269,21 @@ fn compact(args: CompactArgs) -> Result<(), IngestError> {
         dry_run: args.dry_run,
     };
     let summary = runtime()?.block_on(crate::compact::compact(&loaded, &opts))?;
+    if !args.quiet {
+        eprintln!("stream-ingest: {}: {summary}", loaded.config.name);
+    }
+    Ok(())
+}
+
+fn produce(args: ProduceArgs) -> Result<(), IngestError> {
+    let loaded = shared::config::load(&args.config)?;
+    let opts = crate::produce::ProduceOptions {
+        input: args.input,
+        key: args.key,
+        partitions: args.partitions.max(1),
+        batch_records: args.batch_records,
+    };
+    let summary = runtime()?.block_on(crate::produce::produce(&loaded, &opts))?;
     if !args.quiet {
         eprintln!("stream-ingest: {}: {summary}", loaded.config.name);
     }

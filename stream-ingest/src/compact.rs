@@ -107,7 +107,7 @@ pub async fn compact(
     let committer = FileCommitter::new(lake.clone());
     // A run of the pipeline merges too: one process at a time (a dry run only reads).
     let locks = match opts.dry_run {
-        false => Some(crate::lock_pipeline(&lake, &config.name, None).await?),
+        false => Some(crate::lock_unit(&lake, &config.name, &crate::Unit::whole(), None).await?),
         true => None,
     };
     let tables: Vec<&str> = match &opts.table {

@@ -82,6 +82,10 @@ pub struct EngineSnapshot {
     pub dead_letter_len: Option<u64>,
     /// Partitions to commit once this checkpoint's files are published.
     pub markers: Vec<PartitionMarker>,
+    /// No partition ending at or before this instant (µs) gets rows from this engine any
+    /// more: where several engines write one table (one per Kafka partition), a partition is
+    /// committed once every engine's horizon passed its end.
+    pub horizon: i64,
 }
 
 struct LateOutput {
@@ -412,6 +416,31 @@ impl Engine {
         &self.position
     }
 
+    /// See [`EngineSnapshot::horizon`]: the watermark less the commit delay, held back by
+    /// open windows and by partitions with rows not written yet (the conditions under which
+    /// a sink commits a partition, for any partition).
+    fn commit_horizon(&self) -> i64 {
+        let wm = self.watermark.current();
+        let mut horizon = wm.saturating_sub(self.commit_delay);
+        for (table, sink) in self.tables.iter().zip(&self.sinks) {
+            horizon = horizon.min(table.low_water_start(wm));
+            if let Some(end) = sink.earliest_buffered_end() {
+                horizon = horizon.min(end.saturating_sub(1));
+            }
+        }
+        horizon
+    }
+
+    /// Names the files of a unit of state (`p3`: a Kafka partition's).
+    pub fn set_unit(&mut self, unit: Option<String>) {
+        for sink in &mut self.sinks {
+            sink.set_unit(unit.clone());
+        }
+        if let Some(out) = &mut self.late {
+            out.sink.set_unit(unit);
+        }
+    }
+
     /// Files cut from now on are committed by checkpoint `id` (and the next ones).
     pub fn set_next_checkpoint(&mut self, id: u64) {
         self.checkpoint = id;
@@ -451,6 +480,7 @@ impl Engine {
         let snapshot = EngineSnapshot {
             checkpoint: self.checkpoint,
             markers,
+            horizon: self.commit_horizon(),
             source: self.position.clone(),
             next_line: self.next_line,
             max_ts: self.watermark.max_ts(),

@@ -9,6 +9,7 @@
 //! `main.rs` only parses the command line ([`cli`]) and maps errors to exit codes.
 
 pub mod aggregate;
+pub mod board;
 pub mod checkpoint;
 pub mod cli;
 pub mod compact;
@@ -19,7 +20,9 @@ pub mod filter;
 pub mod format;
 pub mod hll;
 pub mod http;
+pub mod member;
 pub mod parallel;
+pub mod produce;
 pub mod sink;
 pub mod sources;
 pub mod table;
@@ -83,6 +86,10 @@ pub enum IngestError {
     /// was published).
     #[error("{0}; stopped before publishing anything more")]
     Lock(shared::lock::LockError),
+    #[error(transparent)]
+    Board(#[from] board::BoardError),
+    #[error("Kafka: {0}")]
+    Kafka(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -144,6 +151,28 @@ pub struct RunSummary {
     pub seconds: f64,
 }
 
+impl RunSummary {
+    /// Adds the counts of another unit's run (a Kafka member runs several).
+    pub fn add(&mut self, o: &RunSummary) {
+        let (s, t) = (&mut self.stats, &o.stats);
+        s.lines += t.lines;
+        s.parsed += t.parsed;
+        s.invalid += t.invalid;
+        s.late += t.late;
+        s.windows_emitted += t.windows_emitted;
+        s.rows_emitted += t.rows_emitted;
+        s.state_bytes_peak = s.state_bytes_peak.max(t.state_bytes_peak);
+        s.state_budget_exceeded += t.state_budget_exceeded;
+        self.files_written += o.files_written;
+        self.bytes_written += o.bytes_written;
+        self.rows_written += o.rows_written;
+        self.checkpoints += o.checkpoints;
+        self.checkpoint_bytes = self.checkpoint_bytes.max(o.checkpoint_bytes);
+        self.resumed_from = self.resumed_from.max(o.resumed_from);
+        self.interrupted |= o.interrupted;
+    }
+}
+
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.stats;
@@ -202,6 +231,7 @@ pub fn resolve_input(loaded: &LoadedConfig, opts: &RunOptions) -> Input {
             poll: poll_interval.0,
         },
         (None, SourceConfig::Generate(g)) => Input::Generate(g.clone()),
+        (None, SourceConfig::Kafka(k)) => Input::Kafka(k.clone()),
     }
 }
 
@@ -256,6 +286,7 @@ fn input_identity(input: &Input) -> String {
                 _ => format!("tail:{}", pattern.display()),
             }
         }
+        Input::Kafka(k) => format!("kafka:{}", k.topic.names().join(",")),
         Input::Generate(g) => format!(
             "generate:seed={},lines={:?},events_per_second={},start={},hosts={},paths={},unique_paths={}",
             g.seed,
@@ -279,17 +310,78 @@ fn table_names(config: &shared::config::PipelineConfig) -> Vec<String> {
         .collect()
 }
 
-/// Takes the lock of a pipeline's output in a lake: one process writes it at a time
-/// (`_checkpoints/<pipeline>/writer.lock`; see [`shared::lock`]). A run holds it from before
-/// recovery to its end; `compact` too.
-pub async fn lock_pipeline(
+/// The share of a pipeline's state one engine keeps: all of it, or one Kafka partition's.
+/// Each unit has its own checkpoints (`_checkpoints/<pipeline>[/<tag>]`), lock, dead-letter
+/// file and file names, so units move between processes without meeting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unit {
+    /// `p3` (Kafka partition 3); `None` for the whole pipeline.
+    pub tag: Option<String>,
+    /// Every unit of the pipeline (all partitions of its topics), when there are several.
+    pub all: Vec<String>,
+}
+
+impl Unit {
+    pub fn whole() -> Unit {
+        Unit::default()
+    }
+
+    pub fn tagged(tag: String, all: Vec<String>) -> Unit {
+        Unit {
+            tag: Some(tag),
+            all,
+        }
+    }
+
+    /// Where the unit's checkpoints and lock live.
+    pub fn checkpoint_dir(&self, lake: &Lake, pipeline: &str) -> object_store::path::Path {
+        let dir = lake.checkpoint_dir(pipeline);
+        match &self.tag {
+            Some(tag) => dir.join(tag.as_str()),
+            None => dir,
+        }
+    }
+
+    /// The unit's dead-letter file: `x.invalid.jsonl` becomes `x.invalid.p3.jsonl` (each
+    /// unit cuts its own file back to its checkpoint on a restart).
+    fn dead_letter_path(&self, path: &std::path::Path) -> PathBuf {
+        let Some(tag) = &self.tag else {
+            return path.to_path_buf();
+        };
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let name = match name.rsplit_once('.') {
+            Some((stem, ext)) => format!("{stem}.{tag}.{ext}"),
+            None => format!("{name}.{tag}"),
+        };
+        path.with_file_name(name)
+    }
+}
+
+impl fmt::Display for Unit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tag {
+            Some(tag) => write!(f, "{tag}"),
+            None => f.write_str("the pipeline"),
+        }
+    }
+}
+
+/// Takes the lock of a unit's output in a lake: one process writes it at a time
+/// (`_checkpoints/<pipeline>[/<unit>]/writer.lock`; see [`shared::lock`]). A run holds it
+/// from before recovery to its end; `compact` too.
+pub async fn lock_unit(
     lake: &Lake,
     pipeline: &str,
+    unit: &Unit,
     wait: Option<Duration>,
 ) -> Result<Locks, IngestError> {
+    let name = match &unit.tag {
+        Some(tag) => format!("partition {tag} of pipeline `{pipeline}`"),
+        None => format!("pipeline `{pipeline}`"),
+    };
     let target = LockTarget {
-        name: format!("pipeline `{pipeline}`"),
-        path: lake.checkpoint_dir(pipeline).join("writer.lock"),
+        name,
+        path: unit.checkpoint_dir(lake, pipeline).join("writer.lock"),
     };
     shared::lock::acquire(lake, vec![target], wait)
         .await
@@ -309,6 +401,7 @@ struct Recovered {
     engine: Engine,
     writer: CommitWriter,
     resumed_from: Option<u64>,
+    format: shared::config::FormatConfig,
 }
 
 /// Recovery: finish the commit of the newest checkpoint that reads back, undo what a newer
@@ -321,10 +414,15 @@ async fn recover(
     identity: String,
     telemetry: &Arc<Telemetry>,
     locks: Locks,
+    unit: &Unit,
 ) -> Result<Recovered, IngestError> {
     let config = &loaded.config;
     let tables = table_names(config);
-    let store = CheckpointStore::new(lake.clone(), &config.name, config.checkpoint.keep as usize);
+    let store = CheckpointStore::in_dir(
+        lake.clone(),
+        unit.checkpoint_dir(lake, &config.name),
+        config.checkpoint.keep as usize,
+    );
     let (restored, highest) = store.latest().await?;
     let restored = if opts.from_scratch { None } else { restored };
     let generation = match &restored {
@@ -345,16 +443,23 @@ async fn recover(
         input: identity,
     };
     let mut writer = CommitWriter::new(lake.clone(), store, header, telemetry.clone(), locks);
+    writer.committer = writer.committer.for_unit(unit.tag.clone());
+    if let Some(tag) = &unit.tag {
+        let board = board::Board::new(lake.clone(), &config.name, tag.clone(), unit.all.clone());
+        writer.board = Some(board);
+    }
     writer.emit = opts.emit_commits;
-    writer.compact = config
-        .partition_commit
-        .compact
+    // A unit's partitions hold the files of other units too: none merges them alone.
+    writer.compact = (config.partition_commit.compact && unit.tag.is_none())
         .then(|| config.lake.compression.codec());
     if let Some(ck) = &restored {
         for f in &ck.pending {
             writer.committer.publish_pending(f).await?;
         }
-        writer.commit(&ck.engine.markers).await?;
+        if let Some(board) = &mut writer.board {
+            board.restore(ck.id).await?;
+        }
+        writer.commit_checkpoint(&ck.engine).await?;
         // Partitions committed by the older kept checkpoints may still wait for their merge.
         if writer.compact.is_some() {
             for m in writer.store.older_markers(ck.id).await? {
@@ -391,10 +496,11 @@ async fn recover(
         }
     }
     let dead_letter = match &config.invalid_lines.dead_letter {
-        Some(p) => Some(DeadLetter::open(p)?),
+        Some(p) => Some(DeadLetter::open(&unit.dead_letter_path(p))?),
         None => None,
     };
     let mut engine = Engine::new(config, lake.clone(), dead_letter, telemetry.clone())?;
+    engine.set_unit(unit.tag.clone());
     let resumed_from = restored.as_ref().map(|c| c.id);
     if let Some(ck) = restored {
         engine.restore(ck.engine)?;
@@ -423,13 +529,28 @@ async fn recover(
         engine,
         writer,
         resumed_from,
+        format: config.format.clone(),
     })
 }
 
 /// How the engine loop is paced.
+#[derive(Debug, Clone, Copy)]
 struct DriveOptions {
     interval: Duration,
     idle_timeout: Option<Duration>,
+}
+
+impl DriveOptions {
+    fn of(loaded: &LoadedConfig, opts: &RunOptions) -> DriveOptions {
+        let config = &loaded.config;
+        DriveOptions {
+            interval: opts
+                .checkpoint_interval
+                .unwrap_or(config.checkpoint.interval)
+                .0,
+            idle_timeout: config.event_time.idle_timeout.map(|d| d.0),
+        }
+    }
 }
 
 /// The engine loop (on a blocking thread): chunks from the source go to the parsers, parsed
@@ -497,6 +618,12 @@ fn drive(
                 engine.apply(events, after, &mut files)?;
                 send_files(&mut files)?;
             }
+            None if ended && stop.load(Ordering::SeqCst) => {
+                // Stopped (a signal, or the unit's partition moved to another member): the
+                // open windows stay open, in the checkpoint.
+                checkpoint(&mut engine, &mut files)?;
+                return Ok(true);
+            }
             None if ended => {
                 engine.finish(&mut files)?;
                 send_files(&mut files)?;
@@ -524,7 +651,8 @@ fn drive(
 }
 
 /// Runs the stream stage to the end of its input, or until `shutdown` is set (then it
-/// checkpoints and returns; the same command resumes).
+/// checkpoints and returns; the same command resumes). With a `kafka` source, the process
+/// is one member of the pipeline's consumer group ([`member`]).
 pub async fn run(
     loaded: &LoadedConfig,
     opts: RunOptions,
@@ -545,18 +673,19 @@ pub async fn run(
         .unwrap_or_else(|| config.lake.root.clone());
     let lake = Lake::open(&root, &config.lake.s3, config.lake.partition_time)?;
     let input = resolve_input(loaded, &opts);
-    let locks = lock_pipeline(&lake, &config.name, opts.wait.map(|w| w.0)).await?;
-    let Recovered {
-        engine,
-        mut writer,
-        resumed_from,
-    } = recover(
+    if let Input::Kafka(kafka) = &input {
+        return member::run(loaded, &opts, &lake, kafka, &telemetry, shutdown).await;
+    }
+    let unit = Unit::whole();
+    let locks = lock_unit(&lake, &config.name, &unit, opts.wait.map(|w| w.0)).await?;
+    let recovered = recover(
         loaded,
         &opts,
         &lake,
         input_identity(&input),
         &telemetry,
         locks,
+        &unit,
     )
     .await?;
 
@@ -564,7 +693,7 @@ pub async fn run(
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Result<Chunk, SourceError>>(2);
     let reader_opts = ReaderOptions {
         chunk_bytes: opts.chunk_bytes.unwrap_or(sources::CHUNK_BYTES),
-        start: engine.position().clone(),
+        start: recovered.engine.position().clone(),
         max_lines_per_sec: opts.max_lines_per_sec,
     };
     let _reader = sources::spawn_reader(input, reader_opts, chunk_tx)?;
@@ -572,26 +701,61 @@ pub async fn run(
         tokio::time::sleep(d).await;
     }
     telemetry.set_ready(true);
-    let pace = DriveOptions {
-        interval: opts
-            .checkpoint_interval
-            .unwrap_or(config.checkpoint.interval)
-            .0,
-        idle_timeout: config.event_time.idle_timeout.map(|d| d.0),
-    };
     let threads = opts.threads.unwrap_or_else(parallel::default_threads);
-    let parsers = Parsers::new(&config.format, threads, engine.position().is_start());
-    let mut engine = engine;
+    let resumed_from = recovered.resumed_from;
+    let pace = DriveOptions::of(loaded, &opts);
+    let interrupted = execute(recovered, chunk_rx, pace, threads, shutdown).await?;
+    let mut summary = summarize(&telemetry, resumed_from, interrupted);
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The summary of a unit's run (without its duration).
+fn summarize(telemetry: &Telemetry, resumed_from: Option<u64>, interrupted: bool) -> RunSummary {
+    let (files_written, rows_written, bytes_written, checkpoint_bytes, checkpoints) =
+        telemetry.published();
+    RunSummary {
+        stats: telemetry.engine_stats(),
+        files_written,
+        bytes_written,
+        rows_written,
+        checkpoints,
+        checkpoint_bytes,
+        resumed_from,
+        interrupted,
+        seconds: 0.0,
+    }
+}
+
+/// Runs a recovered unit on the chunks of `chunk_rx`: the engine loop on a blocking thread,
+/// the writer here, until the chunks end (then every window is flushed) or `stop` is set
+/// (then it checkpoints). Returns whether it was stopped.
+async fn execute(
+    recovered: Recovered,
+    chunk_rx: std::sync::mpsc::Receiver<Result<Chunk, SourceError>>,
+    pace: DriveOptions,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+) -> Result<bool, IngestError> {
+    let Recovered {
+        mut engine,
+        mut writer,
+        format,
+        ..
+    } = recovered;
+    let parsers = Parsers::new(&format, threads, engine.position().is_start());
     engine.set_threads(threads);
     tracing::debug!(threads, "parsing");
     let (tx, mut rx) = mpsc::channel::<ToWriter>(8);
-    let stop = shutdown.clone();
-    let engine_task =
-        tokio::task::spawn_blocking(move || drive(engine, parsers, chunk_rx, tx, pace, stop));
+    let telemetry = writer.telemetry.clone();
+    let engine_stop = stop.clone();
+    let engine_task = tokio::task::spawn_blocking(move || {
+        drive(engine, parsers, chunk_rx, tx, pace, engine_stop)
+    });
 
     let mut write_error: Option<IngestError> = None;
     while let Some(msg) = rx.recv().await {
-        if shutdown.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) {
             telemetry.set_ready(false);
         }
         if let Err(e) = writer.handle(msg).await {
@@ -610,19 +774,7 @@ pub async fn run(
     if !interrupted {
         writer.settle().await?;
     }
-    let (files_written, rows_written, bytes_written, checkpoint_bytes, checkpoints) =
-        telemetry.published();
-    Ok(RunSummary {
-        stats: telemetry.engine_stats(),
-        files_written,
-        bytes_written,
-        rows_written,
-        checkpoints,
-        checkpoint_bytes,
-        resumed_from,
-        interrupted,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(interrupted)
 }
 
 /// The input named by `--input`: a path, or `-` for standard input.

@@ -109,6 +109,8 @@ pub struct TableSink {
     /// The checkpoint that will commit the files cut now.
     checkpoint: u64,
     compression: Compression,
+    /// The unit of state whose files these are (`p3`), in their names.
+    unit: Option<String>,
 }
 
 impl TableSink {
@@ -150,6 +152,7 @@ impl TableSink {
             rolling: rolling.clone(),
             checkpoint: 1,
             compression: Compression::SNAPPY,
+            unit: None,
         }
     }
 
@@ -162,6 +165,16 @@ impl TableSink {
     /// Files cut from now on are committed by checkpoint `id`.
     pub fn set_checkpoint(&mut self, id: u64) {
         self.checkpoint = id;
+    }
+
+    /// The end of the earliest partition with rows not written yet.
+    pub fn earliest_buffered_end(&self) -> Option<i64> {
+        self.buffers.values().map(|b| b.time_end).min()
+    }
+
+    /// Names the files of a unit of state (a Kafka partition's: `part-<time>-p3-c…`).
+    pub fn set_unit(&mut self, unit: Option<String>) {
+        self.unit = unit;
     }
 
     pub fn file_schema(&self) -> &SchemaRef {
@@ -401,7 +414,11 @@ impl TableSink {
         let label = DateTime::<Utc>::from_timestamp_micros(buf.first_time)
             .unwrap_or_default()
             .format("%Y%m%dT%H%M%S");
-        let name = shared::commit::data_file_name(&label.to_string(), self.checkpoint, &data);
+        let label = match &self.unit {
+            Some(unit) => format!("{label}-{unit}"),
+            None => label.to_string(),
+        };
+        let name = shared::commit::data_file_name(&label, self.checkpoint, &data);
         Ok(EncodedFile {
             table: self.table.clone(),
             partition,

@@ -24,15 +24,19 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use shared::commit::{CommitEvent, FileCommitter, PartitionMarker, PendingFile};
+use shared::commit::{
+    CommitError, CommitEvent, FileCommitter, MarkerError, PartitionMarker, PendingFile,
+};
 use shared::lake::{COMMIT_MARKER, Lake};
 use shared::lock::Locks;
 
 use crate::IngestError;
+use crate::board::Board;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::engine::EngineSnapshot;
 use crate::fault;
 use crate::sink::EncodedFile;
+use crate::sources::Position;
 use crate::telemetry::Telemetry;
 
 /// Object-store requests of one kind (stage, publish, marker) in flight at once. On a local
@@ -70,6 +74,9 @@ impl CheckpointHeader {
     }
 }
 
+/// What a writer calls once a checkpoint is durable, with its source position.
+pub type OnDurable = Box<dyn Fn(&Position) + Send + Sync>;
+
 /// Stages, checkpoints, publishes, commits and merges.
 pub struct CommitWriter {
     pub lake: Lake,
@@ -90,6 +97,12 @@ pub struct CommitWriter {
     last: Option<EngineSnapshot>,
     /// The pipeline's lock, asked before every checkpoint and publish.
     locks: Locks,
+    /// For a unit of a Kafka pipeline: where its partitions are committed with the other
+    /// units' ([`Board`]); `None`: this writer commits its partitions itself.
+    pub board: Option<Board>,
+    /// Called with each checkpoint's source position once it is durable (a Kafka unit
+    /// commits its offset to the group then, for lag monitoring).
+    pub on_durable: Option<OnDurable>,
 }
 
 impl CommitWriter {
@@ -113,6 +126,8 @@ impl CommitWriter {
             to_merge: BTreeMap::new(),
             last: None,
             locks,
+            board: None,
+            on_durable: None,
         }
     }
 
@@ -177,7 +192,10 @@ impl CommitWriter {
         fault::point("after-checkpoint");
         self.fenced()?;
         self.publish(&ck.pending, &closed).await?;
-        self.commit(&ck.engine.markers).await?;
+        self.commit_checkpoint(&ck.engine).await?;
+        if let Some(f) = &self.on_durable {
+            f(&ck.engine.source);
+        }
         self.merge_due(written.oldest_kept).await?;
         self.store.prune(written.stale).await;
         fault::point("after-publish");
@@ -201,17 +219,23 @@ impl CommitWriter {
     /// Publishes a checkpoint's files, [`IN_FLIGHT`] at once (the restart publishes them
     /// all again, so the order does not matter).
     async fn publish(
-        &self,
+        // `&mut`: the writer is `Send` but not `Sync` (the staging futures are not).
+        &mut self,
         files: &[PendingFile],
         closed: &[Vec<Instant>],
     ) -> Result<(), IngestError> {
         let committer = &self.committer;
-        let mut published =
-            futures::stream::iter(files.iter().zip(closed))
-                .map(|(f, closed)| async move {
-                    committer.publish_pending(f).await.map(|()| (f, closed))
-                })
-                .buffer_unordered(IN_FLIGHT);
+        // Futures made before they are streamed: the writer runs in spawned tasks, whose
+        // futures must be `Send` for every lifetime, which a closure held by the stream
+        // across an `.await` is not (to the compiler).
+        let publishing: Vec<BoxFuture<'_, Result<_, CommitError>>> = files
+            .iter()
+            .zip(closed)
+            .map(|(f, closed)| -> BoxFuture<'_, Result<_, CommitError>> {
+                Box::pin(async move { committer.publish_pending(f).await.map(|()| (f, closed)) })
+            })
+            .collect();
+        let mut published = futures::stream::iter(publishing).buffer_unordered(IN_FLIGHT);
         let mut first = true;
         while let Some(done) = published.next().await {
             let (f, closed) = done?;
@@ -223,12 +247,40 @@ impl CommitWriter {
         Ok(())
     }
 
+    /// Commits what a checkpoint's state says is complete: its markers, or for a unit, what
+    /// the board says every unit passed.
+    pub async fn commit_checkpoint(&mut self, state: &EngineSnapshot) -> Result<(), IngestError> {
+        let Some(board) = &mut self.board else {
+            return self.commit(&state.markers).await;
+        };
+        let written = board
+            .after_checkpoint(
+                &self.committer,
+                state.checkpoint,
+                state.horizon,
+                &state.markers,
+            )
+            .await?;
+        for m in &written {
+            self.telemetry.partition_committed(m);
+            if self.emit {
+                emit_commit(&CommitEvent::new(self.committer.lake(), m));
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `_SUCCESS` markers (idempotent: the same content again on a restart), prints
     /// them with `--emit-commits`, and queues partitions with several files for merging.
     pub async fn commit(&mut self, markers: &[PartitionMarker]) -> Result<(), IngestError> {
         let committer = &self.committer;
-        futures::stream::iter(markers)
-            .map(|m| committer.write_marker(m))
+        let writing: Vec<BoxFuture<'_, Result<(), MarkerError>>> = markers
+            .iter()
+            .map(|m| -> BoxFuture<'_, Result<(), MarkerError>> {
+                Box::pin(committer.write_marker(m))
+            })
+            .collect();
+        futures::stream::iter(writing)
             .buffer_unordered(IN_FLIGHT)
             .collect::<Vec<_>>()
             .await

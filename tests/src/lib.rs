@@ -1,5 +1,6 @@
 //! Helpers of the end-to-end tests: find the binaries and the shared data, run commands,
-//! render a lake table as canonical CSV, and start a real S3-compatible server.
+//! render a lake table as canonical CSV, and start a real S3-compatible server and a real
+//! Kafka-API broker.
 //!
 //! The tests run the two binaries as a user would (a fresh process, a pipeline file,
 //! arguments), against real files, a real S3-compatible server (`moto_server`) and outside
@@ -293,6 +294,75 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A real Kafka-API broker (`tansu`, in-memory storage) on 127.0.0.1, stopped when dropped.
+/// `.ci/run` installs it (`cargo install tansu --version 0.6.0 --features dynostore`);
+/// `TANSU` names another binary.
+pub struct KafkaBroker {
+    child: Child,
+    /// `127.0.0.1:<port>`, for `source.brokers`.
+    pub brokers: String,
+}
+
+impl KafkaBroker {
+    pub fn start() -> KafkaBroker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let bin = std::env::var("TANSU").unwrap_or_else(|_| "tansu".into());
+        let child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{bin}: {e} (cargo install tansu --version 0.6.0 --features dynostore, done by .ci/run)")
+            });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        KafkaBroker {
+            child,
+            brokers: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A copy of the Kafka reference pipeline in `dir/kafka.yaml`: `brokers`, topic and group
+/// `name`, bounded, a short session timeout (a killed member's partitions move within
+/// seconds), lake `dir/lake`, plus `extra` appended to its reports.
+pub fn kafka_pipeline(dir: &Path, brokers: &str, name: &str, extra: &str) -> PathBuf {
+    let yaml =
+        std::fs::read_to_string(workspace().join("pipelines/access-log-kafka.yaml")).unwrap();
+    let start = yaml.find("source:\n").unwrap();
+    let end = yaml.find("format:\n").unwrap();
+    let source = format!(
+        "source:\n  kind: kafka\n  brokers: {brokers}\n  topic: {name}\n  group: {name}\n  bounded: true\n  properties: {{ session.timeout.ms: \"6000\", heartbeat.interval.ms: \"500\" }}\n\n"
+    );
+    let yaml = format!("{}{source}{}{extra}", &yaml[..start], &yaml[end..])
+        .replace("root: out/lake", "root: lake");
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        dir.join("status_codes.csv"),
+    )
+    .unwrap();
+    let path = dir.join("kafka.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
 }
 
 /// A copy of the reference pipeline that follows `<dir>/logs/<pattern>` (a path or a glob,

@@ -80,6 +80,61 @@ pub enum SourceConfig {
     /// Built-in generator of realistic access logs (benchmarks, demos, tests), deterministic
     /// for a seed. Use with `format: { kind: apache }`; `stream-ingest gen` writes the same lines.
     Generate(GenerateConfig),
+    /// A Kafka topic (or several), read by a consumer group: every `stream-ingest run` with
+    /// this pipeline file joins the group `group` and processes the partitions the group gives
+    /// it. A record's value is one input line. Each Kafka partition is a unit of state (its
+    /// own windows, watermark, checkpoint and file names), so partitions move between members
+    /// without losing or doubling a row; offsets live in the checkpoints.
+    Kafka(KafkaConfig),
+}
+
+/// The `kafka` source.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// The topic, or a list of topics.
+    pub topic: Topics,
+    /// The consumer group the members of this pipeline form.
+    pub group: String,
+    /// Where a partition without a checkpoint starts: `earliest` (default) or `latest`.
+    #[serde(default)]
+    pub start: KafkaStart,
+    /// Read to the end offsets the partitions have when they are assigned, flush every open
+    /// window and exit 0 (backfills, tests, benchmarks), instead of running until stopped.
+    #[serde(default)]
+    pub bounded: bool,
+    /// librdkafka client properties passed through as they are (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `ssl.ca.location`, `session.timeout.ms`, …).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// One topic or several.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Topics {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Topics {
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Topics::One(t) => vec![t.clone()],
+            Topics::Many(ts) => ts.clone(),
+        }
+    }
+}
+
+/// Where a partition never checkpointed starts.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaStart {
+    #[default]
+    Earliest,
+    Latest,
 }
 
 /// The built-in access-log generator: Zipf-distributed hosts and paths, a realistic status

@@ -118,6 +118,9 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     if let SourceConfig::Tail { poll_interval, .. } = &cfg.source {
         c.check_positive("source.poll_interval".into(), poll_interval);
     }
+    if let SourceConfig::Kafka(k) = &cfg.source {
+        check_kafka(&mut c, k, cfg);
+    }
     if let SourceConfig::Generate(g) = &cfg.source {
         if !(g.events_per_second.is_finite() && g.events_per_second > 0.0) {
             c.report("source.events_per_second", "must be a positive number");
@@ -289,6 +292,53 @@ fn check_fields(c: &mut Checker, path: &str, fields: &[FieldConfig]) {
             c.report(format!("{path}[{i}].name"), "must not be empty");
         }
         c.check_unique(&mut seen, format!("{path}[{i}].name"), &f.name, "field");
+    }
+}
+
+fn check_kafka(c: &mut Checker, k: &KafkaConfig, cfg: &PipelineConfig) {
+    if k.brokers.split(',').any(|b| b.trim().is_empty()) {
+        c.report(
+            "source.brokers",
+            "give `host:port`, or several separated by commas",
+        );
+    }
+    let topics = k.topic.names();
+    if topics.is_empty() || topics.iter().any(|t| t.is_empty()) {
+        c.report("source.topic", "give a topic name, or a list of them");
+    }
+    if k.group.is_empty() {
+        c.report(
+            "source.group",
+            "give the consumer group of the pipeline's members",
+        );
+    }
+    for key in [
+        "group.id",
+        "bootstrap.servers",
+        "enable.auto.commit",
+        "auto.offset.reset",
+    ] {
+        if k.properties.contains_key(key) {
+            c.report(
+                format!("source.properties.{key}"),
+                "set by the stage itself (use `brokers`, `group` and `start`)",
+            );
+        }
+    }
+    // Each Kafka partition writes partial rows of a window and key; they merge exactly
+    // for these aggregates only.
+    for (i, t) in cfg.tables.iter().enumerate() {
+        for (j, a) in t.aggregates.iter().enumerate() {
+            if matches!(a.function, AggregateFn::Avg | AggregateFn::ApproxDistinct) {
+                c.report(
+                    format!("tables[{i}].aggregates[{j}].fn"),
+                    format!(
+                        "`{}` cannot merge the partial rows that each Kafka partition writes; store `sum` and `count` (for an average) or `count_distinct` of a column the topic is keyed by",
+                        a.function.as_str()
+                    ),
+                );
+            }
+        }
     }
 }
 

@@ -13,10 +13,12 @@
 //!   stdin.rs     standard input
 //!   tail.rs      files followed as they grow, across rotation and truncation
 //!   generate.rs  the built-in access-log generator
+//!   kafka.rs     Kafka partitions, each one's records chunked for its own engine
 //! ```
 
 pub mod file;
 pub mod generate;
+pub mod kafka;
 pub mod stdin;
 pub mod tail;
 
@@ -26,7 +28,7 @@ use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shared::config::GenerateConfig;
+use shared::config::{GenerateConfig, KafkaConfig};
 
 use self::tail::{FileId, TailPosition};
 
@@ -45,6 +47,9 @@ pub enum Input {
     },
     /// The built-in access-log generator.
     Generate(GenerateConfig),
+    /// Kafka topics read by a consumer group: each partition is a unit of state of its own
+    /// (see [`crate::member`]), fed by [`kafka`].
+    Kafka(KafkaConfig),
 }
 
 impl std::fmt::Display for Input {
@@ -60,6 +65,12 @@ impl std::fmt::Display for Input {
                     None => f.write_str(", until stopped)"),
                 }
             }
+            Input::Kafka(k) => write!(
+                f,
+                "Kafka topic {} (group {})",
+                k.topic.names().join(", "),
+                k.group
+            ),
         }
     }
 }
@@ -92,6 +103,8 @@ pub enum Advance {
     File(TailPosition),
     /// A followed file is finished (rotated away and read to its end): forget it.
     Forget(FileId),
+    /// A Kafka partition: the next record to read is at this offset.
+    Offset(i64),
 }
 
 /// Where a source is: what a checkpoint stores and a restart resumes from. Only the
@@ -106,6 +119,8 @@ pub enum Position {
     /// Followed files (`tail`): each one's identity and the offset after its last complete
     /// line, in identity order.
     Files(Vec<TailPosition>),
+    /// A Kafka partition: the offset of the next record to read.
+    Offset(i64),
 }
 
 impl Position {
@@ -126,6 +141,7 @@ impl Position {
                 files.retain(|f| f.id != id);
                 *self = Position::Files(files);
             }
+            Advance::Offset(next) => *self = Position::Offset(next),
         }
     }
 
@@ -135,6 +151,7 @@ impl Position {
             Position::Start => true,
             Position::Bytes(n) => *n == 0,
             Position::Files(f) => f.is_empty(),
+            Position::Offset(_) => false,
         }
     }
 
@@ -143,6 +160,14 @@ impl Position {
         match self {
             Position::Bytes(n) => *n,
             _ => 0,
+        }
+    }
+
+    /// The next offset of a Kafka partition, if the position is one.
+    pub fn offset(&self) -> Option<i64> {
+        match self {
+            Position::Offset(n) => Some(*n),
+            _ => None,
         }
     }
 
@@ -160,6 +185,7 @@ impl Position {
             Position::Start => 0,
             Position::Bytes(n) => *n,
             Position::Files(f) => f.iter().map(|p| p.offset).sum(),
+            Position::Offset(n) => u64::try_from(*n).unwrap_or(0),
         }
     }
 }
@@ -215,6 +241,12 @@ pub fn spawn_reader(
             std::thread::Builder::new()
                 .name("tail".into())
                 .spawn(move || follower.run(|chunk| tx.send(chunk).is_ok()))
+        }
+        Input::Kafka(_) => {
+            return Err(SourceError {
+                input: name,
+                source: io::Error::other("a Kafka topic is read by the member, not a reader"),
+            });
         }
         Input::Generate(config) => std::thread::Builder::new()
             .name("generate".into())

@@ -346,7 +346,7 @@ mod tests {
                 Advance::Forget(id) => {
                     positions.remove(&id);
                 }
-                Advance::Bytes(_) => unreachable!(),
+                Advance::Bytes(_) | Advance::Offset(_) => unreachable!(),
             }
         }
         (

@@ -1,0 +1,144 @@
+//! Kafka partitions as sources: each record's value is one input line, and a partition's
+//! records are handed to its own engine in chunks whose position is the offset after them.
+//! The consumer group itself (assignment, rebalances, units) is [`crate::member`]'s.
+
+use rdkafka::config::ClientConfig;
+use shared::config::{KafkaConfig, KafkaStart};
+
+use super::{Advance, Chunk};
+
+/// Properties only a consumer knows (a producer or admin client warns about them).
+const CONSUMER_ONLY: &[&str] = &[
+    "group.",
+    "session.",
+    "heartbeat.",
+    "enable.auto.",
+    "auto.",
+    "max.poll.",
+    "partition.assignment.",
+    "fetch.",
+    "isolation.level",
+    "check.crcs",
+    "queued.",
+    "group.instance.id",
+];
+
+/// A client of the pipeline's brokers (producer, admin): the pipeline's properties that
+/// are not a consumer's only.
+pub fn client_of(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in &kafka.properties {
+        if !CONSUMER_ONLY.iter().any(|p| k.starts_with(p)) {
+            c.set(k, v);
+        }
+    }
+    c.set("bootstrap.servers", &kafka.brokers);
+    c
+}
+
+/// The consumer's client configuration: the pipeline's properties, then what the stage
+/// needs (offsets are the checkpoints', never auto-committed).
+pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in &kafka.properties {
+        c.set(k, v);
+    }
+    c.set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", &kafka.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match kafka.start {
+                KafkaStart::Earliest => "earliest",
+                KafkaStart::Latest => "latest",
+            },
+        );
+    c
+}
+
+/// The records of one partition not handed to its engine yet.
+#[derive(Debug, Default)]
+pub struct RecordBuffer {
+    data: Vec<u8>,
+    /// The offset after the last record taken (`-1`: none yet, and no checkpoint).
+    pub next: i64,
+    /// Whether a record was taken since the start.
+    verified: bool,
+}
+
+impl RecordBuffer {
+    /// A buffer that takes records from `next` on (`-1`: from the first one it gets).
+    pub fn starting_at(next: i64) -> RecordBuffer {
+        RecordBuffer {
+            data: Vec::new(),
+            next,
+            verified: next < 0,
+        }
+    }
+
+    /// Appends a record's value as one line; a record before the start (a fetch that began
+    /// before the checkpoint's offset) is skipped. Returns the offsets missing before the
+    /// first record taken after the start: a partition resumed at its checkpoint's offset
+    /// must deliver that record first (a compacted topic may not; nor does a broker that
+    /// answers a fetch inside a batch with the next batch, as tansu 0.6 does).
+    pub fn push(&mut self, value: &[u8], offset: i64) -> Option<i64> {
+        if self.next >= 0 && offset < self.next {
+            return None;
+        }
+        let missing =
+            (!self.verified && self.next >= 0 && offset > self.next).then(|| offset - self.next);
+        self.verified = true;
+        self.data.extend_from_slice(value);
+        if value.last() != Some(&b'\n') {
+            self.data.push(b'\n');
+        }
+        self.next = offset + 1;
+        missing
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The buffered lines as a chunk that moves the partition's position past them.
+    pub fn take_chunk(&mut self) -> Option<Chunk> {
+        (!self.data.is_empty()).then(|| Chunk {
+            data: std::mem::take(&mut self.data),
+            advance: Advance::Offset(self.next),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_become_lines_and_the_position_the_next_offset() {
+        let mut b = RecordBuffer::starting_at(5);
+        b.push(b"old", 4);
+        assert!(b.is_empty());
+        b.push(b"a", 5);
+        b.push(b"b\n", 6);
+        b.push(b"", 9);
+        let c = b.take_chunk().unwrap();
+        assert_eq!(c.data, b"a\nb\n\n");
+        assert_eq!(c.advance, Advance::Offset(10));
+        assert!(b.take_chunk().is_none());
+        // A resumed partition whose first record is past the position: reported once.
+        let mut gap = RecordBuffer::starting_at(100);
+        assert_eq!(gap.push(b"x", 130), Some(30));
+        assert_eq!(gap.push(b"y", 140), None);
+        let mut exact = RecordBuffer::starting_at(100);
+        assert_eq!(exact.push(b"x", 100), None);
+        let mut fresh = RecordBuffer::starting_at(-1);
+        assert_eq!(fresh.push(b"x", 42), None);
+        fresh.push(b"x", 42);
+        assert_eq!(fresh.next, 43);
+    }
+}
