@@ -226,3 +226,53 @@ fn merge_markers(
         checkpoint: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marker(files: &[&str], rows: u64, watermark: i64, checkpoint: u64) -> PartitionMarker {
+        PartitionMarker {
+            table: "t".into(),
+            partition: vec!["dt=2015-05-17".into(), "hour=10".into()],
+            rows,
+            files: files.iter().map(|f| f.to_string()).collect(),
+            watermark,
+            checkpoint,
+        }
+    }
+
+    #[test]
+    fn merged_markers_are_the_same_whoever_merges_them() {
+        let a = marker(
+            &["part-b-p1-c3-x.parquet", "part-a-p1-c2-y.parquet"],
+            5,
+            100,
+            3,
+        );
+        let b = marker(&["part-a-p0-c7-z.parquet"], 2, 90, 7);
+        let (t, p) = (a.table.clone(), a.partition.clone());
+        let one = merge_markers(t.clone(), p.clone(), &[&a, &b]);
+        let two = merge_markers(t, p, &[&b, &a]);
+        assert_eq!(one, two);
+        assert_eq!(one.rows, 7);
+        assert_eq!(one.watermark, 100);
+        assert_eq!(one.checkpoint, 0);
+        assert_eq!(
+            one.files,
+            vec![
+                "part-a-p0-c7-z.parquet",
+                "part-a-p1-c2-y.parquet",
+                "part-b-p1-c3-x.parquet"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_partition_ends_where_its_time_partition_does() {
+        let lake = Lake::open("/tmp/lake", &Default::default(), Default::default()).unwrap();
+        let end = lake.time_end_of(&["dt=2015-05-17".into(), "hour=10".into()]);
+        assert_eq!(end, Some(1_431_860_400_000_000)); // 2015-05-17T11:00:00Z
+        assert_eq!(lake.time_end_of(&["status=200".into()]), None);
+    }
+}

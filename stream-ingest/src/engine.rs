@@ -106,6 +106,8 @@ pub struct Engine {
     position: Position,
     /// The largest event time when the source went quiet (see [`Engine::advance_idle`]).
     idle_base: Option<i64>,
+    /// Quiet for `idle_timeout` without ever an event: its horizon holds nothing back.
+    idle_empty: bool,
     /// The checkpoint that commits the files cut now.
     checkpoint: u64,
     commit_delay: i64,
@@ -193,6 +195,7 @@ impl Engine {
             next_line: 1,
             position: Position::Start,
             idle_base: None,
+            idle_empty: false,
             checkpoint: 1,
             commit_delay: config.partition_commit.delay.as_micros(),
             parallel_tables: false,
@@ -382,6 +385,8 @@ impl Engine {
         files: &mut Vec<EncodedFile>,
     ) -> Result<(), EngineError> {
         let Some(max) = self.watermark.max_ts() else {
+            // Never any event (an empty Kafka partition): hold no commit back.
+            self.idle_empty = true;
             return Ok(());
         };
         let base = *self.idle_base.get_or_insert(max);
@@ -420,6 +425,10 @@ impl Engine {
     /// open windows and by partitions with rows not written yet (the conditions under which
     /// a sink commits a partition, for any partition).
     fn commit_horizon(&self) -> i64 {
+        if self.idle_empty && self.watermark.max_ts().is_none() {
+            // Past every partition, short of the end of input (see `Board::all_ended`).
+            return i64::MAX / 4;
+        }
         let wm = self.watermark.current();
         let mut horizon = wm.saturating_sub(self.commit_delay);
         for (table, sink) in self.tables.iter().zip(&self.sinks) {

@@ -783,6 +783,36 @@ lake: { root: lake }
     }
 
     #[test]
+    fn kafka_sources_are_checked() {
+        let kafka = "source:\n  kind: kafka\n  brokers: 127.0.0.1:9092\n  topic: [logs, more]\n  group: g\n  properties: { security.protocol: sasl_ssl }\n";
+        assert_eq!(
+            problems(&BASE.replace("source: { kind: stdin }\n", kafka)),
+            Vec::<String>::new()
+        );
+        let bad = "source:\n  kind: kafka\n  brokers: 'a:1,'\n  topic: ''\n  group: ''\n  properties: { group.id: x }\n";
+        let yaml = BASE.replace("source: { kind: stdin }\n", bad).replace(
+            "fn: count }",
+            "fn: count }\n      - { name: avg_bytes, fn: avg, column: bytes }",
+        );
+        let p = problems(&yaml);
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(
+            p[0].starts_with("4:source.brokers: give `host:port`"),
+            "{p:?}"
+        );
+        assert!(p[1].starts_with("5:source.topic:"), "{p:?}");
+        assert!(p[2].starts_with("6:source.group:"), "{p:?}");
+        assert!(
+            p[3].starts_with("7:source.properties.group.id: set by the stage itself"),
+            "{p:?}"
+        );
+        assert!(
+            p[4].starts_with("16:tables[0].aggregates[1].fn: `avg` cannot merge"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn rolling_and_idle_settings_are_checked() {
         let yaml = BASE
             .replace(
