@@ -241,3 +241,37 @@ fn two_members_and_a_kill_9_of_one_lose_and_double_nothing() {
     }
     assert_same_as_file_run(dir.path(), &log, &yaml);
 }
+
+#[test]
+fn sigterm_checkpoints_a_running_member_and_the_same_pipeline_resumes() {
+    let broker = KafkaBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = kafka_pipeline(dir.path(), &broker.brokers, "term", ROWS_REPORT);
+    let log = shared_data("apache_logs.log");
+    produce(dir.path(), &yaml, &log);
+    // Unbounded: runs until stopped.
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(&yaml, text.replace("bounded: true", "bounded: false")).unwrap();
+    let running = member(dir.path(), &yaml, &["--max-lines-per-sec", "1500"])
+        .spawn()
+        .unwrap();
+    let units = dir.path().join("lake/_checkpoints/access-log-kafka/units");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&units).map_or(0, |d| d.count()) < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the member never posted all four units"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = stop_with_sigterm(running);
+    assert!(err.contains("stopped by a signal"), "{err}");
+    // The same pipeline, bounded, finishes from the checkpoints.
+    std::fs::write(&yaml, text).unwrap();
+    let err = wait_output(
+        member(dir.path(), &yaml, &[]).spawn().unwrap(),
+        "the resumed member",
+    );
+    assert!(err.contains("resumed from checkpoint"), "{err}");
+    assert_same_as_file_run(dir.path(), &log, &yaml);
+}
