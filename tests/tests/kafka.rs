@@ -136,6 +136,17 @@ fn without_late_lines(dir: &Path, log: &Path) -> PathBuf {
     out
 }
 
+/// Waits until the four units of the topic have posted on the commit board (each has
+/// checkpointed some of its partition).
+fn wait_for_four_units(dir: &Path) {
+    let units = dir.join("lake/_checkpoints/access-log-kafka/units");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&units).map_or(0, |d| d.count()) < 4 {
+        assert!(Instant::now() < deadline, "the four units never posted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn wait_output(child: Child, what: &str) -> String {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
@@ -208,16 +219,7 @@ fn two_members_and_a_kill_9_of_one_lose_and_double_nothing() {
     let mut doomed = member(dir.path(), &yaml, &paced).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let survivor = member(dir.path(), &yaml, &paced).spawn().unwrap();
-    // Wait until the four units have checkpointed some of their partition.
-    let units = dir.path().join("lake/_checkpoints/access-log-kafka/units");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(&units).map_or(0, |d| d.count()) < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "the members never posted all four units"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_four_units(dir.path());
     std::thread::sleep(Duration::from_millis(1000));
     assert!(
         doomed.try_wait().unwrap().is_none(),
@@ -255,15 +257,7 @@ fn sigterm_checkpoints_a_running_member_and_the_same_pipeline_resumes() {
     let running = member(dir.path(), &yaml, &["--max-lines-per-sec", "1500"])
         .spawn()
         .unwrap();
-    let units = dir.path().join("lake/_checkpoints/access-log-kafka/units");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(&units).map_or(0, |d| d.count()) < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "the member never posted all four units"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_four_units(dir.path());
     let err = stop_with_sigterm(running);
     assert!(err.contains("stopped by a signal"), "{err}");
     // The same pipeline, bounded, finishes from the checkpoints.
