@@ -62,7 +62,7 @@ pub struct LakeTable {
 /// The lake tables of a pipeline: the windowed tables, then the late-events table.
 pub fn lake_tables(loaded: &LoadedConfig) -> Vec<LakeTable> {
     let cfg = &loaded.config;
-    let events = schema::event_schema(&cfg.format);
+    let events = schema::events_of(cfg);
     let mut out = Vec::new();
     for t in &cfg.tables {
         let Ok(ts) = schema::table_schema(t, &events) else {

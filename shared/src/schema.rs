@@ -42,6 +42,25 @@ pub fn arrow_type(t: FieldType) -> DataType {
     }
 }
 
+/// The fields a Kafka source adds to every event, after the parsed ones: the record's
+/// partition, offset and timestamp (usable as keys, filters, aggregate inputs, event time).
+pub const KAFKA_FIELDS: [&str; 3] = ["kafka_partition", "kafka_offset", "kafka_timestamp"];
+
+/// Columns of an event of a pipeline: the parsed ones ([`event_schema`]), then what the
+/// source adds ([`KAFKA_FIELDS`] for a Kafka source).
+pub fn events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
+    let parsed = event_schema(&config.format);
+    if !matches!(config.source, crate::config::SourceConfig::Kafka(_)) {
+        return parsed;
+    }
+    let mut fields: Vec<Field> = parsed.fields().iter().map(|f| f.as_ref().clone()).collect();
+    // Nullable: a Kafka pipeline run on a file (`--input`) has no record to take them from.
+    fields.push(Field::new(KAFKA_FIELDS[0], DataType::Int32, true));
+    fields.push(Field::new(KAFKA_FIELDS[1], DataType::Int64, true));
+    fields.push(Field::new(KAFKA_FIELDS[2], timestamp_type(), true));
+    Arc::new(Schema::new(fields))
+}
+
 /// Columns of a parsed event.
 pub fn event_schema(format: &FormatConfig) -> SchemaRef {
     match format {

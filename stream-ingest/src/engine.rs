@@ -108,6 +108,8 @@ pub struct Engine {
     idle_base: Option<i64>,
     /// Quiet for `idle_timeout` without ever an event: its horizon holds nothing back.
     idle_empty: bool,
+    /// A Kafka source: the event schema, whose last fields come from each line's record.
+    with_records: Option<SchemaRef>,
     /// The checkpoint that commits the files cut now.
     checkpoint: u64,
     commit_delay: i64,
@@ -122,6 +124,47 @@ pub struct Engine {
     metrics: Vec<TableMetrics>,
 }
 
+/// A parsed batch with the fields of each valid line's Kafka record appended (NULL when the
+/// chunk came without records: a Kafka pipeline run on a file).
+fn with_record_fields(
+    schema: &SchemaRef,
+    parsed: &ParsedChunk,
+) -> Result<RecordBatch, EngineError> {
+    use arrow::array::{Int32Builder, Int64Builder, TimestampMicrosecondBuilder};
+    let rows = parsed.batch.num_rows();
+    let (mut partition, mut offset) = (
+        Int32Builder::with_capacity(rows),
+        Int64Builder::with_capacity(rows),
+    );
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(rows);
+    let mut invalid = parsed.invalid.iter().map(|i| i.index).peekable();
+    for line in 0..parsed.lines as usize {
+        if invalid.next_if_eq(&(line as u64)).is_some() {
+            continue;
+        }
+        match &parsed.records {
+            Some(r) => {
+                partition.append_value(r.partition);
+                offset.append_option(r.offsets.get(line).copied());
+                ts.append_option(r.timestamps.get(line).copied().flatten());
+            }
+            None => {
+                partition.append_null();
+                offset.append_null();
+                ts.append_null();
+            }
+        }
+    }
+    let mut columns = parsed.batch.columns().to_vec();
+    columns.push(Arc::new(partition.finish()));
+    columns.push(Arc::new(offset.finish()));
+    columns.push(Arc::new(ts.finish().with_timezone("UTC")));
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| EngineError::Build {
+        table: "(Kafka record fields)".into(),
+        message: e.to_string(),
+    })
+}
+
 impl Engine {
     pub fn new(
         config: &PipelineConfig,
@@ -129,7 +172,7 @@ impl Engine {
         dead_letter: Option<DeadLetter>,
         telemetry: Arc<Telemetry>,
     ) -> Result<Self, EngineError> {
-        let events = shared::schema::event_schema(&config.format);
+        let events = shared::schema::events_of(config);
         let ts_column =
             events
                 .index_of(&config.event_time.field)
@@ -196,6 +239,8 @@ impl Engine {
             position: Position::Start,
             idle_base: None,
             idle_empty: false,
+            with_records: matches!(config.source, shared::config::SourceConfig::Kafka(_))
+                .then(|| events.clone()),
             checkpoint: 1,
             commit_delay: config.partition_commit.delay.as_micros(),
             parallel_tables: false,
@@ -256,7 +301,13 @@ impl Engine {
             parsed.batch.num_rows() as u64,
             parsed.invalid.len() as u64,
         );
-        self.process_batch(&parsed.batch, files)
+        match &self.with_records {
+            Some(schema) => {
+                let batch = with_record_fields(schema, &parsed)?;
+                self.process_batch(&batch, files)
+            }
+            None => self.process_batch(&parsed.batch, files),
+        }
     }
 
     fn process_batch(

@@ -402,6 +402,9 @@ struct Recovered {
     writer: CommitWriter,
     resumed_from: Option<u64>,
     format: shared::config::FormatConfig,
+    /// Whether the first chunk starts the input (a CSV header is expected there; never in a
+    /// Kafka record).
+    at_start: bool,
 }
 
 /// Recovery: finish the commit of the newest checkpoint that reads back, undo what a newer
@@ -505,6 +508,7 @@ async fn recover(
     if let Some(ck) = restored {
         engine.restore(ck.engine)?;
     }
+    let engine_at_start = engine.position().is_start();
     engine.set_next_checkpoint(highest + 1);
     if resumed_from.is_none() {
         // A first checkpoint at the start, so that a crash before the next one restarts
@@ -530,6 +534,7 @@ async fn recover(
         writer,
         resumed_from,
         format: config.format.clone(),
+        at_start: unit.tag.is_none() && engine_at_start,
     })
 }
 
@@ -741,9 +746,10 @@ async fn execute(
         mut engine,
         mut writer,
         format,
+        at_start,
         ..
     } = recovered;
-    let parsers = Parsers::new(&format, threads, engine.position().is_start());
+    let parsers = Parsers::new(&format, threads, at_start);
     engine.set_threads(threads);
     tracing::debug!(threads, "parsing");
     let (tx, mut rx) = mpsc::channel::<ToWriter>(8);

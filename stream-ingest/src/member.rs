@@ -226,7 +226,7 @@ impl Shared {
             task: Some(task),
             telemetry,
             resumed_from,
-            records: RecordBuffer::starting_at(next),
+            records: RecordBuffer::starting_at(tp.partition, next),
             end,
         };
         let nothing_to_read = match (end, next) {
@@ -450,7 +450,8 @@ fn poll_loop(
                     && u.tx.is_some()
                 {
                     let value = msg.payload().unwrap_or_default();
-                    if let Some(missing) = u.records.push(value, msg.offset()) {
+                    let ts = msg.timestamp().to_millis();
+                    if let Some(missing) = u.records.push(value, msg.offset(), ts) {
                         tracing::warn!(
                             partition = tp.partition,
                             first = msg.offset(),

@@ -19,7 +19,7 @@ use arrow::array::RecordBatch;
 use shared::config::FormatConfig;
 
 use crate::format::{EventParser, parser_for};
-use crate::sources::{Advance, Chunk};
+use crate::sources::{Advance, Chunk, RecordMeta};
 
 /// An invalid line of a parsed chunk.
 #[derive(Debug, Clone)]
@@ -37,6 +37,8 @@ pub struct ParsedChunk {
     pub lines: u64,
     pub bytes: u64,
     pub invalid: Vec<InvalidLine>,
+    /// Kafka: each line's record (the fields the source adds to its events).
+    pub records: Option<RecordMeta>,
 }
 
 /// Parses one chunk with `parser`.
@@ -58,12 +60,14 @@ pub fn parse_chunk(parser: &mut dyn EventParser, data: &[u8], at_start: bool) ->
         lines: parsed.lines,
         bytes: data.len() as u64,
         invalid,
+        records: None,
     }
 }
 
 /// One item from the source, in order: its events (being parsed, or parsed) and what follows.
 pub struct InFlight {
     events: Option<Pending>,
+    records: Option<RecordMeta>,
     pub after: Advance,
 }
 
@@ -76,7 +80,7 @@ impl InFlight {
     /// Waits for the chunk's events (`None` for an item without data). An error means a
     /// worker died.
     pub fn wait(self) -> Result<(Option<ParsedChunk>, Advance), String> {
-        let events = match self.events {
+        let mut events = match self.events {
             None => None,
             Some(Pending::Ready(p)) => Some(p),
             Some(Pending::Parsing(rx)) => Some(
@@ -84,6 +88,9 @@ impl InFlight {
                     .map_err(|_| "a parser thread stopped".to_string())?,
             ),
         };
+        if let Some(p) = &mut events {
+            p.records = self.records;
+        }
         Ok((events, self.after))
     }
 }
@@ -161,10 +168,15 @@ impl Parsers {
 
     /// Starts parsing what the source sent.
     pub fn submit(&mut self, chunk: Chunk) -> InFlight {
-        let Chunk { data, advance } = chunk;
+        let Chunk {
+            data,
+            advance,
+            records,
+        } = chunk;
         if data.is_empty() {
             return InFlight {
                 events: None,
+                records: None,
                 after: advance,
             };
         }
@@ -188,6 +200,7 @@ impl Parsers {
         };
         InFlight {
             events: Some(events),
+            records,
             after,
         }
     }

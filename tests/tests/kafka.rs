@@ -269,3 +269,49 @@ fn sigterm_checkpoints_a_running_member_and_the_same_pipeline_resumes() {
     assert!(err.contains("resumed from checkpoint"), "{err}");
     assert_same_as_file_run(dir.path(), &log, &yaml);
 }
+
+#[test]
+fn a_records_partition_offset_and_timestamp_are_event_fields() {
+    let broker = KafkaBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = kafka_pipeline(dir.path(), &broker.brokers, "fields", "");
+    let table = "tables:\n  - name: by_partition\n    window: { kind: tumbling, size: 1h }\n    key: [kafka_partition]\n    filter: kafka_offset >= 0\n    aggregates:\n      - { name: records, fn: count }\n      - { name: last_offset, fn: max, column: kafka_offset }\n";
+    let text = std::fs::read_to_string(&yaml)
+        .unwrap()
+        .replace("tables:\n", table);
+    std::fs::write(&yaml, text).unwrap();
+    let log = shared_data("apache_logs.log");
+    produce(dir.path(), &yaml, &log);
+    wait_output(
+        member(dir.path(), &yaml, &[]).spawn().unwrap(),
+        "the member",
+    );
+    let code = format!(
+        "import duckdb\nprint(duckdb.sql(\"SELECT kafka_partition, SUM(records), MAX(last_offset) FROM read_parquet('{}/lake/by_partition/**/*.parquet', hive_partitioning=1) GROUP BY ALL ORDER BY ALL\").fetchall())",
+        dir.path().display()
+    );
+    let out = String::from_utf8(run_ok(python().args(["-c", &code])).stdout).unwrap();
+    // Every valid line once, in the partition it was produced to; offsets count from 0.
+    let rows: Vec<(i64, i64, i64)> = out
+        .trim()
+        .trim_matches(['[', ']'])
+        .split("), (")
+        .map(|r| {
+            let v: Vec<i64> = r
+                .trim_matches(['(', ')'])
+                .split(", ")
+                .map(|x| x.parse().unwrap())
+                .collect();
+            (v[0], v[1], v[2])
+        })
+        .collect();
+    assert_eq!(
+        rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3],
+        "{out}"
+    );
+    assert_eq!(rows.iter().map(|r| r.1).sum::<i64>(), 9999, "{out}");
+    for (_, records, last) in &rows {
+        assert!(*last + 1 >= *records, "{out}");
+    }
+}

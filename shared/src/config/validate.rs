@@ -90,7 +90,7 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     c.check_name("name".into(), &cfg.name);
 
     check_format(&mut c, &cfg.format);
-    let events = schema::event_schema(&cfg.format);
+    let events = schema::events_of(cfg);
 
     match events.field_with_name(&cfg.event_time.field) {
         Ok(f) if matches!(f.data_type(), DataType::Timestamp(..)) => {}

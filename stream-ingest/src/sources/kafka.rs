@@ -5,7 +5,7 @@
 use rdkafka::config::ClientConfig;
 use shared::config::{KafkaConfig, KafkaStart};
 
-use super::{Advance, Chunk};
+use super::{Advance, Chunk, RecordMeta};
 
 /// Properties only a consumer knows (a producer or admin client warns about them).
 const CONSUMER_ONLY: &[&str] = &[
@@ -65,6 +65,7 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
 #[derive(Debug, Default)]
 pub struct RecordBuffer {
     data: Vec<u8>,
+    records: RecordMeta,
     /// The offset after the last record taken (`-1`: none yet, and no checkpoint).
     pub next: i64,
     /// Whether a record was taken since the start.
@@ -73,9 +74,13 @@ pub struct RecordBuffer {
 
 impl RecordBuffer {
     /// A buffer that takes records from `next` on (`-1`: from the first one it gets).
-    pub fn starting_at(next: i64) -> RecordBuffer {
+    pub fn starting_at(partition: i32, next: i64) -> RecordBuffer {
         RecordBuffer {
             data: Vec::new(),
+            records: RecordMeta {
+                partition,
+                ..RecordMeta::default()
+            },
             next,
             verified: next < 0,
         }
@@ -86,7 +91,7 @@ impl RecordBuffer {
     /// first record taken after the start: a partition resumed at its checkpoint's offset
     /// must deliver that record first (a compacted topic may not; nor does a broker that
     /// answers a fetch inside a batch with the next batch, as tansu 0.6 does).
-    pub fn push(&mut self, value: &[u8], offset: i64) -> Option<i64> {
+    pub fn push(&mut self, value: &[u8], offset: i64, timestamp_ms: Option<i64>) -> Option<i64> {
         if self.next >= 0 && offset < self.next {
             return None;
         }
@@ -94,8 +99,15 @@ impl RecordBuffer {
             (!self.verified && self.next >= 0 && offset > self.next).then(|| offset - self.next);
         self.verified = true;
         self.data.extend_from_slice(value);
+        let mut lines = memchr::memchr_iter(b'\n', value).count();
         if value.last() != Some(&b'\n') {
             self.data.push(b'\n');
+            lines += 1;
+        }
+        let ts = timestamp_ms.map(|ms| ms.saturating_mul(1000));
+        for _ in 0..lines {
+            self.records.offsets.push(offset);
+            self.records.timestamps.push(ts);
         }
         self.next = offset + 1;
         missing
@@ -111,9 +123,17 @@ impl RecordBuffer {
 
     /// The buffered lines as a chunk that moves the partition's position past them.
     pub fn take_chunk(&mut self) -> Option<Chunk> {
+        let partition = self.records.partition;
         (!self.data.is_empty()).then(|| Chunk {
             data: std::mem::take(&mut self.data),
             advance: Advance::Offset(self.next),
+            records: Some(std::mem::replace(
+                &mut self.records,
+                RecordMeta {
+                    partition,
+                    ..RecordMeta::default()
+                },
+            )),
         })
     }
 }
@@ -124,25 +144,32 @@ mod tests {
 
     #[test]
     fn records_become_lines_and_the_position_the_next_offset() {
-        let mut b = RecordBuffer::starting_at(5);
-        b.push(b"old", 4);
+        let mut b = RecordBuffer::starting_at(3, 5);
+        b.push(b"old", 4, None);
         assert!(b.is_empty());
-        b.push(b"a", 5);
-        b.push(b"b\n", 6);
-        b.push(b"", 9);
+        b.push(b"a", 5, Some(1000));
+        b.push(b"b\nc\n", 6, Some(2000));
+        b.push(b"", 9, None);
         let c = b.take_chunk().unwrap();
-        assert_eq!(c.data, b"a\nb\n\n");
+        assert_eq!(c.data, b"a\nb\nc\n\n");
         assert_eq!(c.advance, Advance::Offset(10));
+        let records = c.records.unwrap();
+        assert_eq!(records.partition, 3);
+        assert_eq!(records.offsets, vec![5, 6, 6, 9]);
+        assert_eq!(
+            records.timestamps,
+            vec![Some(1_000_000), Some(2_000_000), Some(2_000_000), None]
+        );
         assert!(b.take_chunk().is_none());
         // A resumed partition whose first record is past the position: reported once.
-        let mut gap = RecordBuffer::starting_at(100);
-        assert_eq!(gap.push(b"x", 130), Some(30));
-        assert_eq!(gap.push(b"y", 140), None);
-        let mut exact = RecordBuffer::starting_at(100);
-        assert_eq!(exact.push(b"x", 100), None);
-        let mut fresh = RecordBuffer::starting_at(-1);
-        assert_eq!(fresh.push(b"x", 42), None);
-        fresh.push(b"x", 42);
+        let mut gap = RecordBuffer::starting_at(0, 100);
+        assert_eq!(gap.push(b"x", 130, None), Some(30));
+        assert_eq!(gap.push(b"y", 140, None), None);
+        let mut exact = RecordBuffer::starting_at(0, 100);
+        assert_eq!(exact.push(b"x", 100, None), None);
+        let mut fresh = RecordBuffer::starting_at(0, -1);
+        assert_eq!(fresh.push(b"x", 42, None), None);
+        fresh.push(b"x", 42, None);
         assert_eq!(fresh.next, 43);
     }
 }

@@ -81,6 +81,16 @@ impl std::fmt::Display for Input {
 pub struct Chunk {
     pub data: Vec<u8>,
     pub advance: Advance,
+    /// Kafka: each line's record (the fields a Kafka source adds to its events).
+    pub records: Option<RecordMeta>,
+}
+
+/// The Kafka record of each line of a chunk: partition, offset and timestamp (µs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordMeta {
+    pub partition: i32,
+    pub offsets: Vec<i64>,
+    pub timestamps: Vec<Option<i64>>,
 }
 
 impl Chunk {
@@ -90,6 +100,7 @@ impl Chunk {
         Chunk {
             data,
             advance: Advance::Bytes(n),
+            records: None,
         }
     }
 }

@@ -278,6 +278,7 @@ impl Follower {
                     if !send(Ok(Chunk {
                         data: buf,
                         advance: Advance::File(position),
+                        records: None,
                     })) {
                         return Ok(None);
                     }
@@ -303,13 +304,19 @@ impl Follower {
             let data = std::mem::take(&mut f.partial);
             let position = f.position(id);
             let advance = Advance::File(position);
-            if !send(Ok(Chunk { data, advance })) {
+            let records = None;
+            if !send(Ok(Chunk {
+                data,
+                advance,
+                records,
+            })) {
                 return Ok(None);
             }
         }
         let forget = Chunk {
             data: Vec::new(),
             advance: Advance::Forget(id),
+            records: None,
         };
         Ok(send(Ok(forget)).then_some(true))
     }
