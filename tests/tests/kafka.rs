@@ -38,6 +38,10 @@ fn file_pipeline(dir: &Path) -> PathBuf {
 /// mid-batch would never see the rest of it (Apache Kafka returns the batch holding the
 /// offset). The member warns when a partition does not start at its checkpoint's offset.
 fn produce(dir: &Path, yaml: &Path, log: &Path) {
+    produce_batched(dir, yaml, log, 1);
+}
+
+fn produce_batched(dir: &Path, yaml: &Path, log: &Path, batch_records: u32) {
     run_ok(
         cmd("stream-ingest")
             .current_dir(dir)
@@ -45,7 +49,8 @@ fn produce(dir: &Path, yaml: &Path, log: &Path) {
             .arg(yaml)
             .arg("--input")
             .arg(log)
-            .args(["--key", "host", "--partitions", "4", "--batch-records", "1"]),
+            .args(["--key", "host", "--partitions", "4", "--batch-records"])
+            .arg(batch_records.to_string()),
     );
 }
 
@@ -90,8 +95,9 @@ fn merged(lake: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Asserts the Kafka lake gives the file-source lake's reports and merged tables.
-fn assert_same_as_file_run(dir: &Path, log: &Path, kafka_yaml: &Path) {
+/// Asserts the Kafka lake gives the file-source lake's reports and merged tables; `context`
+/// (the members' logs) is printed when it does not.
+fn assert_same_as_file_run(dir: &Path, log: &Path, kafka_yaml: &Path, context: &str) {
     let file_yaml = file_pipeline(dir);
     run_ok(
         cmd("stream-ingest")
@@ -106,11 +112,14 @@ fn assert_same_as_file_run(dir: &Path, log: &Path, kafka_yaml: &Path) {
     for ((name, e), (_, a)) in expected.iter().zip(&actual) {
         assert!(
             e == a,
-            "report {name} differs from the file-source run:\n{e}\n---\n{a}"
+            "report {name} differs from the file-source run:\n{e}\n---\n{a}\n--- members:\n{context}"
         );
     }
     let (e, a) = (merged(&dir.join("file-lake")), merged(&dir.join("lake")));
-    assert!(e == a, "merged tables differ from the file-source run");
+    assert!(
+        e == a,
+        "merged tables differ from the file-source run\n--- members:\n{context}"
+    );
     // Nothing staged is left, and every unit wrote under its own names.
     assert!(parquet_files(&dir.join("lake/_staging")).is_empty());
     let files = parquet_files(&dir.join("lake/status_1m"));
@@ -169,7 +178,7 @@ fn one_member_reads_the_sample_log_into_the_reports_of_the_file_source() {
         err.contains("10000 lines read, 9999 parsed, 1 invalid, 0 late"),
         "{err}"
     );
-    assert_same_as_file_run(dir.path(), &log, &yaml);
+    assert_same_as_file_run(dir.path(), &log, &yaml, &err);
     // Each unit has its checkpoints and dead letters; a rerun reads nothing new.
     for p in 0..4 {
         assert!(
@@ -182,6 +191,38 @@ fn one_member_reads_the_sample_log_into_the_reports_of_the_file_source() {
     let err = wait_output(member(dir.path(), &yaml, &[]).spawn().unwrap(), "the rerun");
     assert!(err.contains("0 rows in 0 files"), "{err}");
     assert_eq!(before, snapshot_files(&dir.path().join("lake")));
+}
+
+#[test]
+fn one_member_reads_a_million_generated_lines_into_the_reports_of_the_file_source() {
+    let broker = KafkaBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = kafka_pipeline(dir.path(), &broker.brokers, "million", ROWS_REPORT);
+    let generated = dir.path().join("gen.log");
+    run_ok(
+        cmd("stream-ingest")
+            .args([
+                "gen",
+                "--lines",
+                "1000000",
+                "--seed",
+                "9",
+                "--events-per-second",
+                "20",
+            ])
+            .arg("--out")
+            .arg(&generated),
+    );
+    let log = without_late_lines(dir.path(), &generated);
+    // Big batches: one member reads every partition from its start, never resuming inside
+    // a batch (see `produce`).
+    produce_batched(dir.path(), &yaml, &log, 10_000);
+    let err = wait_output(
+        member(dir.path(), &yaml, &[]).spawn().unwrap(),
+        "the member",
+    );
+    assert!(!err.contains("records missing"), "{err}");
+    assert_same_as_file_run(dir.path(), &log, &yaml, &err);
 }
 
 /// The data files of a lake, sorted.
@@ -241,7 +282,7 @@ fn two_members_and_a_kill_9_of_one_lose_and_double_nothing() {
             "partition {p} was never assigned: {logs}"
         );
     }
-    assert_same_as_file_run(dir.path(), &log, &yaml);
+    assert_same_as_file_run(dir.path(), &log, &yaml, &logs);
 }
 
 #[test]
@@ -267,7 +308,7 @@ fn sigterm_checkpoints_a_running_member_and_the_same_pipeline_resumes() {
         "the resumed member",
     );
     assert!(err.contains("resumed from checkpoint"), "{err}");
-    assert_same_as_file_run(dir.path(), &log, &yaml);
+    assert_same_as_file_run(dir.path(), &log, &yaml, &err);
 }
 
 #[test]
