@@ -558,57 +558,20 @@ mod tests {
         store.delete(&a).await.unwrap();
 
         let counts = COUNTS.snapshot();
-        let op = |kind| counts.op(kind);
-        assert_eq!(
-            op(OpKind::Put),
-            OpCounts {
-                requests: 3,
-                errors: 0
-            }
-        );
-        assert_eq!(
-            op(OpKind::Get),
-            OpCounts {
-                requests: 2,
-                errors: 0
-            }
-        );
-        assert_eq!(
-            op(OpKind::Head),
-            OpCounts {
-                requests: 2,
-                errors: 0
-            }
-        );
-        assert_eq!(
-            op(OpKind::List),
-            OpCounts {
-                requests: 2,
-                errors: 0
-            }
-        );
-        assert_eq!(
-            op(OpKind::Copy),
-            OpCounts {
-                requests: 1,
-                errors: 1
-            }
-        );
-        assert_eq!(
-            op(OpKind::Rename),
-            OpCounts {
-                requests: 1,
-                errors: 0
-            }
-        );
-        assert_eq!(
-            op(OpKind::Delete),
-            OpCounts {
-                requests: 1,
-                errors: 0
-            }
-        );
-        assert_eq!(op(OpKind::Multipart), OpCounts::default());
+        // (operation, requests, errors)
+        let expected = [
+            (OpKind::Put, 3, 0),
+            (OpKind::Get, 2, 0),
+            (OpKind::Head, 2, 0),
+            (OpKind::List, 2, 0),
+            (OpKind::Copy, 1, 1),
+            (OpKind::Rename, 1, 0),
+            (OpKind::Delete, 1, 0),
+        ];
+        for (kind, requests, errors) in expected {
+            assert_eq!(counts.op(kind), OpCounts { requests, errors }, "{kind:?}");
+        }
+        assert_eq!(counts.op(OpKind::Multipart), OpCounts::default());
         assert_eq!(counts.retries, 0);
         assert_eq!(
             counts.iter().map(|(_, c)| c.requests).sum::<u64>(),

@@ -152,6 +152,16 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// Adds what another run wrote in this process (files, bytes, rows, checkpoints): an
+    /// earlier instance of the same unit, whose counters since the pipeline's start are
+    /// superseded by the later one's.
+    pub fn add_written(&mut self, o: &RunSummary) {
+        self.files_written += o.files_written;
+        self.bytes_written += o.bytes_written;
+        self.rows_written += o.rows_written;
+        self.checkpoints += o.checkpoints;
+    }
+
     /// Adds the counts of another unit's run (a Kafka member runs several).
     pub fn add(&mut self, o: &RunSummary) {
         let (s, t) = (&mut self.stats, &o.stats);
@@ -163,10 +173,7 @@ impl RunSummary {
         s.rows_emitted += t.rows_emitted;
         s.state_bytes_peak = s.state_bytes_peak.max(t.state_bytes_peak);
         s.state_budget_exceeded += t.state_budget_exceeded;
-        self.files_written += o.files_written;
-        self.bytes_written += o.bytes_written;
-        self.rows_written += o.rows_written;
-        self.checkpoints += o.checkpoints;
+        self.add_written(o);
         self.checkpoint_bytes = self.checkpoint_bytes.max(o.checkpoint_bytes);
         self.resumed_from = self.resumed_from.max(o.resumed_from);
         self.interrupted |= o.interrupted;

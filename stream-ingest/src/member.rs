@@ -81,6 +81,8 @@ struct Shared {
     topics: Vec<String>,
     /// Tags of every partition of the topics.
     all: Vec<String>,
+    /// The commit board, read to see whether every unit has ended (bounded).
+    board: crate::board::Board,
     runtime: Handle,
     units: Mutex<BTreeMap<TopicPartition, RunningUnit>>,
     /// Units stopped or finished: their summaries, by unit (the counters since the start of
@@ -283,10 +285,7 @@ impl Shared {
                 let mut done = self.done.lock().expect("not poisoned");
                 let mut summary = summary;
                 if let Some(earlier) = done.get(&tp) {
-                    summary.files_written += earlier.files_written;
-                    summary.bytes_written += earlier.bytes_written;
-                    summary.rows_written += earlier.rows_written;
-                    summary.checkpoints += earlier.checkpoints;
+                    summary.add_written(earlier);
                 }
                 done.insert(tp, summary);
             }
@@ -320,13 +319,27 @@ pub async fn run(
 ) -> Result<RunSummary, IngestError> {
     let started = Instant::now();
     let topics = kafka.topic.names();
+    let all = {
+        let (kafka, topics) = (kafka.clone(), topics.clone());
+        tokio::task::spawn_blocking(move || all_units(&kafka, &topics))
+            .await
+            .map_err(|e| IngestError::Internal(format!("the metadata probe panicked: {e}")))??
+    };
+    // A view of the board to see when a bounded topic is read to its end.
+    let board = crate::board::Board::new(
+        lake.clone(),
+        &loaded.config.name,
+        String::new(),
+        all.clone(),
+    );
     let shared = Arc::new(Shared {
         loaded: Arc::new(loaded.clone()),
         opts: opts.clone(),
         lake: lake.clone(),
         kafka: kafka.clone(),
         topics: topics.clone(),
-        all: Vec::new(),
+        all,
+        board,
         runtime: Handle::current(),
         units: Mutex::new(BTreeMap::new()),
         done: Mutex::new(BTreeMap::new()),
@@ -353,10 +366,41 @@ pub async fn run(
     Ok(summary)
 }
 
+/// The tags of every partition of the topics: each is a unit, and a commit waits for all.
+fn all_units(kafka: &KafkaConfig, topics: &[String]) -> Result<Vec<String>, IngestError> {
+    let kafka_err = |what: &str, e: rdkafka::error::KafkaError| {
+        IngestError::Kafka(format!("{what} ({}): {e}", kafka.brokers))
+    };
+    let probe: BaseConsumer = client_config(kafka)
+        .create()
+        .map_err(|e| kafka_err("cannot create a consumer", e))?;
+    let mut all = Vec::new();
+    for topic in topics {
+        let md = probe
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .map_err(|e| kafka_err(&format!("no metadata for topic `{topic}`"), e))?;
+        let partitions = md.topics().first().map_or(0, |t| t.partitions().len());
+        if partitions == 0 {
+            return Err(IngestError::Kafka(format!(
+                "topic `{topic}` does not exist on {} (or has no partition)",
+                kafka.brokers
+            )));
+        }
+        for partition in 0..partitions as i32 {
+            let tp = TopicPartition {
+                topic: topic.clone(),
+                partition,
+            };
+            all.push(unit_tag(topics, &tp));
+        }
+    }
+    Ok(all)
+}
+
 /// The consumer thread: joins the group, polls, hands records to their units, commits
 /// durable offsets, and stops everything at the end.
 fn consume(
-    mut shared: Arc<Shared>,
+    shared: Arc<Shared>,
     chunk_bytes: usize,
     shutdown: Arc<AtomicBool>,
 ) -> Result<Arc<Shared>, IngestError> {
@@ -364,37 +408,6 @@ fn consume(
     let kafka_err = |what: &str, e: rdkafka::error::KafkaError| {
         IngestError::Kafka(format!("{what} ({brokers}): {e}"))
     };
-    // Every partition of the topics is a unit: a commit waits for all of them.
-    let probe: BaseConsumer = client_config(&shared.kafka)
-        .create()
-        .map_err(|e| kafka_err("cannot create a consumer", e))?;
-    let mut all = Vec::new();
-    for topic in &shared.topics {
-        let md = probe
-            .fetch_metadata(Some(topic), Duration::from_secs(30))
-            .map_err(|e| kafka_err(&format!("no metadata for topic `{topic}`"), e))?;
-        let partitions = md
-            .topics()
-            .first()
-            .map(|t| t.partitions().len())
-            .unwrap_or(0);
-        if partitions == 0 {
-            return Err(IngestError::Kafka(format!(
-                "topic `{topic}` does not exist on {} (or has no partition)",
-                shared.kafka.brokers
-            )));
-        }
-        for p in 0..partitions as i32 {
-            let tp = TopicPartition {
-                topic: topic.clone(),
-                partition: p,
-            };
-            all.push(unit_tag(&shared.topics, &tp));
-        }
-    }
-    drop(probe);
-    Arc::get_mut(&mut shared).expect("not shared yet").all = all;
-
     let consumer: BaseConsumer<MemberContext> = client_config(&shared.kafka)
         .create_with_context(MemberContext(shared.clone()))
         .map_err(|e| kafka_err("cannot create a consumer", e))?;
@@ -523,13 +536,7 @@ fn finish_ended(shared: &Arc<Shared>, started: Instant, last_board_check: &mut I
     // Bounded, and this member's units are done: it leaves once every partition of the
     // topic is read to its end, by whichever member (it takes over those of a member that
     // dies before).
-    let board = crate::board::Board::new(
-        shared.lake.clone(),
-        &shared.loaded.config.name,
-        String::new(),
-        shared.all.clone(),
-    );
-    match shared.runtime.block_on(board.all_ended()) {
+    match shared.runtime.block_on(shared.board.all_ended()) {
         Ok(ended) => ended,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the commit board");
