@@ -10,6 +10,10 @@
 //!   partition directories, Hive-style escaping of partition values, hidden staging names.
 //! - [`commit`]: how a file becomes visible: staged under a hidden name, then published by an
 //!   atomic rename (or copy on object storage) only once complete.
+//! - [`expr`]: SQL expressions over events (`derive`, table filters), planned and evaluated
+//!   with DataFusion.
+//! - [`sketch`]: the HyperLogLog and t-digest sketches both stages keep and merge, and their
+//!   bytes in the lake.
 //! - [`duration`]: durations written the same way everywhere (`250ms`, `10s`, `5m`).
 //! - [`lock`]: one writer per unit of state (a report, a pipeline's checkpoints): an OS lock
 //!   on local disk, a conditional `PUT` with a lease on object storage.
@@ -19,11 +23,13 @@ pub mod bytesize;
 pub mod commit;
 pub mod config;
 pub mod duration;
+pub mod expr;
 pub mod fault;
 pub mod lake;
 pub mod lock;
 pub mod logging;
 pub mod schema;
+pub mod sketch;
 pub mod store_metrics;
 
 pub use bytesize::ByteSize;

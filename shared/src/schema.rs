@@ -46,9 +46,47 @@ pub fn arrow_type(t: FieldType) -> DataType {
 /// partition, offset and timestamp (usable as keys, filters, aggregate inputs, event time).
 pub const KAFKA_FIELDS: [&str; 3] = ["kafka_partition", "kafka_offset", "kafka_timestamp"];
 
-/// Columns of an event of a pipeline: the parsed ones ([`event_schema`]), then what the
-/// source adds ([`KAFKA_FIELDS`] for a Kafka source).
+/// Columns of an event of a pipeline as it reaches the tables: [`source_events_of`], then
+/// the `derive` columns, then the `lookup` columns. (A `derive` expression that does not
+/// compile ends the list there; validation reports it.)
 pub fn events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
+    let source = source_events_of(config);
+    let derived = match crate::expr::Derivations::compile(&source, &config.derive) {
+        Ok(d) => d.schema(&source).clone(),
+        Err(_) => source,
+    };
+    if config.lookup.is_empty() {
+        return derived;
+    }
+    let mut fields: Vec<Field> = derived.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for l in &config.lookup {
+        if let Some(d) = config.dimension(&l.table) {
+            for c in lookup_columns(l, d) {
+                fields.push(Field::new(&c.name, arrow_type(c.data_type), true));
+            }
+        }
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// The dimension columns a lookup adds: those it names (unknown names skipped; validation
+/// reports them), or every column but the key.
+pub fn lookup_columns<'a>(
+    l: &crate::config::LookupConfig,
+    d: &'a crate::config::DimensionConfig,
+) -> Vec<&'a crate::config::FieldConfig> {
+    if l.columns.is_empty() {
+        return d.columns.iter().filter(|c| c.name != l.on.column()).collect();
+    }
+    l.columns
+        .iter()
+        .filter_map(|n| d.columns.iter().find(|c| &c.name == n))
+        .collect()
+}
+
+/// Columns of an event of a pipeline before `derive`: the parsed ones ([`event_schema`]),
+/// then what the source adds ([`KAFKA_FIELDS`] for a Kafka source).
+pub fn source_events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
     let parsed = event_schema(&config.format);
     if !matches!(config.source, crate::config::SourceConfig::Kafka(_)) {
         return parsed;
@@ -103,6 +141,7 @@ pub fn aggregate_output_type(
     match (function, input) {
         (AggregateFn::Count | AggregateFn::CountDistinct, _) => Ok(DataType::Int64),
         (AggregateFn::ApproxDistinct, Some(_)) => Ok(DataType::Int64),
+        (AggregateFn::ApproxPercentile, Some(t)) if is_numeric(t) => Ok(DataType::Float64),
         (AggregateFn::Sum, Some(t)) if is_integer(t) => Ok(DataType::Int64),
         (AggregateFn::Sum, Some(DataType::Float64)) => Ok(DataType::Float64),
         (AggregateFn::Avg, Some(t)) if is_numeric(t) => Ok(DataType::Float64),
@@ -148,6 +187,9 @@ pub fn table_schema(table: &TableConfig, events: &Schema) -> Result<SchemaRef, S
             AggregateFn::Count | AggregateFn::CountDistinct | AggregateFn::ApproxDistinct
         );
         fields.push(Field::new(&agg.name, t, nullable));
+        if let Some(sketch) = agg.sketch_column() {
+            fields.push(Field::new(sketch, DataType::Binary, false));
+        }
     }
     Ok(Arc::new(Schema::new(fields)))
 }
@@ -221,16 +263,22 @@ mod tests {
                     name: "requests".into(),
                     function: AggregateFn::Count,
                     column: None,
+                    q: None,
+                    sketch: false,
                 },
                 AggregateConfig {
                     name: "bytes".into(),
                     function: AggregateFn::Sum,
                     column: Some("bytes".into()),
+                    q: None,
+                    sketch: false,
                 },
                 AggregateConfig {
                     name: "unique_hosts".into(),
                     function: AggregateFn::CountDistinct,
                     column: Some("host".into()),
+                    q: None,
+                    sketch: false,
                 },
             ],
             filter: None,

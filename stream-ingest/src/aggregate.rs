@@ -19,7 +19,7 @@ use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 use shared::config::AggregateFn;
 
-use crate::hll::Hll;
+use shared::sketch::Hll;
 
 /// Bytes a distinct value costs in a set beyond its own: the box, the table slot.
 pub const DISTINCT_ENTRY_BYTES: usize = 24;

@@ -18,7 +18,6 @@ pub mod engine;
 pub mod fault;
 pub mod filter;
 pub mod format;
-pub mod hll;
 pub mod http;
 pub mod member;
 pub mod parallel;

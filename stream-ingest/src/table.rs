@@ -647,6 +647,8 @@ mod tests {
                     name: "s".into(),
                     function: AggregateFn::Sum,
                     column: Some("n".into()),
+                    q: None,
+                    sketch: false,
                 },
             ],
             filter: None,

@@ -62,6 +62,55 @@ impl fmt::Display for Value {
     }
 }
 
+impl Filter {
+    /// The same condition in SQL (field names quoted, strings single-quoted), which the
+    /// stages evaluate with DataFusion.
+    pub fn to_sql(&self) -> String {
+        let parts: Vec<String> = self.all.iter().map(Comparison::to_sql).collect();
+        parts.join(" AND ")
+    }
+}
+
+impl Comparison {
+    fn to_sql(&self) -> String {
+        let field = format!("\"{}\"", self.field.replace('"', "\"\""));
+        let list = |vs: &[Value]| vs.iter().map(Value::to_sql).collect::<Vec<_>>().join(", ");
+        match &self.test {
+            Test::Cmp(op, v) => format!("{field} {} {}", op.as_sql(), v.to_sql()),
+            Test::IsNull => format!("{field} IS NULL"),
+            Test::IsNotNull => format!("{field} IS NOT NULL"),
+            // An empty list: nothing is in it, everything is not.
+            Test::In(vs) if vs.is_empty() => "FALSE".into(),
+            Test::NotIn(vs) if vs.is_empty() => "TRUE".into(),
+            Test::In(vs) => format!("{field} IN ({})", list(vs)),
+            Test::NotIn(vs) => format!("{field} NOT IN ({})", list(vs)),
+        }
+    }
+}
+
+impl CmpOp {
+    fn as_sql(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::NotEq => "<>",
+            CmpOp::Lt => "<",
+            CmpOp::LtEq => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::GtEq => ">=",
+        }
+    }
+}
+
+impl Value {
+    fn to_sql(&self) -> String {
+        match self {
+            Value::Str(s) => format!("'{}'", s.replace('\'', "''")),
+            Value::Float(f) => format!("{f:?}"),
+            other => other.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
     Ident(String),

@@ -46,6 +46,15 @@ pub struct PipelineConfig {
     /// Prometheus metrics and health endpoints of the stream stage.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Columns computed from each event (SQL expressions), in order: each may use the
+    /// parsed fields and the columns derived before it. Keys, filters and aggregates can use
+    /// them like parsed fields.
+    #[serde(default)]
+    pub derive: Vec<DerivedColumn>,
+    /// Dimension columns added to each event by key (a left join with a `dimensions` table),
+    /// after `derive`. A dimension file changed on disk is reloaded at the next checkpoint.
+    #[serde(default)]
+    pub lookup: Vec<LookupConfig>,
     /// The windowed tables the stream stage keeps and writes.
     pub tables: Vec<TableConfig>,
     /// The lake: where tables are written and read back.
@@ -516,7 +525,25 @@ pub struct AggregateConfig {
     /// Input column. Optional for `count` (rows), required otherwise.
     #[serde(default)]
     pub column: Option<String>,
+    /// The quantile of `approx_percentile`, in `[0, 1]` (e.g. `0.95`).
+    #[serde(default)]
+    pub q: Option<f64>,
+    /// `approx_distinct` and `approx_percentile` in a windowed table: also write the sketch
+    /// (column `<name>_sketch`, binary), so the batch stage can merge windows (a day's
+    /// distinct count, a day's percentile from per-minute rows).
+    #[serde(default)]
+    pub sketch: bool,
 }
+
+impl AggregateConfig {
+    /// The name of the column that holds this aggregate's sketch, when `sketch: true`.
+    pub fn sketch_column(&self) -> Option<String> {
+        self.sketch.then(|| format!("{}{SKETCH_SUFFIX}", self.name))
+    }
+}
+
+/// The suffix of a sketch column's name (`unique_hosts_sketch`).
+pub const SKETCH_SUFFIX: &str = "_sketch";
 
 /// Aggregate functions. NULL inputs are skipped, as in SQL.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -537,6 +564,9 @@ pub enum AggregateFn {
     /// Number of distinct non-NULL values, estimated with HyperLogLog (about 0.8 % standard
     /// error); int64. Its state is at most 16 KiB per group, whatever the number of values.
     ApproxDistinct,
+    /// The `q` quantile of a numeric column, estimated with a t-digest (100 centroids);
+    /// float64. Its state is at most about 10 KiB per group.
+    ApproxPercentile,
 }
 
 impl AggregateFn {
@@ -549,6 +579,7 @@ impl AggregateFn {
             AggregateFn::Avg => "avg",
             AggregateFn::CountDistinct => "count_distinct",
             AggregateFn::ApproxDistinct => "approx_distinct",
+            AggregateFn::ApproxPercentile => "approx_percentile",
         }
     }
 }
@@ -618,19 +649,70 @@ pub struct S3Config {
     pub allow_http: Option<bool>,
 }
 
-/// A dimension table, read from a CSV file with a header.
+/// A dimension table, read from a CSV file with a header or a Parquet file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DimensionConfig {
-    /// Table name used in reports.
+    /// Table name used in reports and lookups.
     pub name: String,
-    /// CSV file; a relative path is taken from the directory of the pipeline file.
+    /// CSV or Parquet file (by its extension, `.parquet`); a relative path is taken from the
+    /// directory of the pipeline file.
     pub path: PathBuf,
-    /// Columns, in file order.
+    /// Columns: in file order for CSV, by name for Parquet.
     pub columns: Vec<FieldConfig>,
-    /// Field delimiter (default `,`).
+    /// Field delimiter of a CSV file (default `,`).
     #[serde(default = "default_comma")]
     pub delimiter: char,
+}
+
+impl DimensionConfig {
+    /// Whether the file is Parquet (by its extension), else CSV.
+    pub fn is_parquet(&self) -> bool {
+        self.path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+    }
+}
+
+/// A lookup: dimension columns added to each event of the stream stage.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LookupConfig {
+    /// The dimension table (from `dimensions`).
+    pub table: String,
+    /// The event field matched with the dimension's column of the same name (or
+    /// `{ field: event_field, column: dimension_column }`).
+    pub on: LookupKey,
+    /// The dimension columns to add (default: all but the key).
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Values for the added columns when no row matches (else NULL).
+    #[serde(default)]
+    pub defaults: BTreeMap<String, Literal>,
+}
+
+/// How a lookup matches events with dimension rows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum LookupKey {
+    Same(String),
+    Named { field: String, column: String },
+}
+
+impl LookupKey {
+    /// The event field.
+    pub fn field(&self) -> &str {
+        match self {
+            LookupKey::Same(f) | LookupKey::Named { field: f, .. } => f,
+        }
+    }
+
+    /// The dimension column.
+    pub fn column(&self) -> &str {
+        match self {
+            LookupKey::Same(c) | LookupKey::Named { column: c, .. } => c,
+        }
+    }
 }
 
 /// A report of the batch stage: either declared (from, join, where, group by, aggregates,
@@ -774,7 +856,7 @@ pub enum Literal {
     String(String),
 }
 
-/// A derived column: name and SQL expression.
+/// A derived column: name and SQL expression (DataFusion's dialect).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DerivedColumn {

@@ -90,7 +90,9 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     c.check_name("name".into(), &cfg.name);
 
     check_format(&mut c, &cfg.format);
+    check_derive(&mut c, cfg);
     let events = schema::events_of(cfg);
+    check_lookups(&mut c, cfg);
 
     match events.field_with_name(&cfg.event_time.field) {
         Ok(f) if matches!(f.data_type(), DataType::Timestamp(..)) => {}
@@ -329,17 +331,165 @@ fn check_kafka(c: &mut Checker, k: &KafkaConfig, cfg: &PipelineConfig) {
     // for these aggregates only.
     for (i, t) in cfg.tables.iter().enumerate() {
         for (j, a) in t.aggregates.iter().enumerate() {
-            if matches!(a.function, AggregateFn::Avg | AggregateFn::ApproxDistinct) {
+            if a.function == AggregateFn::Avg {
+                c.report(
+                    format!("tables[{i}].aggregates[{j}].fn"),
+                    "`avg` cannot merge the partial rows that each Kafka partition writes; store `sum` and `count` instead",
+                );
+            } else if is_sketched(a.function) && !a.sketch {
                 c.report(
                     format!("tables[{i}].aggregates[{j}].fn"),
                     format!(
-                        "`{}` cannot merge the partial rows that each Kafka partition writes; store `sum` and `count` (for an average) or `count_distinct` of a column the topic is keyed by",
+                        "`{}` merges the partial rows that each Kafka partition writes only through its sketch: add `sketch: true`",
                         a.function.as_str()
                     ),
                 );
             }
         }
     }
+}
+
+/// Aggregates that keep a sketch and can write it (`sketch: true`).
+fn is_sketched(f: AggregateFn) -> bool {
+    matches!(f, AggregateFn::ApproxDistinct | AggregateFn::ApproxPercentile)
+}
+
+/// `q` and `sketch` of an aggregate, wherever it is declared.
+fn check_aggregate_options(c: &mut Checker, ap: &str, a: &AggregateConfig, in_table: bool) {
+    match (a.function, a.q) {
+        (AggregateFn::ApproxPercentile, None) => c.report(
+            format!("{ap}.q"),
+            "`approx_percentile` needs `q`, the quantile (e.g. 0.95)",
+        ),
+        (AggregateFn::ApproxPercentile, Some(q)) if !(0.0..=1.0).contains(&q) => {
+            c.report(format!("{ap}.q"), format!("{q} is not a quantile between 0 and 1"))
+        }
+        (AggregateFn::ApproxPercentile, Some(_)) | (_, None) => {}
+        (f, Some(_)) => c.report(
+            format!("{ap}.q"),
+            format!("only `approx_percentile` takes `q`, not `{}`", f.as_str()),
+        ),
+    }
+    if a.sketch && !(in_table && is_sketched(a.function)) {
+        c.report(
+            format!("{ap}.sketch"),
+            if in_table {
+                "only `approx_distinct` and `approx_percentile` keep a sketch"
+            } else {
+                "sketches are written by windowed tables; a report reads them (`column: <name>_sketch`)"
+            },
+        );
+    }
+}
+
+/// `derive`: names that do not clash, expressions DataFusion plans against the fields
+/// before them.
+fn check_derive(c: &mut Checker, cfg: &PipelineConfig) {
+    let source = schema::source_events_of(cfg);
+    let mut names = HashSet::new();
+    for (i, d) in cfg.derive.iter().enumerate() {
+        c.check_name(format!("derive[{i}].name"), &d.name);
+        c.check_unique(&mut names, format!("derive[{i}].name"), &d.name, "derived column");
+    }
+    if let Err((i, e)) = crate::expr::Derivations::compile(&source, &cfg.derive) {
+        let at = if e.contains("already a field") { "name" } else { "expr" };
+        c.report(format!("derive[{i}].{at}"), e);
+    }
+}
+
+/// `lookup`: a dimension table, a key on both sides with types that match, columns that
+/// exist and do not clash, defaults of the right type.
+fn check_lookups(c: &mut Checker, cfg: &PipelineConfig) {
+    let source = schema::source_events_of(cfg);
+    let Ok(derived) = crate::expr::Derivations::compile(&source, &cfg.derive) else {
+        return;
+    };
+    let mut fields: HashSet<String> = derived
+        .schema(&source)
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let before = derived.schema(&source).clone();
+    for (i, l) in cfg.lookup.iter().enumerate() {
+        let p = format!("lookup[{i}]");
+        let Some(d) = cfg.dimension(&l.table) else {
+            let known: Vec<&str> = cfg.dimensions.iter().map(|d| d.name.as_str()).collect();
+            c.report(
+                format!("{p}.table"),
+                format!("no dimension `{}` (dimensions: {})", l.table, known.join(", ")),
+            );
+            continue;
+        };
+        let key = d.columns.iter().find(|k| k.name == l.on.column());
+        match (before.field_with_name(l.on.field()), key) {
+            (Err(_), _) => c.report(
+                format!("{p}.on"),
+                format!("no event field `{}` (fields: {})", l.on.field(), field_list(&before)),
+            ),
+            (_, None) => c.report(
+                format!("{p}.on"),
+                format!("dimension `{}` has no column `{}`", d.name, l.on.column()),
+            ),
+            (Ok(f), Some(k)) if !lookup_key_types_match(f.data_type(), &schema::arrow_type(k.data_type)) => c.report(
+                format!("{p}.on"),
+                format!(
+                    "event field `{}` is {} and dimension column `{}` is {}; they cannot be matched",
+                    f.name(),
+                    f.data_type(),
+                    k.name,
+                    schema::arrow_type(k.data_type)
+                ),
+            ),
+            _ => {}
+        }
+        for (j, col) in l.columns.iter().enumerate() {
+            if !d.columns.iter().any(|k| &k.name == col) {
+                c.report(
+                    format!("{p}.columns[{j}]"),
+                    format!("dimension `{}` has no column `{col}`", d.name),
+                );
+            }
+        }
+        let added = schema::lookup_columns(l, d);
+        for col in &added {
+            if !fields.insert(col.name.clone()) {
+                c.report(
+                    format!("{p}.columns"),
+                    format!("`{}` is already a field of the events; add only other columns", col.name),
+                );
+            }
+        }
+        for (name, v) in &l.defaults {
+            match added.iter().find(|k| &k.name == name) {
+                None => c.report(
+                    format!("{p}.defaults.{name}"),
+                    format!("`{name}` is not a column this lookup adds"),
+                ),
+                Some(k) if !literal_fits(v, &schema::arrow_type(k.data_type)) => c.report(
+                    format!("{p}.defaults.{name}"),
+                    format!("`{name}` is {}; {v:?} does not fit", schema::arrow_type(k.data_type)),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// Lookup keys match by value: the same type, or two integer types.
+pub fn lookup_key_types_match(a: &DataType, b: &DataType) -> bool {
+    let int = |t: &DataType| matches!(t, DataType::Int32 | DataType::Int64);
+    a == b || (int(a) && int(b))
+}
+
+fn literal_fits(v: &Literal, t: &DataType) -> bool {
+    matches!(
+        (v, t),
+        (Literal::String(_), DataType::Utf8)
+            | (Literal::Int(_), DataType::Int32 | DataType::Int64 | DataType::Float64)
+            | (Literal::Float(_), DataType::Float64)
+            | (Literal::Bool(_), DataType::Boolean)
+    )
 }
 
 fn check_format(c: &mut Checker, format: &FormatConfig) {
@@ -432,6 +582,17 @@ fn check_table(c: &mut Checker, p: &str, t: &TableConfig, events: &Schema) {
         if let Err(e) = schema::aggregate_output_type(a.function, input) {
             c.report(format!("{ap}.fn"), e);
         }
+        check_aggregate_options(c, &ap, a, true);
+    }
+    for (i, a) in t.aggregates.iter().enumerate() {
+        if let Some(sk) = a.sketch_column()
+            && (columns.contains(sk.as_str()) || t.aggregates[..i].iter().any(|b| b.sketch_column() == Some(sk.clone())))
+        {
+            c.report(
+                format!("{p}.aggregates[{i}].name"),
+                format!("its sketch column `{sk}` clashes with another column of the table"),
+            );
+        }
     }
     if let Some(f) = &t.filter {
         check_filter(c, &format!("{p}.filter"), f, events);
@@ -446,11 +607,15 @@ fn check_table(c: &mut Checker, p: &str, t: &TableConfig, events: &Schema) {
     }
 }
 
+/// A filter in the closed condition language gets that language's checks (and messages);
+/// any other text must be a boolean SQL expression over the events.
 fn check_filter(c: &mut Checker, path: &str, text: &str, events: &Schema) {
     let parsed = match filter::parse(text) {
         Ok(f) => f,
-        Err(e) => {
-            c.report(path, e);
+        Err(_) => {
+            if let Err(e) = crate::expr::Predicate::compile(text, events) {
+                c.report(path, e);
+            }
             return;
         }
     };

@@ -165,6 +165,55 @@ impl Hll {
     }
 }
 
+/// The lake's bytes of a HyperLogLog (see [`super`] for the layout).
+impl Hll {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![super::FORMAT_VERSION, super::KIND_HLL, P as u8];
+        match self {
+            Hll::Sparse(list) => {
+                out.reserve(5 + list.len() * 4);
+                out.push(0);
+                out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                for e in list {
+                    out.extend_from_slice(&e.to_le_bytes());
+                }
+            }
+            Hll::Dense(regs) => {
+                out.push(1);
+                out.extend_from_slice(regs);
+            }
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, super::SketchError> {
+        super::expect_kind(bytes, super::KIND_HLL, "HyperLogLog")?;
+        let mut r = super::Reader {
+            bytes: &bytes[2..],
+            what: "HyperLogLog",
+        };
+        let damaged = super::SketchError::Damaged("HyperLogLog");
+        if u32::from(r.u8()?) != P {
+            return Err(damaged);
+        }
+        let hll = match r.u8()? {
+            0 => {
+                let n = r.u32()? as usize;
+                let list = (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+                let sorted = list.windows(2).all(|w| (w[0] >> 8) < (w[1] >> 8));
+                if !sorted || list.last().is_some_and(|e| (e >> 8) as usize >= M) {
+                    return Err(damaged);
+                }
+                Hll::Sparse(list)
+            }
+            1 => Hll::Dense(r.take(M)?.to_vec().into_boxed_slice()),
+            _ => return Err(damaged),
+        };
+        r.end()?;
+        Ok(hll)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +275,16 @@ mod tests {
         }
         assert_eq!(grown, h.heap_bytes());
         assert!(matches!(h, Hll::Dense(_)));
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        for n in [0, 5, 100_000] {
+            let h = sketch(0..n);
+            let back = Hll::from_bytes(&h.to_bytes()).unwrap();
+            assert_eq!(back, h);
+        }
+        assert_eq!(Hll::default().to_bytes(), [1, b'H', 14, 0, 0, 0, 0, 0]);
     }
 
     #[test]

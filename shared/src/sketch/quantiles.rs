@@ -1,0 +1,244 @@
+//! `approx_percentile`: a t-digest with a small buffer in front.
+//!
+//! The digest is DataFusion's `TDigest` (at most 100 centroids, as its
+//! `approx_percentile_cont`): adding values one at a time to it would re-sort the centroids
+//! each time, so values wait in a buffer of [`BUFFER`] and are merged in a batch. The
+//! buffer is part of the state a checkpoint keeps, so a restored accumulator merges at the
+//! same points as the uninterrupted one and gives the same bytes.
+//!
+//! Error: the t-digest keeps the tails finer than the middle; measured on a million
+//! generated values (see the tests and the README), the estimate of every quantile from
+//! 0.01 to 0.99 is within 1 % of rank of the exact one (0.3 % typical), per window and after
+//! merging windows. NaN values are skipped (as NULL).
+
+use datafusion_functions_aggregate_common::tdigest::{Centroid, DEFAULT_MAX_SIZE, TDigest};
+
+use super::{KIND_TDIGEST, Reader, SketchError, expect_kind};
+
+/// Values buffered before they are merged into the digest.
+pub const BUFFER: usize = 512;
+
+/// A t-digest and the values not yet merged into it.
+#[derive(Debug, Clone)]
+pub struct Quantiles {
+    digest: TDigest,
+    buffer: Vec<f64>,
+}
+
+impl Default for Quantiles {
+    fn default() -> Self {
+        Quantiles {
+            digest: TDigest::new(DEFAULT_MAX_SIZE),
+            buffer: Vec::new(),
+        }
+    }
+}
+
+impl PartialEq for Quantiles {
+    fn eq(&self, other: &Self) -> bool {
+        self.buffer == other.buffer && digest_bytes(&self.digest) == digest_bytes(&other.digest)
+    }
+}
+
+impl Quantiles {
+    /// Adds a value; returns the bytes the state grew by (for the state budget).
+    #[inline]
+    pub fn add(&mut self, v: f64) -> usize {
+        if v.is_nan() {
+            return 0;
+        }
+        self.buffer.push(v);
+        if self.buffer.len() >= BUFFER {
+            self.flush();
+            // The buffer's bytes are reused; the digest is bounded.
+            return 0;
+        }
+        8
+    }
+
+    fn flush(&mut self) {
+        if !self.buffer.is_empty() {
+            self.buffer.sort_unstable_by(f64::total_cmp);
+            self.digest = self.digest.merge_sorted_f64(&self.buffer);
+            self.buffer.clear();
+        }
+    }
+
+    /// Folds `other` in: the digest of both inputs.
+    pub fn merge(&mut self, other: &Quantiles) {
+        self.flush();
+        let mut other = other.clone();
+        other.flush();
+        self.digest = TDigest::merge_digests([&self.digest, &other.digest]);
+    }
+
+    /// Values added (NaN excluded).
+    pub fn count(&self) -> u64 {
+        self.digest.count() as u64 + self.buffer.len() as u64
+    }
+
+    /// The estimated `q` quantile, or `None` without values.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count() == 0 {
+            return None;
+        }
+        let mut all = self.clone();
+        all.flush();
+        Some(all.digest.estimate_quantile(q))
+    }
+
+    /// Bytes on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.buffer.capacity() * 8 + self.digest.centroids().len() * 16
+    }
+
+    /// The lake's bytes (see [`super`] for the layout): the buffer merged in.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut all = self.clone();
+        all.flush();
+        digest_bytes(&all.digest)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, SketchError> {
+        expect_kind(bytes, KIND_TDIGEST, "t-digest")?;
+        let mut r = Reader {
+            bytes: &bytes[2..],
+            what: "t-digest",
+        };
+        let max_size = r.u32()? as usize;
+        let (count, sum, min, max) = (r.f64()?, r.f64()?, r.f64()?, r.f64()?);
+        let n = r.u32()? as usize;
+        let centroids = (0..n)
+            .map(|_| Ok(Centroid::new(r.f64()?, r.f64()?)))
+            .collect::<Result<Vec<_>, SketchError>>()?;
+        r.end()?;
+        let digest = TDigest::try_from_parts(max_size, sum, count, max, min, centroids)
+            .map_err(|_| SketchError::Damaged("t-digest"))?;
+        Ok(Quantiles {
+            digest,
+            buffer: Vec::new(),
+        })
+    }
+}
+
+fn digest_bytes(d: &TDigest) -> Vec<u8> {
+    let centroids = d.centroids();
+    let mut out = Vec::with_capacity(2 + 4 + 32 + 4 + centroids.len() * 16);
+    out.extend_from_slice(&[super::FORMAT_VERSION, KIND_TDIGEST]);
+    out.extend_from_slice(&(d.max_size() as u32).to_le_bytes());
+    for v in [d.count(), d.sum(), d.min(), d.max()] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&(centroids.len() as u32).to_le_bytes());
+    for c in centroids {
+        out.extend_from_slice(&c.mean().to_le_bytes());
+        out.extend_from_slice(&c.weight().to_le_bytes());
+    }
+    out
+}
+
+/// In a checkpoint: the digest's bytes and the buffer as it is.
+impl serde::Serialize for Quantiles {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (digest_bytes(&self.digest), &self.buffer).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Quantiles {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (bytes, buffer): (Vec<u8>, Vec<f64>) = serde::Deserialize::deserialize(d)?;
+        let mut q = Quantiles::from_bytes(&bytes).map_err(serde::de::Error::custom)?;
+        q.buffer = buffer;
+        Ok(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed pseudo-random sequence (xorshift), skewed like response sizes.
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                (1.0 / (1.0 - u * 0.999)).powi(2) * 100.0
+            })
+            .collect()
+    }
+
+    /// The rank (0..1) of `v` in sorted `all`.
+    fn rank(all: &[f64], v: f64) -> f64 {
+        all.partition_point(|x| *x < v) as f64 / all.len() as f64
+    }
+
+    fn within_rank_error(sorted: &[f64], q: &Quantiles, bound: f64) {
+        for p in [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99] {
+            let est = q.quantile(p).unwrap();
+            // The estimate's rank interval (ties) must come within `bound` of `p`.
+            let lo = rank(sorted, est);
+            let hi = sorted.partition_point(|x| *x <= est) as f64 / sorted.len() as f64;
+            let err = if p < lo { lo - p } else if p > hi { p - hi } else { 0.0 };
+            assert!(err <= bound, "q{p}: estimate {est} has rank {lo}..{hi}");
+        }
+    }
+
+    #[test]
+    fn a_million_values_within_one_percent_of_rank() {
+        let v = values(1_000_000, 7);
+        let mut q = Quantiles::default();
+        for x in &v {
+            q.add(*x);
+        }
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        within_rank_error(&sorted, &q, 0.01);
+        assert_eq!(q.count(), 1_000_000);
+    }
+
+    #[test]
+    fn merged_windows_within_one_percent_of_rank() {
+        let v = values(600_000, 11);
+        let mut day = Quantiles::default();
+        for minute in v.chunks(1_000) {
+            let mut m = Quantiles::default();
+            minute.iter().for_each(|x| {
+                m.add(*x);
+            });
+            // Through the lake's bytes, as the batch stage reads them.
+            day.merge(&Quantiles::from_bytes(&m.to_bytes()).unwrap());
+        }
+        let mut sorted = v.clone();
+        sorted.sort_by(f64::total_cmp);
+        within_rank_error(&sorted, &day, 0.01);
+    }
+
+    #[test]
+    fn small_inputs_and_nan() {
+        let mut q = Quantiles::default();
+        assert_eq!(q.quantile(0.5), None);
+        q.add(f64::NAN);
+        assert_eq!(q.count(), 0);
+        q.add(42.0);
+        assert_eq!(q.quantile(0.5), Some(42.0));
+        assert_eq!(q.quantile(0.99), Some(42.0));
+    }
+
+    #[test]
+    fn bytes_and_checkpoints_round_trip() {
+        let mut q = Quantiles::default();
+        for x in values(1_300, 3) {
+            q.add(x);
+        }
+        let back = Quantiles::from_bytes(&q.to_bytes()).unwrap();
+        assert_eq!(back.to_bytes(), q.to_bytes());
+        let saved = postcard::to_allocvec(&q).unwrap();
+        let restored: Quantiles = postcard::from_bytes(&saved).unwrap();
+        assert_eq!(restored, q);
+        assert!(Quantiles::from_bytes(&q.to_bytes()[..20]).is_err());
+    }
+}
