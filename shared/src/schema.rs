@@ -50,15 +50,15 @@ pub const KAFKA_FIELDS: [&str; 3] = ["kafka_partition", "kafka_offset", "kafka_t
 /// the `derive` columns, then the `lookup` columns. (A `derive` expression that does not
 /// compile ends the list there; validation reports it.)
 pub fn events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
-    let source = source_events_of(config);
-    let derived = match crate::expr::Derivations::compile(&source, &config.derive) {
-        Ok(d) => d.schema(&source).clone(),
-        Err(_) => source,
-    };
+    let derived = derived_events_of(config);
     if config.lookup.is_empty() {
         return derived;
     }
-    let mut fields: Vec<Field> = derived.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = derived
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     for l in &config.lookup {
         if let Some(d) = config.dimension(&l.table) {
             for c in lookup_columns(l, d) {
@@ -69,6 +69,16 @@ pub fn events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// Columns of an event of a pipeline before `lookup`: [`source_events_of`], then the
+/// `derive` columns (up to the first that does not compile; validation reports it).
+pub fn derived_events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
+    let source = source_events_of(config);
+    match crate::expr::Derivations::compile(&source, &config.derive) {
+        Ok(d) => d.schema(&source).clone(),
+        Err(_) => source,
+    }
+}
+
 /// The dimension columns a lookup adds: those it names (unknown names skipped; validation
 /// reports them), or every column but the key.
 pub fn lookup_columns<'a>(
@@ -76,7 +86,11 @@ pub fn lookup_columns<'a>(
     d: &'a crate::config::DimensionConfig,
 ) -> Vec<&'a crate::config::FieldConfig> {
     if l.columns.is_empty() {
-        return d.columns.iter().filter(|c| c.name != l.on.column()).collect();
+        return d
+            .columns
+            .iter()
+            .filter(|c| c.name != l.on.column())
+            .collect();
     }
     l.columns
         .iter()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use hashbrown::HashSet;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Float64Array, Int64Array, RecordBatch};
 use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -19,7 +19,7 @@ use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
 use shared::config::AggregateFn;
 
-use shared::sketch::Hll;
+use shared::sketch::{Hll, Quantiles};
 
 /// Bytes a distinct value costs in a set beyond its own: the box, the table slot.
 pub const DISTINCT_ENTRY_BYTES: usize = 24;
@@ -34,6 +34,10 @@ pub struct AggSpec {
     pub output_type: DataType,
     /// Encodes `count_distinct` values.
     distinct: Option<RowConverter>,
+    /// The quantile of `approx_percentile`.
+    q: f64,
+    /// Whether the table also stores the sketch (`sketch: true`).
+    sketch: bool,
 }
 
 impl AggSpec {
@@ -55,7 +59,16 @@ impl AggSpec {
             input_type,
             output_type,
             distinct,
+            q: 0.5,
+            sketch: false,
         })
+    }
+
+    /// `q` of `approx_percentile`, and `sketch: true`.
+    pub fn with_options(mut self, q: Option<f64>, sketch: bool) -> Self {
+        self.q = q.unwrap_or(0.5);
+        self.sketch = sketch;
+        self
     }
 
     fn is_float(&self) -> bool {
@@ -75,6 +88,7 @@ impl AggSpec {
             (AggregateFn::Avg, _) => Acc::Avg { sum: 0.0, count: 0 },
             (AggregateFn::CountDistinct, _) => Acc::Distinct(Box::default()),
             (AggregateFn::ApproxDistinct, _) => Acc::Approx(Box::default()),
+            (AggregateFn::ApproxPercentile, _) => Acc::Quantiles(Box::default()),
         }
     }
 
@@ -98,6 +112,10 @@ impl AggSpec {
                 }
             }
             _ if self.is_float() => AggInput::Float(col.as_primitive::<Float64Type>().clone()),
+            AggregateFn::ApproxPercentile => {
+                let floats = cast(col, &DataType::Float64)?;
+                AggInput::Float(floats.as_primitive::<Float64Type>().clone())
+            }
             _ => {
                 let ints = cast(col, &DataType::Int64)?;
                 AggInput::Int(ints.as_primitive::<Int64Type>().clone())
@@ -113,6 +131,12 @@ impl AggSpec {
                     Acc::Count(n) => *n,
                     Acc::Distinct(s) => s.len() as i64,
                     Acc::Approx(h) => h.estimate(),
+                    _ => unreachable!("state matches its function"),
+                })))
+            }
+            AggregateFn::ApproxPercentile => {
+                Arc::new(Float64Array::from_iter(accs.map(|a| match a {
+                    Acc::Quantiles(q) => q.quantile(self.q),
                     _ => unreachable!("state matches its function"),
                 })))
             }
@@ -135,6 +159,22 @@ impl AggSpec {
         } else {
             cast(&array, &self.output_type)
         }
+    }
+}
+
+impl AggSpec {
+    /// The sketch column for a list of states (the lake's bytes, [`shared::sketch`]), when
+    /// the table stores it.
+    pub fn finish_sketch<'a>(&self, accs: impl Iterator<Item = &'a Acc>) -> Option<ArrayRef> {
+        if !self.sketch {
+            return None;
+        }
+        let bytes = accs.map(|a| match a {
+            Acc::Approx(h) => h.to_bytes(),
+            Acc::Quantiles(q) => q.to_bytes(),
+            _ => unreachable!("only sketches are stored"),
+        });
+        Some(Arc::new(BinaryArray::from_iter_values(bytes)))
     }
 }
 
@@ -166,6 +206,7 @@ pub enum Acc {
     Avg { sum: f64, count: i64 },
     Distinct(#[serde(with = "sorted_set")] Box<DistinctSet>),
     Approx(Box<Hll>),
+    Quantiles(Box<Quantiles>),
 }
 
 /// The values a `count_distinct` has seen (as bytes).
@@ -197,6 +238,7 @@ impl Acc {
         match self {
             Acc::Distinct(set) => set.iter().map(|v| v.len() + DISTINCT_ENTRY_BYTES).sum(),
             Acc::Approx(h) => h.heap_bytes(),
+            Acc::Quantiles(q) => q.heap_bytes(),
             _ => 0,
         }
     }
@@ -289,6 +331,11 @@ impl Acc {
                     return h.add(rows.row(row).as_ref());
                 }
             }
+            (Acc::Quantiles(q), AggInput::Float(a)) => {
+                if let Some(v) = float_at(a, row) {
+                    return q.add(v);
+                }
+            }
             _ => unreachable!("state and input follow the same spec"),
         }
         0
@@ -317,6 +364,7 @@ impl Acc {
             }
             (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(*b),
             (Acc::Approx(a), Acc::Approx(b)) => a.merge(&b),
+            (Acc::Quantiles(a), Acc::Quantiles(b)) => a.merge(&b),
             _ => unreachable!("merged states follow the same spec"),
         }
     }

@@ -21,7 +21,7 @@ use shared::lake::Lake;
 use crate::engine::EngineSnapshot;
 
 /// Version of the checkpoint format; a checkpoint of another version is not restored.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 const MAGIC: &[u8; 6] = b"SICKPT";
 
 /// One checkpoint.
@@ -261,6 +261,14 @@ name: golden
 source: { kind: stdin }
 format: { kind: apache }
 event_time: { field: ts, max_out_of_orderness: 60s }
+derive:
+  - { name: class, expr: status / 100 }
+lookup:
+  - { table: codes, on: status, columns: [label], defaults: { label: other } }
+dimensions:
+  - name: codes
+    path: codes.csv
+    columns: [{ name: status, type: int32 }, { name: label, type: string }]
 tables:
   - name: status_1m
     window: { kind: tumbling, size: 1m }
@@ -271,7 +279,13 @@ tables:
       - { name: bytes_max, fn: max, column: bytes }
       - { name: avg_bytes, fn: avg, column: bytes }
       - { name: hosts, fn: count_distinct, column: host }
-      - { name: approx_hosts, fn: approx_distinct, column: host }
+      - { name: approx_hosts, fn: approx_distinct, column: host, sketch: true }
+      - { name: p90_bytes, fn: approx_percentile, column: bytes, q: 0.9, sketch: true }
+  - name: by_class
+    window: { kind: tumbling, size: 1m }
+    key: [class, label]
+    aggregates:
+      - { name: requests, fn: count }
   - name: sessions
     window: { kind: session, gap: 5m }
     key: [host]
@@ -300,7 +314,10 @@ not a log line
         .unwrap();
         let names: Vec<String> = config.tables.iter().map(|t| t.name.clone()).collect();
         let telemetry = crate::telemetry::Telemetry::new(&names);
-        let mut engine = Engine::new(config, lake, None, Arc::clone(&telemetry)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("codes.csv"), "status,label\n200,ok\n").unwrap();
+        let lookups = crate::lookup::Lookups::open(config, |p| dir.path().join(p)).unwrap();
+        let mut engine = Engine::new(config, lake, None, Arc::clone(&telemetry), lookups).unwrap();
         engine.set_next_checkpoint(7);
         let parsed = parse_chunk(parser_for(&config.format).as_mut(), LINES, true);
         let mut files = Vec::new();

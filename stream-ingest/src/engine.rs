@@ -27,7 +27,10 @@ use shared::commit::PartitionMarker;
 use shared::config::PipelineConfig;
 use shared::lake::Lake;
 
+use shared::expr::Derivations;
+
 use crate::dead_letter::{DeadLetter, DeadLetterError};
+use crate::lookup::{LookupSnapshot, Lookups};
 use crate::parallel::ParsedChunk;
 use crate::sink::{EncodedFile, SinkError, SinkSnapshot, TableSink};
 use crate::sources::{Advance, Position};
@@ -45,6 +48,8 @@ pub enum EngineError {
     DeadLetter(#[from] DeadLetterError),
     #[error("building table `{table}`: {message}")]
     Build { table: String, message: String },
+    #[error(transparent)]
+    Lookup(#[from] crate::lookup::LookupError),
 }
 
 /// The counters a checkpoint carries (read from and restored into [`Telemetry`], which
@@ -86,6 +91,8 @@ pub struct EngineSnapshot {
     /// more: where several engines write one table (one per Kafka partition), a partition is
     /// committed once every engine's horizon passed its end.
     pub horizon: i64,
+    /// The version of each lookup's dimension the events after this checkpoint see.
+    pub lookups: Vec<LookupSnapshot>,
 }
 
 struct LateOutput {
@@ -110,6 +117,10 @@ pub struct Engine {
     idle_empty: bool,
     /// A Kafka source: the event schema, whose last fields come from each line's record.
     with_records: Option<SchemaRef>,
+    /// The pipeline's `derive` columns, appended to each batch.
+    derive: Derivations,
+    /// The pipeline's `lookup` columns, appended after them.
+    lookups: Lookups,
     /// The checkpoint that commits the files cut now.
     checkpoint: u64,
     commit_delay: i64,
@@ -166,12 +177,22 @@ fn with_record_fields(
 }
 
 impl Engine {
+    /// `lookups` are the pipeline's, opened on their dimension files ([`Lookups::open`]).
     pub fn new(
         config: &PipelineConfig,
         lake: Lake,
         dead_letter: Option<DeadLetter>,
         telemetry: Arc<Telemetry>,
+        lookups: Lookups,
     ) -> Result<Self, EngineError> {
+        let source_events = shared::schema::source_events_of(config);
+        let derive =
+            Derivations::compile(&source_events, &config.derive).map_err(|(i, message)| {
+                EngineError::Build {
+                    table: format!("(derive[{i}])"),
+                    message,
+                }
+            })?;
         let events = shared::schema::events_of(config);
         let ts_column =
             events
@@ -240,7 +261,9 @@ impl Engine {
             idle_base: None,
             idle_empty: false,
             with_records: matches!(config.source, shared::config::SourceConfig::Kafka(_))
-                .then(|| events.clone()),
+                .then(|| source_events.clone()),
+            derive,
+            lookups,
             checkpoint: 1,
             commit_delay: config.partition_commit.delay.as_micros(),
             parallel_tables: false,
@@ -301,13 +324,12 @@ impl Engine {
             parsed.batch.num_rows() as u64,
             parsed.invalid.len() as u64,
         );
-        match &self.with_records {
-            Some(schema) => {
-                let batch = with_record_fields(schema, &parsed)?;
-                self.process_batch(&batch, files)
-            }
-            None => self.process_batch(&parsed.batch, files),
-        }
+        let batch = match &self.with_records {
+            Some(schema) => with_record_fields(schema, &parsed)?,
+            None => parsed.batch,
+        };
+        let batch = self.lookups.apply(self.derive.apply(batch)?)?;
+        self.process_batch(&batch, files)
     }
 
     fn process_batch(
@@ -532,6 +554,9 @@ impl Engine {
         if let Some(out) = &mut self.late {
             files.extend(out.sink.roll(now)?);
         }
+        // A changed dimension file is taken here: the events after this checkpoint (and a
+        // replay of them) see the new version.
+        self.lookups.refresh();
         let wm = self.watermark.current();
         let mut markers = Vec::new();
         for (table, sink) in self.tables.iter().zip(&mut self.sinks) {
@@ -557,6 +582,7 @@ impl Engine {
                 .as_mut()
                 .map(DeadLetter::checkpoint_len)
                 .transpose()?,
+            lookups: self.lookups.snapshot(),
         };
         self.set_next_checkpoint(self.checkpoint + 1);
         Ok(snapshot)
@@ -587,6 +613,7 @@ impl Engine {
         if let (Some(dl), Some(len)) = (&mut self.dead_letter, s.dead_letter_len) {
             dl.truncate(len)?;
         }
+        self.lookups.restore(s.lookups)?;
         Ok(())
     }
 }

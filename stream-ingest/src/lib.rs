@@ -16,9 +16,9 @@ pub mod compact;
 pub mod dead_letter;
 pub mod engine;
 pub mod fault;
-pub mod filter;
 pub mod format;
 pub mod http;
+pub mod lookup;
 pub mod member;
 pub mod parallel;
 pub mod produce;
@@ -46,6 +46,7 @@ use tokio::sync::mpsc;
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::engine::{Engine, EngineError, EngineStats};
+use crate::lookup::Lookups;
 use crate::parallel::Parsers;
 use crate::sink::EncodedFile;
 use crate::sources::{Chunk, Input, ReaderOptions, SourceError};
@@ -508,7 +509,14 @@ async fn recover(
         Some(p) => Some(DeadLetter::open(&unit.dead_letter_path(p))?),
         None => None,
     };
-    let mut engine = Engine::new(config, lake.clone(), dead_letter, telemetry.clone())?;
+    let lookups = Lookups::open(config, |p| loaded.resolve(p)).map_err(EngineError::from)?;
+    let mut engine = Engine::new(
+        config,
+        lake.clone(),
+        dead_letter,
+        telemetry.clone(),
+        lookups,
+    )?;
     engine.set_unit(unit.tag.clone());
     let resumed_from = restored.as_ref().map(|c| c.id);
     if let Some(ck) = restored {

@@ -26,8 +26,8 @@ use std::hash::BuildHasher;
 use std::mem::size_of;
 
 use crate::aggregate::{Acc, AggInput, AggSpec};
-use crate::filter::CompiledFilter;
 use crate::window::WindowAssigner;
+use shared::expr::Predicate;
 
 /// Bytes a group of a fixed window costs beyond its key and states: its key's end offset
 /// and its slot in the hash table (at the table's load factor).
@@ -151,7 +151,7 @@ pub struct WindowedTable {
     key_columns: Vec<usize>,
     keys: Option<RowConverter>,
     aggs: Vec<AggSpec>,
-    filter: Option<CompiledFilter>,
+    filter: Option<Predicate>,
     /// Fixed windows by start.
     windows: BTreeMap<i64, Window>,
     /// Session windows by key.
@@ -182,23 +182,26 @@ impl WindowedTable {
             Some(RowConverter::new(fields).map_err(|e| e.to_string())?)
         };
         let mut aggs = Vec::new();
-        for (i, a) in config.aggregates.iter().enumerate() {
+        for a in &config.aggregates {
             let column = match &a.column {
                 Some(c) => Some(events.index_of(c).map_err(|e| e.to_string())?),
                 None => None,
             };
             let input_type = column.map(|c| events.field(c).data_type().clone());
-            let output_type = schema.field(2 + key_columns.len() + i).data_type().clone();
+            let output_type = schema.field_with_name(&a.name).map_err(|e| e.to_string())?;
             aggs.push(
-                AggSpec::new(a.function, column, input_type, output_type)
-                    .map_err(|e| e.to_string())?,
+                AggSpec::new(
+                    a.function,
+                    column,
+                    input_type,
+                    output_type.data_type().clone(),
+                )
+                .map_err(|e| e.to_string())?
+                .with_options(a.q, a.sketch),
             );
         }
         let filter = match &config.filter {
-            Some(f) => Some(CompiledFilter::new(
-                &shared::config::filter::parse(f)?,
-                events,
-            )?),
+            Some(f) => Some(Predicate::compile(f, events)?),
             None => None,
         };
         Ok(WindowedTable {
@@ -479,6 +482,9 @@ impl WindowedTable {
         }
         for (i, spec) in self.aggs.iter().enumerate() {
             columns.push(spec.finish(rows.iter().map(|r| &r.3[i]))?);
+            if let Some(sketch) = spec.finish_sketch(rows.iter().map(|r| &r.3[i])) {
+                columns.push(sketch);
+            }
         }
         // Key columns keep their nullability from the event schema; make the arrays agree.
         RecordBatch::try_new(self.schema.clone(), columns)
@@ -642,6 +648,8 @@ mod tests {
                     name: "c".into(),
                     function: AggregateFn::Count,
                     column: None,
+                    q: None,
+                    sketch: false,
                 },
                 AggregateConfig {
                     name: "s".into(),
@@ -852,10 +860,7 @@ mod tests {
     #[test]
     fn filter_keeps_matching_rows() {
         let mut cfg_t = table(tumbling(60));
-        cfg_t.filter = Some(
-            CompiledFilter::new(&shared::config::filter::parse("n >= 2").unwrap(), &events())
-                .unwrap(),
-        );
+        cfg_t.filter = Some(Predicate::compile("n >= 2", &events()).unwrap());
         let (out, _) = run(
             &mut cfg_t,
             60,

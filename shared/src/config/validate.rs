@@ -351,7 +351,10 @@ fn check_kafka(c: &mut Checker, k: &KafkaConfig, cfg: &PipelineConfig) {
 
 /// Aggregates that keep a sketch and can write it (`sketch: true`).
 fn is_sketched(f: AggregateFn) -> bool {
-    matches!(f, AggregateFn::ApproxDistinct | AggregateFn::ApproxPercentile)
+    matches!(
+        f,
+        AggregateFn::ApproxDistinct | AggregateFn::ApproxPercentile
+    )
 }
 
 /// `q` and `sketch` of an aggregate, wherever it is declared.
@@ -361,9 +364,10 @@ fn check_aggregate_options(c: &mut Checker, ap: &str, a: &AggregateConfig, in_ta
             format!("{ap}.q"),
             "`approx_percentile` needs `q`, the quantile (e.g. 0.95)",
         ),
-        (AggregateFn::ApproxPercentile, Some(q)) if !(0.0..=1.0).contains(&q) => {
-            c.report(format!("{ap}.q"), format!("{q} is not a quantile between 0 and 1"))
-        }
+        (AggregateFn::ApproxPercentile, Some(q)) if !(0.0..=1.0).contains(&q) => c.report(
+            format!("{ap}.q"),
+            format!("{q} is not a quantile between 0 and 1"),
+        ),
         (AggregateFn::ApproxPercentile, Some(_)) | (_, None) => {}
         (f, Some(_)) => c.report(
             format!("{ap}.q"),
@@ -389,10 +393,19 @@ fn check_derive(c: &mut Checker, cfg: &PipelineConfig) {
     let mut names = HashSet::new();
     for (i, d) in cfg.derive.iter().enumerate() {
         c.check_name(format!("derive[{i}].name"), &d.name);
-        c.check_unique(&mut names, format!("derive[{i}].name"), &d.name, "derived column");
+        c.check_unique(
+            &mut names,
+            format!("derive[{i}].name"),
+            &d.name,
+            "derived column",
+        );
     }
     if let Err((i, e)) = crate::expr::Derivations::compile(&source, &cfg.derive) {
-        let at = if e.contains("already a field") { "name" } else { "expr" };
+        let at = if e.contains("already a field") {
+            "name"
+        } else {
+            "expr"
+        };
         c.report(format!("derive[{i}].{at}"), e);
     }
 }
@@ -417,7 +430,11 @@ fn check_lookups(c: &mut Checker, cfg: &PipelineConfig) {
             let known: Vec<&str> = cfg.dimensions.iter().map(|d| d.name.as_str()).collect();
             c.report(
                 format!("{p}.table"),
-                format!("no dimension `{}` (dimensions: {})", l.table, known.join(", ")),
+                format!(
+                    "no dimension `{}` (dimensions: {})",
+                    l.table,
+                    known.join(", ")
+                ),
             );
             continue;
         };
@@ -456,7 +473,10 @@ fn check_lookups(c: &mut Checker, cfg: &PipelineConfig) {
             if !fields.insert(col.name.clone()) {
                 c.report(
                     format!("{p}.columns"),
-                    format!("`{}` is already a field of the events; add only other columns", col.name),
+                    format!(
+                        "`{}` is already a field of the events; add only other columns",
+                        col.name
+                    ),
                 );
             }
         }
@@ -468,7 +488,10 @@ fn check_lookups(c: &mut Checker, cfg: &PipelineConfig) {
                 ),
                 Some(k) if !literal_fits(v, &schema::arrow_type(k.data_type)) => c.report(
                     format!("{p}.defaults.{name}"),
-                    format!("`{name}` is {}; {v:?} does not fit", schema::arrow_type(k.data_type)),
+                    format!(
+                        "`{name}` is {}; {v:?} does not fit",
+                        schema::arrow_type(k.data_type)
+                    ),
                 ),
                 Some(_) => {}
             }
@@ -486,7 +509,10 @@ fn literal_fits(v: &Literal, t: &DataType) -> bool {
     matches!(
         (v, t),
         (Literal::String(_), DataType::Utf8)
-            | (Literal::Int(_), DataType::Int32 | DataType::Int64 | DataType::Float64)
+            | (
+                Literal::Int(_),
+                DataType::Int32 | DataType::Int64 | DataType::Float64
+            )
             | (Literal::Float(_), DataType::Float64)
             | (Literal::Bool(_), DataType::Boolean)
     )
@@ -586,7 +612,10 @@ fn check_table(c: &mut Checker, p: &str, t: &TableConfig, events: &Schema) {
     }
     for (i, a) in t.aggregates.iter().enumerate() {
         if let Some(sk) = a.sketch_column()
-            && (columns.contains(sk.as_str()) || t.aggregates[..i].iter().any(|b| b.sketch_column() == Some(sk.clone())))
+            && (columns.contains(sk.as_str())
+                || t.aggregates[..i]
+                    .iter()
+                    .any(|b| b.sketch_column() == Some(sk.clone())))
         {
             c.report(
                 format!("{p}.aggregates[{i}].name"),

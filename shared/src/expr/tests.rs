@@ -15,7 +15,12 @@ fn events() -> RecordBatch {
     RecordBatch::try_new(
         schema,
         vec![
-            Arc::new(Int32Array::from(vec![Some(200), Some(404), None, Some(503)])),
+            Arc::new(Int32Array::from(vec![
+                Some(200),
+                Some(404),
+                None,
+                Some(503),
+            ])),
             Arc::new(StringArray::from(vec![
                 Some("/a/b?x=1"),
                 Some("/img/logo.png"),
@@ -51,7 +56,12 @@ fn s(v: &[Option<&str>]) -> Vec<Option<String>> {
 fn string_functions() {
     assert_eq!(
         strings("lower(agent)"),
-        s(&[Some("googlebot/2.1"), Some("mozilla/5.0"), None, Some("curl/8")])
+        s(&[
+            Some("googlebot/2.1"),
+            Some("mozilla/5.0"),
+            None,
+            Some("curl/8")
+        ])
     );
     assert_eq!(
         strings("substr(path, 1, 4)"),
@@ -75,14 +85,21 @@ fn string_functions() {
     );
     assert_eq!(
         strings("coalesce(agent, 'unknown')"),
-        s(&[Some("Googlebot/2.1"), Some("Mozilla/5.0"), Some("unknown"), Some("curl/8")])
+        s(&[
+            Some("Googlebot/2.1"),
+            Some("Mozilla/5.0"),
+            Some("unknown"),
+            Some("curl/8")
+        ])
     );
 }
 
 #[test]
 fn case_and_arithmetic() {
     assert_eq!(
-        strings("CASE WHEN lower(agent) LIKE '%bot%' THEN 'bot' WHEN agent IS NULL THEN NULL ELSE 'human' END"),
+        strings(
+            "CASE WHEN lower(agent) LIKE '%bot%' THEN 'bot' WHEN agent IS NULL THEN NULL ELSE 'human' END"
+        ),
         s(&[Some("bot"), Some("human"), None, Some("human")])
     );
     let b = events();
@@ -90,7 +107,10 @@ fn case_and_arithmetic() {
     assert_eq!(c.data_type, DataType::Int64);
     let a = c.evaluate(&b).unwrap();
     let a = a.as_primitive::<Int64Type>();
-    assert_eq!(a.iter().collect::<Vec<_>>(), vec![Some(200), Some(400), None, Some(500)]);
+    assert_eq!(
+        a.iter().collect::<Vec<_>>(),
+        vec![Some(200), Some(400), None, Some(500)]
+    );
     // Narrow integers are widened to the types the stages store.
     let c = compile("CAST(status AS SMALLINT)", &b.schema()).unwrap();
     assert_eq!(c.data_type, DataType::Int32);
@@ -111,7 +131,8 @@ fn date_trunc_gives_utc_microseconds() {
     let a = c.evaluate(&b).unwrap();
     assert_eq!(a.data_type(), &timestamp_type());
     assert_eq!(
-        a.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(0),
+        a.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+            .value(0),
         90_000_000_000
     );
 }
@@ -138,18 +159,30 @@ fn errors_name_the_problem() {
 fn old_filters_mean_what_they_meant() {
     let b = events();
     let pass = |text: &str| -> Vec<bool> {
-        let m = Predicate::compile(text, &b.schema()).unwrap().evaluate(&b).unwrap();
+        let m = Predicate::compile(text, &b.schema())
+            .unwrap()
+            .evaluate(&b)
+            .unwrap();
         (0..m.len()).map(|i| m.value(i)).collect()
     };
     assert_eq!(pass("status >= 400"), [false, true, false, true]);
     assert_eq!(pass("status == 200"), [true, false, false, false]);
     // Double quotes are a string in the filter language, as they always were.
     assert_eq!(pass(r#"agent = "curl/8""#), [false, false, false, true]);
-    assert_eq!(pass("status not in (200, 404)"), [false, false, false, true]);
+    assert_eq!(
+        pass("status not in (200, 404)"),
+        [false, false, false, true]
+    );
     assert_eq!(pass("status is null"), [false, false, true, false]);
-    assert_eq!(pass("bytes is not null and status != 503"), [true, false, false, false]);
+    assert_eq!(
+        pass("bytes is not null and status != 503"),
+        [true, false, false, false]
+    );
     // SQL beyond the filter language.
-    assert_eq!(pass("status >= 500 OR path LIKE '/img/%'"), [false, true, false, true]);
+    assert_eq!(
+        pass("status >= 500 OR path LIKE '/img/%'"),
+        [false, true, false, true]
+    );
     assert_eq!(
         filter_sql("path = 'it''s' and x in (1.5, 2)"),
         r#""path" = 'it''s' AND "x" IN (1.5, 2)"#
@@ -186,4 +219,50 @@ fn derivations_chain() {
     .unwrap_err();
     assert_eq!(err.0, 0);
     assert!(err.1.contains("already"), "{}", err.1);
+}
+
+/// The test of the filter evaluator this module replaced, unchanged but for the call.
+#[test]
+fn masks_rows_as_the_hand_written_evaluator_did() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("status", DataType::Int32, true),
+        Field::new("method", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int32Array::from(vec![
+                Some(200),
+                Some(404),
+                None,
+                Some(500),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("GET"),
+                Some("GET"),
+                Some("GET"),
+                None,
+            ])),
+        ],
+    )
+    .unwrap();
+    let f = |text: &str| {
+        let mask = Predicate::compile(text, &schema)
+            .unwrap()
+            .evaluate(&batch)
+            .unwrap();
+        (0..mask.len()).map(|i| mask.value(i)).collect::<Vec<_>>()
+    };
+    assert_eq!(f("status >= 400"), vec![false, true, false, true]);
+    assert_eq!(
+        f("status >= 400 and method = 'GET'"),
+        vec![false, true, false, false]
+    );
+    assert_eq!(f("status is null"), vec![false, false, true, false]);
+    assert_eq!(f("status in (200, 500)"), vec![true, false, false, true]);
+    assert_eq!(
+        f("status not in (200, 500)"),
+        vec![false, true, false, false]
+    );
+    assert_eq!(f("method != 'GET'"), vec![false, false, false, false]);
 }

@@ -112,11 +112,15 @@ impl Reader<'_> {
     }
 
     fn u32(&mut self) -> Result<u32, SketchError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn f64(&mut self) -> Result<f64, SketchError> {
-        Ok(f64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(f64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn end(&self) -> Result<(), SketchError> {

@@ -182,7 +182,13 @@ mod tests {
             // The estimate's rank interval (ties) must come within `bound` of `p`.
             let lo = rank(sorted, est);
             let hi = sorted.partition_point(|x| *x <= est) as f64 / sorted.len() as f64;
-            let err = if p < lo { lo - p } else if p > hi { p - hi } else { 0.0 };
+            let err = if p < lo {
+                lo - p
+            } else if p > hi {
+                p - hi
+            } else {
+                0.0
+            };
             assert!(err <= bound, "q{p}: estimate {est} has rank {lo}..{hi}");
         }
     }

@@ -1,0 +1,402 @@
+//! `lookup`: dimension columns added to each event before windowing (a left join with a
+//! small table held in memory, by one key column).
+//!
+//! A dimension file can change while the stage runs. The stage looks at it at every
+//! checkpoint and switches to a new version *there*: events before the checkpoint were
+//! enriched with the old version, events after it with the new one, and the checkpoint
+//! carries the version it switched to (the file's bytes), so a restart after `kill -9`
+//! replays the events after the checkpoint with exactly the rows they saw the first time,
+//! whatever the file holds by then. A file that cannot be read or parsed at a checkpoint
+//! (being rewritten in place) keeps the old version and is tried again at the next one.
+//!
+//! Per event the cost is one hash lookup of the key; each added column is then one `take`
+//! per batch. A miss takes the table's last row, which holds the defaults (or NULLs).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
+use arrow::compute::{cast, concat, take};
+use arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use shared::config::{DimensionConfig, Literal, LookupConfig, PipelineConfig};
+use shared::schema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("lookup `{table}`: cannot read {path}: {source}")]
+    Read {
+        table: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lookup `{table}`: {path} is not a valid {kind} dimension file: {message}")]
+    Parse {
+        table: String,
+        path: String,
+        kind: &'static str,
+        message: String,
+    },
+    #[error("lookup `{table}`: {message}")]
+    Apply { table: String, message: String },
+}
+
+/// The version of a dimension a checkpoint records: the file's bytes (a checkpoint must
+/// replay with them even when the file has changed since).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LookupSnapshot {
+    pub table: String,
+    pub data: Vec<u8>,
+}
+
+/// Dimension rows by key: strings, or integers of any width.
+enum Rows {
+    Str(HashMap<Box<str>, u32>),
+    Int(HashMap<i64, u32>),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Str(m) => m.len(),
+            Rows::Int(m) => m.len(),
+        }
+    }
+
+    /// The first row of each key (a batch report's join would repeat the event instead);
+    /// NULL keys match nothing.
+    fn index(key: &dyn Array) -> Result<Rows, ArrowError> {
+        Ok(match key.data_type() {
+            DataType::Utf8 => {
+                let a = key.as_string::<i32>();
+                let mut m = HashMap::with_capacity(a.len());
+                for (i, k) in a.iter().enumerate() {
+                    if let Some(k) = k {
+                        m.entry(Box::from(k)).or_insert(i as u32);
+                    }
+                }
+                Rows::Str(m)
+            }
+            _ => {
+                let a = cast(key, &DataType::Int64)?;
+                let mut m = HashMap::with_capacity(a.len());
+                for (i, k) in a.as_primitive::<Int64Type>().iter().enumerate() {
+                    if let Some(k) = k {
+                        m.entry(k).or_insert(i as u32);
+                    }
+                }
+                Rows::Int(m)
+            }
+        })
+    }
+}
+
+/// One version of a dimension: its rows by key, and the columns to add (one extra last row
+/// of defaults).
+struct Loaded {
+    data: Arc<Vec<u8>>,
+    rows: Rows,
+    columns: Vec<ArrayRef>,
+}
+
+/// One `lookup` of the pipeline.
+struct Lookup {
+    config: LookupConfig,
+    dim: DimensionConfig,
+    path: PathBuf,
+    /// The event field matched (index in the batch as it reaches this lookup).
+    field: usize,
+    /// The schema of the added columns.
+    added: SchemaRef,
+    /// The file's modification time and length when last read (`None`: read it next time).
+    stamp: Option<(SystemTime, u64)>,
+    current: Loaded,
+}
+
+/// Every lookup of a pipeline, in order.
+#[derive(Default)]
+pub struct Lookups {
+    lookups: Vec<Lookup>,
+    /// The schema of enriched batches.
+    schema: Option<SchemaRef>,
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl Lookups {
+    /// Reads every lookup's dimension file; `resolve` turns a dimension's path into a file.
+    pub fn open(
+        config: &PipelineConfig,
+        resolve: impl Fn(&Path) -> PathBuf,
+    ) -> Result<Self, LookupError> {
+        let input = schema::derived_events_of(config);
+        let mut lookups = Vec::new();
+        let mut fields: Vec<_> = input.fields().iter().cloned().collect();
+        for l in &config.lookup {
+            let dim = config
+                .dimension(&l.table)
+                .cloned()
+                .ok_or_else(|| LookupError::Apply {
+                    table: l.table.clone(),
+                    message: "no such dimension".into(),
+                })?;
+            let field = fields
+                .iter()
+                .position(|f| f.name() == l.on.field())
+                .ok_or_else(|| LookupError::Apply {
+                    table: l.table.clone(),
+                    message: format!("no event field `{}`", l.on.field()),
+                })?;
+            let added: Vec<_> = schema::lookup_columns(l, &dim)
+                .into_iter()
+                .map(|c| {
+                    Arc::new(arrow::datatypes::Field::new(
+                        &c.name,
+                        schema::arrow_type(c.data_type),
+                        true,
+                    ))
+                })
+                .collect();
+            fields.extend(added.iter().cloned());
+            let path = resolve(&dim.path);
+            let mut lookup = Lookup {
+                config: l.clone(),
+                path,
+                field,
+                added: Arc::new(Schema::new(added)),
+                stamp: None,
+                current: Loaded {
+                    data: Arc::new(Vec::new()),
+                    rows: Rows::Int(HashMap::new()),
+                    columns: Vec::new(),
+                },
+                dim,
+            };
+            lookup.stamp = stamp(&lookup.path);
+            let data = std::fs::read(&lookup.path).map_err(|source| LookupError::Read {
+                table: l.table.clone(),
+                path: lookup.path.display().to_string(),
+                source,
+            })?;
+            lookup.current = lookup.load(data)?;
+            lookups.push(lookup);
+        }
+        let schema = (!lookups.is_empty()).then(|| Arc::new(Schema::new(fields)));
+        Ok(Lookups { lookups, schema })
+    }
+
+    /// `batch` with every lookup's columns appended.
+    pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+        let Some(schema) = &self.schema else {
+            return Ok(batch);
+        };
+        let mut columns = batch.columns().to_vec();
+        for l in &self.lookups {
+            let indices = l.indices(columns[l.field].as_ref())?;
+            for c in &l.current.columns {
+                columns.push(take(c.as_ref(), &indices, None)?);
+            }
+        }
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+
+    /// At a checkpoint: switches to the new version of every dimension file that changed
+    /// (a file that cannot be read now keeps its version, with a warning).
+    pub fn refresh(&mut self) {
+        for l in &mut self.lookups {
+            l.refresh();
+        }
+    }
+
+    /// The versions in use, for a checkpoint.
+    pub fn snapshot(&self) -> Vec<LookupSnapshot> {
+        self.lookups
+            .iter()
+            .map(|l| LookupSnapshot {
+                table: l.config.table.clone(),
+                data: l.current.data.as_ref().clone(),
+            })
+            .collect()
+    }
+
+    /// Takes the versions a checkpoint recorded (the files on disk are looked at again at
+    /// the next checkpoint).
+    pub fn restore(&mut self, snapshots: Vec<LookupSnapshot>) -> Result<(), LookupError> {
+        for (l, s) in self.lookups.iter_mut().zip(snapshots) {
+            if s.table != l.config.table {
+                return Err(LookupError::Apply {
+                    table: l.config.table.clone(),
+                    message: format!(
+                        "the checkpoint holds lookup `{}` here; the pipeline's lookups changed: rebuild with --from-scratch",
+                        s.table
+                    ),
+                });
+            }
+            l.current = l.load(s.data)?;
+            l.stamp = None;
+        }
+        Ok(())
+    }
+}
+
+impl Lookup {
+    fn refresh(&mut self) {
+        let now = stamp(&self.path);
+        if now.is_some() && now == self.stamp {
+            return;
+        }
+        let data = match std::fs::read(&self.path) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(table = %self.config.table, path = %self.path.display(), error = %e, "cannot read the dimension file; keeping the version in use");
+                return;
+            }
+        };
+        if data == *self.current.data {
+            self.stamp = now;
+            return;
+        }
+        match self.load(data) {
+            Ok(loaded) => {
+                tracing::info!(table = %self.config.table, rows = loaded.rows.len(), "dimension file changed: new version from this checkpoint on");
+                self.current = loaded;
+                self.stamp = now;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "keeping the version in use");
+            }
+        }
+    }
+
+    fn parse_error(&self, message: impl ToString) -> LookupError {
+        LookupError::Parse {
+            table: self.config.table.clone(),
+            path: self.path.display().to_string(),
+            kind: if self.dim.is_parquet() {
+                "Parquet"
+            } else {
+                "CSV"
+            },
+            message: message.to_string(),
+        }
+    }
+
+    /// Parses one version of the file.
+    fn load(&self, data: Vec<u8>) -> Result<Loaded, LookupError> {
+        let full = shared::config::validate::dimension_schema(&self.dim);
+        let batch = if self.dim.is_parquet() {
+            read_parquet(&data, &full)
+        } else {
+            read_csv(&data, &full, self.dim.delimiter).map_err(|e| e.to_string())
+        }
+        .map_err(|e| self.parse_error(e))?;
+        let key = batch.column(
+            full.index_of(self.config.on.column())
+                .map_err(|e| self.parse_error(e))?,
+        );
+        let rows = Rows::index(key.as_ref()).map_err(|e| self.parse_error(e))?;
+        let columns = self
+            .added
+            .fields()
+            .iter()
+            .map(|f| {
+                let col = batch.column(full.index_of(f.name()).map_err(|e| self.parse_error(e))?);
+                let default = self.default_of(f.name(), f.data_type())?;
+                concat(&[col.as_ref(), default.as_ref()]).map_err(|e| self.parse_error(e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Loaded {
+            data: Arc::new(data),
+            rows,
+            columns,
+        })
+    }
+
+    /// A one-row array: the column's default, or NULL.
+    fn default_of(&self, name: &str, t: &DataType) -> Result<ArrayRef, LookupError> {
+        let value: ArrayRef = match self.config.defaults.get(name) {
+            None => return Ok(new_null_array(t, 1)),
+            Some(Literal::String(s)) => Arc::new(arrow::array::StringArray::from(vec![s.as_str()])),
+            Some(Literal::Int(i)) => Arc::new(arrow::array::Int64Array::from(vec![*i])),
+            Some(Literal::Float(f)) => Arc::new(arrow::array::Float64Array::from(vec![*f])),
+            Some(Literal::Bool(b)) => Arc::new(arrow::array::BooleanArray::from(vec![*b])),
+        };
+        cast(&value, t).map_err(|e| self.parse_error(format!("default of `{name}`: {e}")))
+    }
+
+    /// For each event, the dimension row it takes (the defaults row when none matches).
+    fn indices(&self, keys: &dyn Array) -> Result<UInt32Array, ArrowError> {
+        let miss = self
+            .current
+            .columns
+            .first()
+            .map_or(0, |c| c.len() as u32 - 1);
+        Ok(match &self.current.rows {
+            Rows::Str(rows) => {
+                let a = keys.as_string_opt::<i32>().ok_or_else(|| {
+                    ArrowError::InvalidArgumentError(format!(
+                        "lookup `{}`: the event key is {}, the dimension's is a string",
+                        self.config.table,
+                        keys.data_type()
+                    ))
+                })?;
+                a.iter()
+                    .map(|k| k.and_then(|k| rows.get(k).copied()).unwrap_or(miss))
+                    .collect()
+            }
+            Rows::Int(rows) => {
+                let a = cast(keys, &DataType::Int64)?;
+                a.as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|k| k.and_then(|k| rows.get(&k).copied()).unwrap_or(miss))
+                    .collect()
+            }
+        })
+    }
+}
+
+fn read_csv(data: &[u8], schema: &SchemaRef, delimiter: char) -> Result<RecordBatch, ArrowError> {
+    let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+        .with_header(true)
+        .with_delimiter(delimiter as u8)
+        .build(std::io::Cursor::new(data))?;
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    arrow::compute::concat_batches(schema, &batches)
+}
+
+fn read_parquet(data: &[u8], schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(data.to_vec()),
+    )
+    .and_then(|b| b.build())
+    .map_err(|e| e.to_string())?;
+    let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); schema.fields().len()];
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        for (i, f) in schema.fields().iter().enumerate() {
+            let col = batch
+                .column_by_name(f.name())
+                .ok_or_else(|| format!("no column `{}`", f.name()))?;
+            columns[i].push(cast(col, f.data_type()).map_err(|e| e.to_string())?);
+        }
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(columns)
+        .map(|(f, parts)| {
+            if parts.is_empty() {
+                return Ok(new_null_array(f.data_type(), 0));
+            }
+            let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+            concat(&refs).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
