@@ -46,6 +46,8 @@ use shared::lake::{COMMIT_MARKER, Lake, is_hidden, unescape_partition_value};
 use shared::schema;
 
 use crate::dates::DayRange;
+use crate::plan::ident;
+use crate::sketch;
 use crate::small_files::{FileOrigin, LakeFile, LakeFileError, WholeFileReaderFactory};
 
 /// A lake table as the batch stage reads it.
@@ -471,44 +473,62 @@ pub async fn register_snapshot(
 
 /// With a Kafka source each partition of the topic is a unit of state that writes its own
 /// rows of a window and key (partial rows, in files `part-…-p<N>-…`). A windowed table is
-/// then read through a view that merges them — counts, sums and distinct counts added,
-/// minima and maxima kept — so reports see the rows of a one-partition lake. `None` for a
-/// table that needs no merge.
+/// then read through a view that merges them — counts and sums added, minima and maxima
+/// kept, sketches merged and estimated again ([`crate::sketch`]) — so reports see the rows
+/// of a one-partition lake. `None` for a table that needs no merge.
 fn merge_query(loaded: &LoadedConfig, table: &str, partition_columns: &[String]) -> Option<String> {
-    use shared::config::{AggregateFn, SourceConfig};
+    use shared::config::SourceConfig;
     if !matches!(loaded.config.source, SourceConfig::Kafka(_)) {
         return None;
     }
     let t = loaded.config.tables.iter().find(|t| t.name == table)?;
-    let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
     // The columns in the order of the table's read schema: window, keys stored in the
-    // files, aggregates, partition columns.
-    let mut group: Vec<String> = vec![q("window_start"), q("window_end")];
+    // files, aggregates (each followed by its sketch), partition columns.
+    let mut group: Vec<String> = vec![ident("window_start"), ident("window_end")];
     group.extend(
         t.key
             .iter()
             .filter(|k| !t.partition_by.contains(k))
-            .map(|k| q(k)),
+            .map(|k| ident(k)),
     );
     let mut select = group.clone();
     for a in &t.aggregates {
-        let merge = match a.function {
-            AggregateFn::Min => "MIN",
-            AggregateFn::Max => "MAX",
-            // Validation refuses aggregates that cannot merge (avg, approx_distinct).
-            _ => "SUM",
-        };
-        select.push(format!("{merge}({c}) AS {c}", c = q(&a.name)));
+        select.extend(merged_columns(a));
     }
     for p in partition_columns {
-        select.push(q(p));
-        group.push(q(p));
+        select.push(ident(p));
+        group.push(ident(p));
     }
     Some(format!(
         "SELECT {} FROM {{parts}} GROUP BY {}",
         select.join(", "),
         group.join(", ")
     ))
+}
+
+/// The merge of an aggregate's partial values: its column, then its sketch column if any.
+fn merged_columns(a: &shared::config::AggregateConfig) -> Vec<String> {
+    use shared::config::AggregateFn;
+    let c = ident(&a.name);
+    match (a.function, a.sketch_column()) {
+        (AggregateFn::ApproxDistinct | AggregateFn::ApproxPercentile, Some(s)) => {
+            let s = ident(&s);
+            let value = if a.function == AggregateFn::ApproxPercentile {
+                sketch::percentile_call(&s, a.q)
+            } else {
+                sketch::distinct_call(&s)
+            };
+            vec![
+                format!("{value} AS {c}"),
+                format!("{} AS {s}", sketch::merge_call(&s)),
+            ]
+        }
+        (AggregateFn::Min, _) => vec![format!("MIN({c}) AS {c}")],
+        (AggregateFn::Max, _) => vec![format!("MAX({c}) AS {c}")],
+        // Validation refuses aggregates that cannot merge (avg, and the approximate ones
+        // without their sketch).
+        _ => vec![format!("SUM({c}) AS {c}")],
+    }
 }
 
 /// A lake table over a fixed list of files.
@@ -629,4 +649,112 @@ async fn register_dimensions(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
+    use shared::sketch::{Hll, Quantiles};
+
+    use super::*;
+    use crate::sketch::fixture::{self, Row};
+
+    const KAFKA: &str = "{ kind: kafka, brokers: '127.0.0.1:9092', topic: logs, group: g }";
+
+    fn hll(range: std::ops::Range<u64>) -> Hll {
+        let mut h = Hll::default();
+        range.for_each(|i| {
+            h.add(&i.to_le_bytes());
+        });
+        h
+    }
+
+    fn digest(range: std::ops::Range<u32>) -> Quantiles {
+        let mut q = Quantiles::default();
+        range.for_each(|v| {
+            q.add(f64::from(v));
+        });
+        q
+    }
+
+    #[test]
+    fn partial_rows_merge_their_sketches() {
+        let loaded = fixture::pipeline(KAFKA, "").unwrap();
+        let query = merge_query(&loaded, "hosts_1m", &["dt".into(), "hour".into()]).unwrap();
+        assert_eq!(
+            query,
+            r#"SELECT "window_start", "window_end", "status", SUM("requests") AS "requests", sketch_distinct("hosts_sketch") AS "hosts", sketch_merge("hosts_sketch") AS "hosts_sketch", sketch_percentile("p95_bytes_sketch", 0.95) AS "p95_bytes", sketch_merge("p95_bytes_sketch") AS "p95_bytes_sketch", "dt", "hour" FROM {parts} GROUP BY "window_start", "window_end", "status", "dt", "hour""#
+        );
+        let stdin = fixture::pipeline("{ kind: stdin }", "").unwrap();
+        assert_eq!(merge_query(&stdin, "hosts_1m", &[]), None);
+    }
+
+    #[tokio::test]
+    async fn the_merged_view_reads_like_one_partition() {
+        let loaded = fixture::pipeline(KAFKA, "").unwrap();
+        let table = &lake_tables(&loaded)[0];
+        let schema = schema::read_schema(&table.file_schema, &table.partition_columns);
+        // Two Kafka partitions wrote the same window and status 200; one wrote status 404.
+        let rows = [
+            Row {
+                status: 200,
+                hosts: hll(0..3_000),
+                bytes: digest(0..500),
+            },
+            Row {
+                status: 404,
+                hosts: hll(0..10),
+                bytes: digest(0..10),
+            },
+            Row {
+                status: 200,
+                hosts: hll(2_000..6_000),
+                bytes: digest(500..1_000),
+            },
+        ];
+        let batch = fixture::batch(schema.clone(), &rows);
+        let ctx = SessionContext::new();
+        crate::sketch::register(&ctx);
+        let parts = MemTable::try_new(schema.clone(), vec![vec![batch]]).unwrap();
+        ctx.register_table("parts", Arc::new(parts)).unwrap();
+        let query = merge_query(&loaded, "hosts_1m", &table.partition_columns).unwrap();
+        let view = ctx.sql(&query.replace("{parts}", "parts")).await.unwrap();
+        let names = |s: &arrow::datatypes::Schema| -> Vec<String> {
+            s.fields().iter().map(|f| f.name().clone()).collect()
+        };
+        assert_eq!(names(view.schema().as_arrow()), names(&schema));
+
+        let out = view
+            .sort_by(vec![datafusion::prelude::col("status")])
+            .unwrap();
+        let out = arrow::compute::concat_batches(
+            &out.schema().inner().clone(),
+            &out.collect().await.unwrap(),
+        )
+        .unwrap();
+        let mut hosts = hll(0..3_000);
+        hosts.merge(&hll(2_000..6_000));
+        let column = |name: &str| out.column_by_name(name).unwrap().clone();
+        assert_eq!(
+            column("status").as_primitive::<Int32Type>().values(),
+            &[200, 404]
+        );
+        assert_eq!(
+            column("requests").as_primitive::<Int64Type>().values(),
+            &[2, 1]
+        );
+        assert_eq!(
+            column("hosts").as_primitive::<Int64Type>().values(),
+            &[hosts.estimate(), hll(0..10).estimate()]
+        );
+        assert_eq!(
+            column("hosts_sketch").as_binary::<i32>().value(0),
+            hosts.to_bytes()
+        );
+        let p95 = column("p95_bytes").as_primitive::<Float64Type>().value(0);
+        assert!((p95 - 950.0).abs() <= 10.0, "{p95}");
+        let merged = Quantiles::from_bytes(column("p95_bytes_sketch").as_binary::<i32>().value(0));
+        assert_eq!(merged.unwrap().count(), 1_000);
+    }
 }

@@ -4,9 +4,10 @@
 //! ([`dates`], [`catalog`]: committed partitions only, exactly the files their markers name),
 //! works out which days each report must compute ([`state`]: all selected days, or with
 //! `--incremental` only those whose input changed since the last run), turns each report
-//! into a query ([`plan`]) over those days, runs it, and writes the result: printed or to
-//! files ([`output`], [`html`]) and, when the report asks for it, into the lake with
-//! dynamic partition overwrite ([`lake_output`]). The state is written last. `--follow-commits`
+//! into a query ([`plan`]; sketch columns are merged by the functions of [`sketch`]) over
+//! those days, runs it, and writes the result: printed or to files ([`output`], [`html`])
+//! and, when the report asks for it, into the lake with dynamic partition overwrite
+//! ([`lake_output`]). The state is written last. `--follow-commits`
 //! ([`follow`]) does the same per day as the stream stage commits it. Start reading at [`run`].
 //!
 //! `main.rs` only parses the command line ([`cli`]) and maps errors to exit codes.
@@ -21,15 +22,17 @@ pub mod lock;
 pub mod metrics_file;
 pub mod output;
 pub mod plan;
+pub mod sketch;
 pub mod small_files;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use shared::commit::FileCommitter;
@@ -240,8 +243,11 @@ impl RunSummary {
     }
 }
 
+/// A session for reports: the lake's sketch functions ([`sketch`]) are registered in it.
 fn session() -> SessionContext {
-    SessionContext::new_with_config(SessionConfig::new().with_information_schema(false))
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+    sketch::register(&ctx);
+    ctx
 }
 
 /// The reports selected by `--report` (all when empty), in file order; unknown names are
@@ -273,22 +279,17 @@ fn plans(loaded: &LoadedConfig, reports: &[&shared::config::ReportConfig]) -> Ve
     reports
         .iter()
         .map(|r| {
-            let input_columns: Vec<String> = match r.from.as_deref() {
+            let input = match r.from.as_deref() {
                 Some(from) => match tables.iter().find(|t| t.name == from) {
-                    Some(t) => shared::schema::read_schema(&t.file_schema, &t.partition_columns)
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().clone())
-                        .collect(),
-                    None => loaded
-                        .config
-                        .dimension(from)
-                        .map(|d| d.columns.iter().map(|c| c.name.clone()).collect())
-                        .unwrap_or_default(),
+                    Some(t) => shared::schema::read_schema(&t.file_schema, &t.partition_columns),
+                    None => loaded.config.dimension(from).map_or_else(
+                        || Arc::new(Schema::empty()),
+                        shared::config::validate::dimension_schema,
+                    ),
                 },
-                None => vec![],
+                None => Arc::new(Schema::empty()),
             };
-            ReportPlan::new(r, &loaded.config, &input_columns)
+            ReportPlan::new(r, &loaded.config, &input)
         })
         .collect()
 }

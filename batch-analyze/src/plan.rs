@@ -5,14 +5,24 @@
 //!
 //! Identifiers are always quoted, so table and column names need no care. `repartition_by`
 //! hash-partitions the joined, filtered input before the aggregation.
+//!
+//! `approx_distinct` and `approx_percentile` over a binary column read the sketches a
+//! windowed table wrote (`<name>_sketch`) and merge them ([`crate::sketch`]); over any
+//! other column they estimate from the values. The plan therefore needs the input's types,
+//! not only its column names.
 
 use std::fmt::Write as _;
 
+use arrow::datatypes::{DataType, Schema};
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::Partitioning;
 use datafusion::prelude::{SessionContext, col};
-use shared::config::{AggregateFn, JoinKind, Literal, OrderKey, PipelineConfig, ReportConfig};
+use shared::config::{
+    AggregateConfig, AggregateFn, JoinKind, Literal, OrderKey, PipelineConfig, ReportConfig,
+};
+
+use crate::sketch;
 
 /// Name under which the input of a declared report (joined and filtered) is registered.
 const INPUT_VIEW: &str = "__report_input";
@@ -60,13 +70,50 @@ fn ident_list(cols: &[String]) -> String {
     cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
 }
 
+/// The type of a column of a declared report's input: the `from` table's, else that of the
+/// first joined dimension that has it.
+fn input_type(
+    report: &ReportConfig,
+    cfg: &PipelineConfig,
+    input: &Schema,
+    column: &str,
+) -> Option<DataType> {
+    if let Ok(f) = input.field_with_name(column) {
+        return Some(f.data_type().clone());
+    }
+    report
+        .join
+        .iter()
+        .filter_map(|j| cfg.dimension(&j.table))
+        .flat_map(|d| &d.columns)
+        .find(|c| c.name == column)
+        .map(|c| shared::schema::arrow_type(c.data_type))
+}
+
+/// The SQL of one aggregate over a column of type `input` (when known).
+fn aggregate_sql(a: &AggregateConfig, input: Option<&DataType>) -> String {
+    let arg = a.column.as_deref().map(ident).unwrap_or_else(|| "*".into());
+    let sketched = input.is_some_and(sketch::is_sketch_type);
+    match a.function {
+        AggregateFn::Count => format!("COUNT({arg})"),
+        AggregateFn::Sum => format!("SUM({arg})"),
+        AggregateFn::Min => format!("MIN({arg})"),
+        AggregateFn::Max => format!("MAX({arg})"),
+        AggregateFn::Avg => format!("AVG({arg})"),
+        AggregateFn::CountDistinct => format!("COUNT(DISTINCT {arg})"),
+        AggregateFn::ApproxDistinct if sketched => sketch::distinct_call(&arg),
+        AggregateFn::ApproxDistinct => format!("CAST(APPROX_DISTINCT({arg}) AS BIGINT)"),
+        AggregateFn::ApproxPercentile if sketched => sketch::percentile_call(&arg, a.q),
+        AggregateFn::ApproxPercentile => format!(
+            "CAST(APPROX_PERCENTILE_CONT({}) WITHIN GROUP (ORDER BY {arg}) AS DOUBLE)",
+            sketch::quantile_literal(a.q)
+        ),
+    }
+}
+
 impl ReportPlan {
-    /// Plans a validated report.
-    pub fn new(
-        report: &ReportConfig,
-        cfg: &PipelineConfig,
-        input_columns: &[String],
-    ) -> ReportPlan {
+    /// Plans a validated report; `input` is the read schema of its `from` table.
+    pub fn new(report: &ReportConfig, cfg: &PipelineConfig, input: &Schema) -> ReportPlan {
         if let Some(sql) = &report.sql {
             let sql = sql.trim().trim_end_matches(';').to_string();
             let sql = if report.order_by.is_empty() {
@@ -87,6 +134,7 @@ impl ReportPlan {
         let from = report.from.as_deref().unwrap_or_default();
 
         // Input: the from table, joined dimension columns (with defaults), filtered.
+        let input_columns: Vec<String> = input.fields().iter().map(|f| f.name().clone()).collect();
         let mut select: Vec<String> = input_columns
             .iter()
             .map(|c| format!("f.{}", ident(c)))
@@ -133,18 +181,11 @@ impl ReportPlan {
         if !report.group_by.is_empty() || !report.aggregates.is_empty() {
             let mut cols: Vec<String> = report.group_by.iter().map(|g| ident(g)).collect();
             for a in &report.aggregates {
-                let arg = a.column.as_deref().map(ident).unwrap_or_else(|| "*".into());
-                let expr = match a.function {
-                    AggregateFn::Count => format!("COUNT({arg})"),
-                    AggregateFn::Sum => format!("SUM({arg})"),
-                    AggregateFn::Min => format!("MIN({arg})"),
-                    AggregateFn::Max => format!("MAX({arg})"),
-                    AggregateFn::Avg => format!("AVG({arg})"),
-                    AggregateFn::CountDistinct => format!("COUNT(DISTINCT {arg})"),
-                    AggregateFn::ApproxDistinct => {
-                        format!("CAST(APPROX_DISTINCT({arg}) AS BIGINT)")
-                    }
-                };
+                let input_type = a
+                    .column
+                    .as_deref()
+                    .and_then(|c| input_type(report, cfg, input, c));
+                let expr = aggregate_sql(a, input_type.as_ref());
                 cols.push(format!("{expr} AS {}", ident(&a.name)));
             }
             let mut q = format!("SELECT {} FROM {}", cols.join(", "), ident(&current));
@@ -239,5 +280,151 @@ impl ReportPlan {
             Some(i) => format!("input: {i}\nreport: {}", self.sql),
             None => self.sql.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float64Type, Int64Type};
+    use datafusion::datasource::MemTable;
+    use shared::config::{ConfigError, LoadedConfig};
+    use shared::sketch::{Hll, Quantiles};
+
+    use super::*;
+    use crate::sketch::fixture::{self, Row};
+
+    const STDIN: &str = "{ kind: stdin }";
+
+    /// A daily report over `hosts_1m`: sketches merged, and the approximate functions over
+    /// plain columns.
+    const DAILY: &str = "  - name: daily
+    from: hosts_1m
+    group_by: [dt]
+    aggregates:
+      - { name: hosts, fn: approx_distinct, column: hosts_sketch }
+      - { name: p95_bytes, fn: approx_percentile, column: p95_bytes_sketch, q: 0.95 }
+      - { name: median_p95, fn: approx_percentile, column: p95_bytes, q: 0.5 }
+      - { name: statuses, fn: approx_distinct, column: status }
+      - { name: median_status, fn: approx_percentile, column: status, q: 0.5 }
+";
+
+    fn plan(loaded: &LoadedConfig) -> ReportPlan {
+        let table = &crate::catalog::lake_tables(loaded)[0];
+        let input = shared::schema::read_schema(&table.file_schema, &table.partition_columns);
+        ReportPlan::new(&loaded.config.reports[0], &loaded.config, &input)
+    }
+
+    fn hll(range: std::ops::Range<u64>) -> Hll {
+        let mut h = Hll::default();
+        range.for_each(|i| {
+            h.add(&i.to_le_bytes());
+        });
+        h
+    }
+
+    fn digest(range: std::ops::Range<u32>) -> Quantiles {
+        let mut q = Quantiles::default();
+        range.for_each(|v| {
+            q.add(f64::from(v));
+        });
+        q
+    }
+
+    #[test]
+    fn approximate_aggregates_over_sketch_columns_merge_the_sketches() {
+        let sql = plan(&fixture::pipeline(STDIN, DAILY).unwrap()).sql;
+        for want in [
+            r#"sketch_distinct("hosts_sketch") AS "hosts""#,
+            r#"sketch_percentile("p95_bytes_sketch", 0.95) AS "p95_bytes""#,
+            r#"CAST(APPROX_PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY "p95_bytes") AS DOUBLE) AS "median_p95""#,
+            r#"CAST(APPROX_DISTINCT("status") AS BIGINT) AS "statuses""#,
+        ] {
+            assert!(sql.contains(want), "{want} not in {sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_daily_report_merges_the_minutes() {
+        let loaded = fixture::pipeline(STDIN, DAILY).unwrap();
+        // It plans in the sessions `batch-analyze` makes.
+        crate::check_runnable(&loaded).await.unwrap();
+
+        let rows = [
+            Row {
+                status: 200,
+                hosts: hll(0..5_000),
+                bytes: digest(0..600),
+            },
+            Row {
+                status: 404,
+                hosts: hll(4_000..9_000),
+                bytes: digest(600..1_000),
+            },
+        ];
+        let table = &crate::catalog::lake_tables(&loaded)[0];
+        let schema = shared::schema::read_schema(&table.file_schema, &table.partition_columns);
+        let batch = fixture::batch(schema.clone(), &rows);
+        let ctx = SessionContext::new();
+        crate::sketch::register(&ctx);
+        let mem = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        ctx.register_table("hosts_1m", Arc::new(mem)).unwrap();
+        let out = plan(&loaded)
+            .dataframe(&ctx)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+
+        let mut hosts = hll(0..5_000);
+        hosts.merge(&hll(4_000..9_000));
+        let mut bytes = digest(0..600);
+        bytes.merge(&digest(600..1_000));
+        let b = &out[0];
+        assert_eq!(
+            b.column(1).as_primitive::<Int64Type>().value(0),
+            hosts.estimate()
+        );
+        let p95 = b.column(2).as_primitive::<Float64Type>().value(0);
+        assert!((p95 - 950.0).abs() <= 10.0, "{p95}");
+        assert_eq!(b.column(4).as_primitive::<Int64Type>().value(0), 2);
+        let median = b.column(5).as_primitive::<Float64Type>().value(0);
+        assert!((200.0..=404.0).contains(&median), "{median}");
+    }
+
+    fn problems(reports: &str) -> Vec<String> {
+        match fixture::pipeline(STDIN, reports) {
+            Ok(_) => vec![],
+            Err(ConfigError::Invalid { problems, .. }) => problems
+                .iter()
+                .map(|p| format!("{}: {}", p.path, p.message))
+                .collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn report_aggregates_over_sketches_are_validated() {
+        assert_eq!(problems(DAILY), Vec::<String>::new());
+        let bad = "  - name: bad
+    from: hosts_1m
+    aggregates:
+      - { name: a, fn: approx_percentile, column: p95_bytes_sketch }
+      - { name: b, fn: approx_percentile, column: dt, q: 0.5 }
+      - { name: c, fn: approx_distinct, column: hosts_sketch, sketch: true }
+      - { name: d, fn: count, q: 0.5 }
+";
+        assert_eq!(
+            problems(bad),
+            vec![
+                "reports[0].aggregates[0].q: `approx_percentile` needs `q`, the quantile (e.g. 0.95)",
+                "reports[0].aggregates[1].fn: `approx_percentile` cannot aggregate a column of type Utf8",
+                "reports[0].aggregates[2].sketch: sketches are written by windowed tables; a report reads them (`column: <name>_sketch`)",
+                "reports[0].aggregates[3].q: only `approx_percentile` takes `q`, not `count`",
+            ]
+        );
     }
 }

@@ -156,6 +156,8 @@ pub fn aggregate_output_type(
         (AggregateFn::Count | AggregateFn::CountDistinct, _) => Ok(DataType::Int64),
         (AggregateFn::ApproxDistinct, Some(_)) => Ok(DataType::Int64),
         (AggregateFn::ApproxPercentile, Some(t)) if is_numeric(t) => Ok(DataType::Float64),
+        // In a report, over a sketch column (`<name>_sketch`): the quantile of the merge.
+        (AggregateFn::ApproxPercentile, Some(DataType::Binary)) => Ok(DataType::Float64),
         (AggregateFn::Sum, Some(t)) if is_integer(t) => Ok(DataType::Int64),
         (AggregateFn::Sum, Some(DataType::Float64)) => Ok(DataType::Float64),
         (AggregateFn::Avg, Some(t)) if is_numeric(t) => Ok(DataType::Float64),

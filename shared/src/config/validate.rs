@@ -729,6 +729,25 @@ pub fn dimension_schema(d: &DimensionConfig) -> arrow::datatypes::SchemaRef {
     ))
 }
 
+/// The type of a column a report's aggregates read: its input's, else that of the first
+/// joined dimension that has it.
+fn report_column_type(
+    cfg: &PipelineConfig,
+    r: &ReportConfig,
+    input: &Schema,
+    col: &str,
+) -> Option<DataType> {
+    if let Ok(f) = input.field_with_name(col) {
+        return Some(f.data_type().clone());
+    }
+    r.join
+        .iter()
+        .filter_map(|j| cfg.dimension(&j.table))
+        .flat_map(|d| &d.columns)
+        .find(|f| f.name == col)
+        .map(|f| schema::arrow_type(f.data_type))
+}
+
 fn check_report(c: &mut Checker, p: &str, r: &ReportConfig, cfg: &PipelineConfig, events: &Schema) {
     let declared = !r.join.is_empty()
         || r.filter.is_some()
@@ -859,8 +878,16 @@ fn check_report(c: &mut Checker, p: &str, r: &ReportConfig, cfg: &PipelineConfig
                 format!("{ap}.column"),
                 format!("no column `{col}` (columns: {})", available.join(", ")),
             ),
+            // The approximate aggregates read values or, over a sketch column, sketches.
+            (Some(col), f) if is_sketched(f) => {
+                let t = report_column_type(cfg, r, &input, col);
+                if let Some(Err(e)) = t.map(|t| schema::aggregate_output_type(f, Some(&t))) {
+                    c.report(format!("{ap}.fn"), e);
+                }
+            }
             _ => {}
         }
+        check_aggregate_options(c, &ap, a, false);
         if output.contains(&a.name) {
             c.report(
                 format!("{ap}.name"),

@@ -1,0 +1,743 @@
+//! SQL aggregate functions over the sketch columns of the lake.
+//!
+//! A windowed-table aggregate with `sketch: true` writes its per-window estimate and, beside
+//! it, the sketch it came from (`<name>_sketch`, binary; see [`shared::sketch`]). Estimates
+//! do not add up: the distinct hosts of a day are not the sum of each minute's, and no
+//! combination of per-minute 95th percentiles is the day's. Sketches do merge, so reports
+//! (declared or SQL) merge them over any group of rows — a day, a key, the partial rows of
+//! several Kafka partitions — and estimate from the merge, with the same code that wrote
+//! them:
+//!
+//! - `sketch_distinct(sketch) -> BIGINT`: the distinct count of the union of HyperLogLog
+//!   sketches (0 without input);
+//! - `sketch_percentile(sketch, q) -> DOUBLE`: the `q` quantile of the merged t-digests
+//!   (NULL without input); `q` is a literal in `[0, 1]`;
+//! - `sketch_merge(sketch) -> BINARY`: the merged sketch (either kind, not mixed), in the
+//!   lake's bytes, to keep or to merge again (NULL without input).
+//!
+//! NULL sketches are skipped. The partial state of each function is one binary value in
+//! the lake's bytes, so partial aggregates merge the way rows do. HyperLogLog merging does
+//! not depend on the order of its inputs; t-digests are merged in the order they come.
+//! Damaged bytes, or a sketch of the wrong kind, fail the query with the function's name and
+//! what is wrong ([`SketchError`]).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema};
+use datafusion::common::{ScalarValue, exec_datafusion_err, internal_err, plan_err};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::{AggregateOrderSensitivity, format_state_name};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Signature, Volatility,
+};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use shared::sketch::{Hll, Quantiles, Sketch, SketchError};
+
+/// `sketch_distinct(sketch) -> BIGINT`.
+pub const DISTINCT: &str = "sketch_distinct";
+/// `sketch_percentile(sketch, q) -> DOUBLE`.
+pub const PERCENTILE: &str = "sketch_percentile";
+/// `sketch_merge(sketch) -> BINARY`.
+pub const MERGE: &str = "sketch_merge";
+
+/// Registers the sketch functions in a session.
+pub fn register(ctx: &SessionContext) {
+    for function in [SketchFn::Distinct, SketchFn::Percentile, SketchFn::Merge] {
+        ctx.register_udaf(AggregateUDF::from(SketchUdaf::new(function)));
+    }
+}
+
+/// `q` as a SQL literal (`NULL` when missing, which the functions refuse).
+pub fn quantile_literal(q: Option<f64>) -> String {
+    q.map_or_else(|| "NULL".to_string(), |q| format!("{q:?}"))
+}
+
+/// `sketch_distinct(<sketch>)`, over a SQL expression.
+pub fn distinct_call(sketch: &str) -> String {
+    format!("{DISTINCT}({sketch})")
+}
+
+/// `sketch_percentile(<sketch>, <q>)`, over a SQL expression.
+pub fn percentile_call(sketch: &str, q: Option<f64>) -> String {
+    format!("{PERCENTILE}({sketch}, {})", quantile_literal(q))
+}
+
+/// `sketch_merge(<sketch>)`, over a SQL expression.
+pub fn merge_call(sketch: &str) -> String {
+    format!("{MERGE}({sketch})")
+}
+
+/// Whether a column of this type holds sketches (a report's `approx_*` over it merges them).
+pub fn is_sketch_type(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+    )
+}
+
+/// The three functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SketchFn {
+    Distinct,
+    Percentile,
+    Merge,
+}
+
+impl SketchFn {
+    fn name(self) -> &'static str {
+        match self {
+            SketchFn::Distinct => DISTINCT,
+            SketchFn::Percentile => PERCENTILE,
+            SketchFn::Merge => MERGE,
+        }
+    }
+
+    fn usage(self) -> &'static str {
+        match self {
+            SketchFn::Distinct => "sketch_distinct(sketch)",
+            SketchFn::Percentile => "sketch_percentile(sketch, q)",
+            SketchFn::Merge => "sketch_merge(sketch)",
+        }
+    }
+
+    fn arity(self) -> usize {
+        match self {
+            SketchFn::Percentile => 2,
+            SketchFn::Distinct | SketchFn::Merge => 1,
+        }
+    }
+
+    fn return_type(self) -> DataType {
+        match self {
+            SketchFn::Distinct => DataType::Int64,
+            SketchFn::Percentile => DataType::Float64,
+            SketchFn::Merge => DataType::Binary,
+        }
+    }
+
+    /// Reads one sketch of the kind this function takes.
+    fn read(self, bytes: &[u8]) -> Result<Sketch, SketchError> {
+        match self {
+            SketchFn::Distinct => Hll::from_bytes(bytes).map(Sketch::Distinct),
+            SketchFn::Percentile => Quantiles::from_bytes(bytes).map(Sketch::Quantiles),
+            SketchFn::Merge => Sketch::from_bytes(bytes),
+        }
+    }
+
+    /// The execution error of a bad sketch, naming the function.
+    fn error(self, e: SketchError) -> DataFusionError {
+        exec_datafusion_err!("{}: {e}", self.name())
+    }
+}
+
+/// A sketch function as DataFusion sees it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SketchUdaf {
+    function: SketchFn,
+    signature: Signature,
+}
+
+impl SketchUdaf {
+    fn new(function: SketchFn) -> Self {
+        SketchUdaf {
+            function,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for SketchUdaf {
+    fn name(&self) -> &str {
+        self.function.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// A binary sketch (any binary type becomes `Binary`), and for the percentile a number.
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let f = self.function;
+        if arg_types.len() != f.arity() {
+            return plan_err!("{} is called as {}", f.name(), f.usage());
+        }
+        let sketch = &arg_types[0];
+        if !(is_sketch_type(sketch)
+            || matches!(sketch, DataType::FixedSizeBinary(_) | DataType::Null))
+        {
+            return plan_err!(
+                "{} reads a sketch column (binary, `<name>_sketch`), not {sketch}",
+                f.name()
+            );
+        }
+        let mut types = vec![DataType::Binary];
+        if let Some(q) = arg_types.get(1) {
+            if !(q.is_numeric() || q.is_null()) {
+                return plan_err!("{}: q is a number between 0 and 1, not {q}", f.name());
+            }
+            types.push(DataType::Float64);
+        }
+        Ok(types)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(self.function.return_type())
+    }
+
+    fn is_nullable(&self) -> bool {
+        self.function != SketchFn::Distinct
+    }
+
+    fn default_value(&self, data_type: &DataType) -> Result<ScalarValue> {
+        match self.function {
+            SketchFn::Distinct => Ok(ScalarValue::Int64(Some(0))),
+            _ => ScalarValue::try_from(data_type),
+        }
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            format_state_name(args.name, "sketch"),
+            DataType::Binary,
+            true,
+        ))])
+    }
+
+    fn order_sensitivity(&self) -> AggregateOrderSensitivity {
+        AggregateOrderSensitivity::Insensitive
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if args.is_distinct {
+            return plan_err!("{} does not take DISTINCT", self.function.name());
+        }
+        let output = match self.function {
+            SketchFn::Distinct => Output::Distinct,
+            SketchFn::Percentile => Output::Percentile(quantile_arg(args.exprs)?),
+            SketchFn::Merge => Output::Merge,
+        };
+        Ok(Box::new(SketchAccumulator {
+            output,
+            merged: None,
+        }))
+    }
+}
+
+/// The `q` of `sketch_percentile`: a constant in `[0, 1]`.
+fn quantile_arg(exprs: &[Arc<dyn PhysicalExpr>]) -> Result<f64> {
+    let constant = exprs.get(1).and_then(|e| {
+        let empty = RecordBatch::new_empty(Arc::new(Schema::empty()));
+        match e.evaluate(&empty) {
+            Ok(ColumnarValue::Scalar(ScalarValue::Float64(Some(q)))) => Some(q),
+            _ => None,
+        }
+    });
+    match constant {
+        Some(q) if (0.0..=1.0).contains(&q) => Ok(q),
+        Some(q) => plan_err!("{PERCENTILE}: q is {q}, not a quantile between 0 and 1"),
+        None => plan_err!(
+            "{PERCENTILE}: q must be a literal number between 0 and 1, e.g. {PERCENTILE}(latency_sketch, 0.95)"
+        ),
+    }
+}
+
+/// What an accumulator gives at the end.
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    Distinct,
+    Percentile(f64),
+    Merge,
+}
+
+impl Output {
+    fn function(self) -> SketchFn {
+        match self {
+            Output::Distinct => SketchFn::Distinct,
+            Output::Percentile(_) => SketchFn::Percentile,
+            Output::Merge => SketchFn::Merge,
+        }
+    }
+}
+
+/// The merge of the sketches seen so far (`None`: none yet).
+#[derive(Debug)]
+struct SketchAccumulator {
+    output: Output,
+    merged: Option<Sketch>,
+}
+
+impl SketchAccumulator {
+    /// Merges every non-NULL sketch of a binary column (input values and partial states
+    /// alike: both are lake bytes).
+    fn merge_column(&mut self, column: Option<&ArrayRef>) -> Result<()> {
+        let f = self.output.function();
+        let Some(sketches) = column.and_then(|c| c.as_binary_opt::<i32>()) else {
+            return internal_err!("{}: the sketch column is not binary", f.name());
+        };
+        for bytes in sketches.iter().flatten() {
+            let sketch = f.read(bytes).map_err(|e| f.error(e))?;
+            fold(&mut self.merged, sketch).map_err(|e| f.error(e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Folds `sketch` into `merged`; both must be of one kind.
+fn fold(merged: &mut Option<Sketch>, sketch: Sketch) -> Result<(), SketchError> {
+    match (merged.as_mut(), sketch) {
+        (None, sketch) => *merged = Some(sketch),
+        (Some(Sketch::Distinct(a)), Sketch::Distinct(b)) => a.merge(&b),
+        (Some(Sketch::Quantiles(a)), Sketch::Quantiles(b)) => a.merge(&b),
+        (Some(held), sketch) => {
+            return Err(SketchError::Kind {
+                found: kind_byte(&sketch),
+                expected: kind_name(held),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The kind byte of the lake format (see [`shared::sketch`]).
+fn kind_byte(s: &Sketch) -> char {
+    match s {
+        Sketch::Distinct(_) => 'H',
+        Sketch::Quantiles(_) => 'T',
+    }
+}
+
+fn kind_name(s: &Sketch) -> &'static str {
+    match s {
+        Sketch::Distinct(_) => "HyperLogLog",
+        Sketch::Quantiles(_) => "t-digest",
+    }
+}
+
+fn to_bytes(s: &Sketch) -> Vec<u8> {
+    match s {
+        Sketch::Distinct(h) => h.to_bytes(),
+        Sketch::Quantiles(q) => q.to_bytes(),
+    }
+}
+
+impl Accumulator for SketchAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.merge_column(values.first())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.merge_column(states.first())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::Binary(
+            self.merged.as_ref().map(to_bytes),
+        )])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(match (self.output, &self.merged) {
+            (Output::Distinct, Some(Sketch::Distinct(h))) => ScalarValue::Int64(Some(h.estimate())),
+            (Output::Distinct, _) => ScalarValue::Int64(Some(0)),
+            (Output::Percentile(q), Some(Sketch::Quantiles(d))) => {
+                ScalarValue::Float64(d.quantile(q))
+            }
+            (Output::Percentile(_), _) => ScalarValue::Float64(None),
+            (Output::Merge, merged) => ScalarValue::Binary(merged.as_ref().map(to_bytes)),
+        })
+    }
+
+    fn size(&self) -> usize {
+        let heap = match &self.merged {
+            Some(Sketch::Distinct(h)) => h.heap_bytes(),
+            Some(Sketch::Quantiles(q)) => q.heap_bytes(),
+            None => 0,
+        };
+        std::mem::size_of_val(self) + heap
+    }
+}
+
+/// A pipeline whose table keeps both kinds of sketch, and rows of it, for the tests of
+/// the modules that write queries over sketch columns.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use arrow::array::{
+        ArrayRef, BinaryArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+        TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::SchemaRef;
+    use shared::config::{ConfigError, LoadedConfig};
+    use shared::sketch::{Hll, Quantiles};
+
+    /// `hosts_1m`: per minute and status, requests, distinct hosts and the 95th percentile
+    /// of bytes, both with their sketch; then `reports` (YAML list items, or empty).
+    pub fn pipeline(source: &str, reports: &str) -> Result<LoadedConfig, ConfigError> {
+        let reports = if reports.is_empty() {
+            "reports: []\n".to_string()
+        } else {
+            format!("reports:\n{reports}")
+        };
+        let yaml = format!(
+            r#"name: t
+source: {source}
+format: {{ kind: apache }}
+event_time: {{ field: ts, max_out_of_orderness: 60s }}
+tables:
+  - name: hosts_1m
+    window: {{ kind: tumbling, size: 1m }}
+    key: [status]
+    aggregates:
+      - {{ name: requests, fn: count }}
+      - {{ name: hosts, fn: approx_distinct, column: host, sketch: true }}
+      - {{ name: p95_bytes, fn: approx_percentile, column: bytes, q: 0.95, sketch: true }}
+lake: {{ root: lake }}
+{reports}"#
+        );
+        shared::config::load_str(&yaml, Path::new("p.yaml"))
+    }
+
+    /// One row of `hosts_1m`.
+    pub struct Row {
+        pub status: i32,
+        pub hosts: Hll,
+        pub bytes: Quantiles,
+    }
+
+    /// Rows of `hosts_1m` in `schema` (its read schema), all in the first minute of
+    /// 2026-01-01.
+    pub fn batch(schema: SchemaRef, rows: &[Row]) -> RecordBatch {
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| column(f.name(), rows))
+            .collect();
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    fn column(name: &str, rows: &[Row]) -> ArrayRef {
+        let start = 1_767_225_600_000_000i64;
+        let n = rows.len();
+        match name {
+            "window_start" => {
+                Arc::new(TimestampMicrosecondArray::from(vec![start; n]).with_timezone("UTC"))
+            }
+            "window_end" => Arc::new(
+                TimestampMicrosecondArray::from(vec![start + 60_000_000; n]).with_timezone("UTC"),
+            ),
+            "status" => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.status))),
+            "requests" => Arc::new(Int64Array::from(vec![1; n])),
+            "hosts" => Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.hosts.estimate()),
+            )),
+            "hosts_sketch" => Arc::new(BinaryArray::from_iter_values(
+                rows.iter().map(|r| r.hosts.to_bytes()),
+            )),
+            "p95_bytes" => Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.bytes.quantile(0.95)),
+            )),
+            "p95_bytes_sketch" => Arc::new(BinaryArray::from_iter_values(
+                rows.iter().map(|r| r.bytes.to_bytes()),
+            )),
+            "dt" => Arc::new(StringArray::from(vec!["2026-01-01"; n])),
+            "hour" => Arc::new(StringArray::from(vec!["00"; n])),
+            other => panic!("no column {other} in the fixture"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{BinaryArray, StringArray};
+    use datafusion::datasource::MemTable;
+
+    fn hll(range: std::ops::Range<u64>) -> Hll {
+        let mut h = Hll::default();
+        for i in range {
+            h.add(format!("host-{i}").as_bytes());
+        }
+        h
+    }
+
+    /// A fixed, skewed pseudo-random sequence (xorshift).
+    fn values(n: usize, seed: u64) -> Vec<f64> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                (1.0 / (1.0 - u * 0.999)).powi(2) * 10.0
+            })
+            .collect()
+    }
+
+    fn digest(values: &[f64]) -> Quantiles {
+        let mut q = Quantiles::default();
+        for v in values {
+            q.add(*v);
+        }
+        q
+    }
+
+    /// A table `t(k, s)` whose rows are spread over `partitions` partitions, so that
+    /// partial states are merged too.
+    fn session(rows: Vec<(&str, Option<Vec<u8>>)>, partitions: usize) -> SessionContext {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("s", DataType::Binary, true),
+        ]));
+        let mut parts = vec![Vec::new(); partitions];
+        for (i, chunk) in rows
+            .chunks(rows.len().div_ceil(partitions).max(1))
+            .enumerate()
+        {
+            let keys = StringArray::from_iter_values(chunk.iter().map(|(k, _)| *k));
+            let sketches: BinaryArray = chunk.iter().map(|(_, s)| s.as_deref()).collect();
+            let batch =
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(sketches)])
+                    .unwrap();
+            parts[i].push(batch);
+        }
+        let ctx = SessionContext::new();
+        register(&ctx);
+        ctx.register_table("t", Arc::new(MemTable::try_new(schema, parts).unwrap()))
+            .unwrap();
+        ctx
+    }
+
+    async fn scalar(ctx: &SessionContext, sql: &str) -> Result<ScalarValue> {
+        let batches = ctx.sql(sql).await?.collect().await?;
+        let batch = batches.iter().find(|b| b.num_rows() > 0).expect("a row");
+        ScalarValue::try_from_array(batch.column(0), 0)
+    }
+
+    #[tokio::test]
+    async fn distinct_is_the_estimate_of_the_union() {
+        let sketches = [
+            hll(0..30_000),
+            hll(20_000..60_000),
+            hll(59_990..60_010),
+            hll(0..5),
+        ];
+        let mut by_hand = Hll::default();
+        for h in &sketches {
+            by_hand.merge(h);
+        }
+        let rows = sketches.iter().map(|h| ("a", Some(h.to_bytes()))).collect();
+        let ctx = session(rows, 3);
+        let got = scalar(&ctx, "SELECT sketch_distinct(s) FROM t")
+            .await
+            .unwrap();
+        assert_eq!(got, ScalarValue::Int64(Some(by_hand.estimate())));
+        // The merged bytes do not depend on the order the partial states arrive in.
+        let merged = scalar(&ctx, "SELECT sketch_merge(s) FROM t").await.unwrap();
+        assert_eq!(merged, ScalarValue::Binary(Some(by_hand.to_bytes())));
+    }
+
+    #[tokio::test]
+    async fn distinct_per_group() {
+        let rows = vec![
+            ("a", Some(hll(0..100).to_bytes())),
+            ("b", Some(hll(0..10).to_bytes())),
+            ("a", Some(hll(50..150).to_bytes())),
+            ("b", None),
+        ];
+        let ctx = session(rows, 2);
+        let batches = ctx
+            .sql("SELECT k, sketch_distinct(s) AS n FROM t GROUP BY k ORDER BY k")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let n: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(1)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(n, vec![hll(0..150).estimate(), hll(0..10).estimate()]);
+    }
+
+    #[tokio::test]
+    async fn percentile_of_merged_digests_is_close_to_the_exact_one() {
+        let all = values(60_000, 5);
+        let rows = all
+            .chunks(1_000)
+            .map(|c| ("a", Some(digest(c).to_bytes())))
+            .collect();
+        let ctx = session(rows, 4);
+        let mut sorted = all.clone();
+        sorted.sort_by(f64::total_cmp);
+        for q in [0.01, 0.5, 0.95, 0.99] {
+            let sql = format!("SELECT sketch_percentile(s, {q}) FROM t");
+            let ScalarValue::Float64(Some(est)) = scalar(&ctx, &sql).await.unwrap() else {
+                panic!("no estimate of q{q}");
+            };
+            let rank = sorted.partition_point(|x| *x < est) as f64 / sorted.len() as f64;
+            assert!((rank - q).abs() <= 0.01, "q{q}: {est} has rank {rank}");
+        }
+    }
+
+    #[tokio::test]
+    async fn nulls_are_skipped_and_no_input_gives_zero_or_null() {
+        let ctx = session(vec![("a", None), ("a", Some(hll(0..7).to_bytes()))], 2);
+        let n = scalar(&ctx, "SELECT sketch_distinct(s) FROM t")
+            .await
+            .unwrap();
+        assert_eq!(n, ScalarValue::Int64(Some(hll(0..7).estimate())));
+
+        let ctx = session(vec![("a", None), ("b", None)], 2);
+        for (sql, want) in [
+            (
+                "SELECT sketch_distinct(s) FROM t",
+                ScalarValue::Int64(Some(0)),
+            ),
+            (
+                "SELECT sketch_percentile(s, 0.5) FROM t",
+                ScalarValue::Float64(None),
+            ),
+            ("SELECT sketch_merge(s) FROM t", ScalarValue::Binary(None)),
+            // No rows at all.
+            (
+                "SELECT sketch_distinct(s) FROM t WHERE k = 'z'",
+                ScalarValue::Int64(Some(0)),
+            ),
+            (
+                "SELECT sketch_percentile(s, 0.5) FROM t WHERE k = 'z'",
+                ScalarValue::Float64(None),
+            ),
+            (
+                "SELECT sketch_merge(s) FROM t WHERE k = 'z'",
+                ScalarValue::Binary(None),
+            ),
+        ] {
+            assert_eq!(scalar(&ctx, sql).await.unwrap(), want, "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn damaged_bytes_and_wrong_kinds_are_errors() {
+        let damaged = vec![
+            ("a", Some(hll(0..3).to_bytes())),
+            ("a", Some(vec![1, b'H', 14, 0, 5])),
+        ];
+        let ctx = session(damaged, 1);
+        let e = scalar(&ctx, "SELECT sketch_distinct(s) FROM t")
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("sketch_distinct: a damaged HyperLogLog sketch"),
+            "{text}"
+        );
+
+        let ctx = session(vec![("a", Some(hll(0..3).to_bytes()))], 1);
+        let e = scalar(&ctx, "SELECT sketch_percentile(s, 0.5) FROM t")
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("sketch_percentile: a sketch of kind `H` where a t-digest was expected"),
+            "{e}"
+        );
+
+        let mixed = vec![
+            ("a", Some(hll(0..3).to_bytes())),
+            ("a", Some(digest(&[1.0, 2.0]).to_bytes())),
+        ];
+        let ctx = session(mixed, 1);
+        let e = scalar(&ctx, "SELECT sketch_merge(s) FROM t")
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("sketch_merge: a sketch of kind `T`"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn merge_then_estimate_equals_estimating_directly() {
+        let rows = vec![
+            ("a", Some(hll(0..1_000).to_bytes())),
+            ("b", Some(hll(500..40_000).to_bytes())),
+            ("a", Some(hll(30_000..31_000).to_bytes())),
+            ("c", None),
+        ];
+        let ctx = session(rows, 2);
+        let direct = scalar(&ctx, "SELECT sketch_distinct(s) FROM t")
+            .await
+            .unwrap();
+        let via_merge = scalar(
+            &ctx,
+            "SELECT sketch_distinct(m) FROM (SELECT k, sketch_merge(s) AS m FROM t GROUP BY k)",
+        )
+        .await
+        .unwrap();
+        assert_eq!(via_merge, direct);
+
+        // t-digests through sketch_merge still estimate closely.
+        let all = values(20_000, 9);
+        let rows = all
+            .chunks(500)
+            .enumerate()
+            .map(|(i, c)| (["a", "b", "c"][i % 3], Some(digest(c).to_bytes())))
+            .collect();
+        let ctx = session(rows, 3);
+        let sql = "SELECT sketch_percentile(m, 0.9) FROM (SELECT k, sketch_merge(s) AS m FROM t GROUP BY k)";
+        let ScalarValue::Float64(Some(est)) = scalar(&ctx, sql).await.unwrap() else {
+            panic!("no estimate");
+        };
+        let mut sorted = all.clone();
+        sorted.sort_by(f64::total_cmp);
+        let rank = sorted.partition_point(|x| *x < est) as f64 / sorted.len() as f64;
+        assert!((rank - 0.9).abs() <= 0.01, "{est} has rank {rank}");
+    }
+
+    #[tokio::test]
+    async fn bad_calls_are_planning_errors() {
+        let ctx = session(vec![("a", Some(digest(&[1.0]).to_bytes()))], 1);
+        for (sql, want) in [
+            (
+                "SELECT sketch_percentile(s, 1.5) FROM t",
+                "q is 1.5, not a quantile between 0 and 1",
+            ),
+            (
+                "SELECT sketch_percentile(s, CAST(k AS DOUBLE)) FROM t",
+                "q must be a literal",
+            ),
+            (
+                "SELECT sketch_percentile(s) FROM t",
+                "is called as sketch_percentile(sketch, q)",
+            ),
+            (
+                "SELECT sketch_distinct(k) FROM t",
+                "reads a sketch column (binary, `<name>_sketch`), not Utf8",
+            ),
+            (
+                "SELECT sketch_percentile(s, 'x') FROM t",
+                "q is a number between 0 and 1",
+            ),
+        ] {
+            let e = scalar(&ctx, sql).await.unwrap_err();
+            assert!(e.to_string().contains(want), "{sql}: {e}");
+        }
+        assert_eq!(quantile_literal(Some(0.95)), "0.95");
+        assert_eq!(quantile_literal(Some(1.0)), "1.0");
+        assert_eq!(
+            percentile_call("\"x\"", None),
+            "sketch_percentile(\"x\", NULL)"
+        );
+    }
+}
