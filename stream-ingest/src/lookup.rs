@@ -400,3 +400,186 @@ fn read_parquet(data: &[u8], schema: &SchemaRef) -> Result<RecordBatch, String> 
         .collect::<Result<Vec<_>, String>>()?;
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, StringArray};
+    use shared::config::load_str;
+
+    const PIPELINE: &str = "\
+name: t
+source: { kind: stdin }
+format: { kind: apache }
+event_time: { field: ts, max_out_of_orderness: 60s }
+derive:
+  - { name: code, expr: CAST(status AS BIGINT) }
+lookup:
+  - { table: codes, on: status, columns: [label], defaults: { label: other } }
+  - { table: agents, on: { field: user_agent, column: agent }, columns: [kind] }
+dimensions:
+  - name: codes
+    path: codes.csv
+    columns: [{ name: status, type: int32 }, { name: label, type: string }]
+  - name: agents
+    path: agents.csv
+    columns: [{ name: agent, type: string }, { name: kind, type: string }]
+tables:
+  - name: t
+    window: { kind: tumbling, size: 1m }
+    key: [label, kind]
+    aggregates: [{ name: n, fn: count }]
+lake: { root: lake }
+";
+
+    fn open(dir: &Path) -> (Lookups, SchemaRef) {
+        let loaded = load_str(PIPELINE, &dir.join("p.yaml")).unwrap();
+        let lookups = Lookups::open(&loaded.config, |p| dir.join(p)).unwrap();
+        (lookups, schema::derived_events_of(&loaded.config))
+    }
+
+    /// Events with only `status` and `user_agent` set.
+    fn events(schema: &SchemaRef, status: &[Option<i32>], agents: &[Option<&str>]) -> RecordBatch {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "status" => Arc::new(Int32Array::from(status.to_vec())) as ArrayRef,
+                "user_agent" => Arc::new(StringArray::from(agents.to_vec())) as ArrayRef,
+                _ if f.is_nullable() => new_null_array(f.data_type(), status.len()),
+                _ => {
+                    let zero: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![0]));
+                    let one = cast(&zero, f.data_type()).unwrap();
+                    let idx = UInt32Array::from(vec![0; status.len()]);
+                    take(one.as_ref(), &idx, None).unwrap()
+                }
+            })
+            .collect();
+        RecordBatch::try_new(schema.clone(), columns).unwrap()
+    }
+
+    fn column(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+        let a = batch.column_by_name(name).unwrap();
+        let a = a.as_string::<i32>();
+        a.iter().map(|v| v.map(str::to_string)).collect()
+    }
+
+    fn s(v: &[Option<&str>]) -> Vec<Option<String>> {
+        v.iter().map(|x| x.map(str::to_string)).collect()
+    }
+
+    fn write(dir: &Path, codes: &str) {
+        std::fs::write(dir.join("codes.csv"), codes).unwrap();
+        std::fs::write(
+            dir.join("agents.csv"),
+            "agent,kind\nbot/1,bot\nbot/1,human\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn hit_miss_default_and_null_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "status,label\n200,ok\n404,missing\n");
+        let (l, schema) = open(dir.path());
+        let batch = events(
+            &schema,
+            &[Some(200), Some(500), Some(201), Some(404)],
+            &[Some("bot/1"), Some("x"), None, Some("bot/1")],
+        );
+        let out = l.apply(batch).unwrap();
+        // A miss takes the default; a miss or a NULL key without a default gives NULL.
+        assert_eq!(
+            column(&out, "label"),
+            s(&[Some("ok"), Some("other"), Some("other"), Some("missing")])
+        );
+        // The first row of a key wins.
+        assert_eq!(
+            column(&out, "kind"),
+            s(&[Some("bot"), None, None, Some("bot")])
+        );
+        assert_eq!(out.schema().fields().len(), schema.fields().len() + 2);
+    }
+
+    #[test]
+    fn a_changed_file_is_taken_at_refresh_and_a_snapshot_replays_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "status,label\n200,ok\n");
+        let (mut l, schema) = open(dir.path());
+        let batch = events(&schema, &[Some(200)], &[None]);
+        let saved = l.snapshot();
+        // Rewritten (another length, so the change is seen within one mtime tick).
+        write(dir.path(), "status,label\n200,fine\n");
+        assert_eq!(
+            column(&l.apply(batch.clone()).unwrap(), "label"),
+            s(&[Some("ok")])
+        );
+        l.refresh();
+        assert_eq!(
+            column(&l.apply(batch.clone()).unwrap(), "label"),
+            s(&[Some("fine")])
+        );
+        // A broken file keeps the version in use.
+        std::fs::write(
+            dir.path().join("codes.csv"),
+            "status,label\nnot a number,x,y\n",
+        )
+        .unwrap();
+        l.refresh();
+        assert_eq!(
+            column(&l.apply(batch.clone()).unwrap(), "label"),
+            s(&[Some("fine")])
+        );
+        // Restoring a checkpoint takes its version, whatever the file holds.
+        l.restore(saved).unwrap();
+        assert_eq!(column(&l.apply(batch).unwrap(), "label"), s(&[Some("ok")]));
+    }
+
+    #[test]
+    fn parquet_dimensions_are_read_by_column_name() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "status,label\n");
+        let schema = Arc::new(Schema::new(vec![
+            arrow::datatypes::Field::new("label", DataType::Utf8, true),
+            arrow::datatypes::Field::new("status", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["teapot"])),
+                Arc::new(arrow::array::Int64Array::from(vec![418])),
+            ],
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        std::fs::write(dir.path().join("codes.parquet"), bytes).unwrap();
+        let yaml = PIPELINE.replace("codes.csv", "codes.parquet");
+        let loaded = load_str(&yaml, &dir.path().join("p.yaml")).unwrap();
+        let l = Lookups::open(&loaded.config, |p| dir.path().join(p)).unwrap();
+        let events = events(
+            &schema::derived_events_of(&loaded.config),
+            &[Some(418)],
+            &[None],
+        );
+        assert_eq!(
+            column(&l.apply(events).unwrap(), "label"),
+            s(&[Some("teapot")])
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load_str(PIPELINE, &dir.path().join("p.yaml")).unwrap();
+        let err = Lookups::open(&loaded.config, |p| dir.path().join(p))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().starts_with("lookup `codes`: cannot read"),
+            "{err}"
+        );
+    }
+}

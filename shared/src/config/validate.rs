@@ -998,6 +998,144 @@ lake: { root: lake }
         }
     }
 
+    /// BASE with `extra` before `tables:`.
+    fn with(extra: &str) -> String {
+        BASE.replace("tables:", &format!("{extra}tables:"))
+    }
+
+    fn has(p: &[String], prefix: &str, needle: &str) {
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with(prefix) && m.contains(needle)),
+            "no `{prefix}…{needle}` in {p:?}"
+        );
+    }
+
+    #[test]
+    fn derive_expressions_are_planned_with_their_line() {
+        let p = problems(&with(
+            "derive:\n  - { name: class, expr: status / 100 }\n  - { name: kind, expr: \"lower(user_agnet)\" }\n  - { name: bad, expr: \"no_such_fn(path)\" }\n",
+        ));
+        has(&p, "7:derive[1].expr", "user_agnet");
+        // Compilation stops at the first bad expression: later ones are checked once it is fixed.
+        assert_eq!(p.len(), 1, "{p:?}");
+        let p = problems(&with(
+            "derive:\n  - { name: bad, expr: \"no_such_fn(path)\" }\n",
+        ));
+        has(&p, "6:derive[0].expr", "no_such_fn");
+        let p = problems(&with("derive:\n  - { name: path, expr: \"1\" }\n"));
+        has(&p, "6:derive[0].name", "already a field");
+        let p = problems(&with("derive:\n  - { name: x, expr: \"status +\" }\n"));
+        has(&p, "6:derive[0].expr", "");
+        // A derived column is a key, an aggregate input and a filter operand.
+        let yaml = with("derive:\n  - { name: class, expr: status / 100 }\n")
+            .replace(
+                "key: [status]",
+                "key: [class]\n    filter: \"class >= 4 OR path LIKE '/api/%'\"",
+            )
+            .replace(
+                "{ name: requests, fn: count }",
+                "{ name: requests, fn: count }\n      - { name: m, fn: max, column: class }",
+            );
+        assert_eq!(problems(&yaml), Vec::<String>::new());
+    }
+
+    #[test]
+    fn sql_filters_are_checked_and_old_ones_keep_their_messages() {
+        let p = problems(&BASE.replace(
+            "key: [status]",
+            "key: [status]\n    filter: \"lower(path)\"",
+        ));
+        has(&p, "9:tables[0].filter", "true or false");
+        let p = problems(&BASE.replace(
+            "key: [status]",
+            "key: [status]\n    filter: \"status > 1 OR nope = 2\"",
+        ));
+        has(&p, "9:tables[0].filter", "nope");
+    }
+
+    #[test]
+    fn lookups_name_their_problems() {
+        let dims = "dimensions:\n  - name: codes\n    path: codes.csv\n    columns: [{ name: status, type: int32 }, { name: label, type: string }, { name: n, type: int64 }]\n";
+        let ok = with(&format!(
+            "{dims}lookup:\n  - {{ table: codes, on: status, defaults: {{ label: other }} }}\n"
+        ))
+        .replace("key: [status]", "key: [label]");
+        assert_eq!(problems(&ok), Vec::<String>::new());
+        let p = problems(&with(&format!(
+            "{dims}lookup:\n  - {{ table: cods, on: status }}\n"
+        )));
+        has(&p, "10:lookup[0].table", "no dimension `cods`");
+        let p = problems(&with(&format!(
+            "{dims}lookup:\n  - {{ table: codes, on: path }}\n"
+        )));
+        has(
+            &p,
+            "10:lookup[0].on",
+            "dimension `codes` has no column `path`",
+        );
+        let p = problems(&with(&format!(
+            "{dims}lookup:\n  - {{ table: codes, on: {{ field: host, column: status }} }}\n"
+        )));
+        has(&p, "10:lookup[0].on", "cannot be matched");
+        let p = problems(&with(&format!(
+            "{dims}lookup:\n  - {{ table: codes, on: status, columns: [labl] }}\n"
+        )));
+        has(&p, "10:lookup[0].columns[0]", "no column `labl`");
+        let p = problems(&with(&format!(
+            "{dims}lookup:\n  - {{ table: codes, on: status, defaults: {{ n: x }} }}\n"
+        )));
+        has(&p, "10:lookup[0].defaults.n", "does not fit");
+        let p = problems(&with(&format!(
+            "{dims}lookup:\n  - {{ table: codes, on: status, defaults: {{ path: x }} }}\n"
+        )));
+        has(
+            &p,
+            "10:lookup[0].defaults.path",
+            "not a column this lookup adds",
+        );
+    }
+
+    #[test]
+    fn percentiles_and_sketches_are_checked() {
+        let agg = |a: &str| BASE.replace("{ name: requests, fn: count }", a);
+        has(
+            &problems(&agg("{ name: p, fn: approx_percentile, column: bytes }")),
+            "10:tables[0].aggregates[0].q",
+            "needs `q`",
+        );
+        has(
+            &problems(&agg(
+                "{ name: p, fn: approx_percentile, column: bytes, q: 1.5 }",
+            )),
+            "10:tables[0].aggregates[0].q",
+            "not a quantile",
+        );
+        has(
+            &problems(&agg(
+                "{ name: p, fn: approx_percentile, column: path, q: 0.5 }",
+            )),
+            "10:tables[0].aggregates[0].fn",
+            "Utf8",
+        );
+        has(
+            &problems(&agg("{ name: p, fn: sum, column: bytes, sketch: true }")),
+            "10:tables[0].aggregates[0].sketch",
+            "only `approx_distinct`",
+        );
+        has(
+            &problems(&agg("{ name: p, fn: count, q: 0.5 }")),
+            "10:tables[0].aggregates[0].q",
+            "only `approx_percentile`",
+        );
+        assert_eq!(
+            problems(&agg(
+                "{ name: p, fn: approx_percentile, column: bytes, q: 0.99, sketch: true }"
+            )),
+            Vec::<String>::new()
+        );
+    }
+
     #[test]
     fn the_base_is_valid() {
         assert_eq!(problems(BASE), Vec::<String>::new());
