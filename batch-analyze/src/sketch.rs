@@ -15,9 +15,10 @@
 //! - `sketch_merge(sketch) -> BINARY`: the merged sketch (either kind, not mixed), in the
 //!   lake's bytes, to keep or to merge again (NULL without input).
 //!
-//! NULL sketches are skipped. The partial state of each function is one binary value in
-//! the lake's bytes, so partial aggregates merge the way rows do. HyperLogLog merging does
-//! not depend on the order of its inputs; t-digests are merged in the order they come.
+//! NULL sketches are skipped. The partial state of each function is one binary value: the
+//! sketches it holds, length-framed. The result does not depend on the order rows or partial
+//! states arrive in (a report gives the same bytes on every run): HyperLogLog merging is
+//! order-free, and t-digests are merged once, at the end, in the order of their bytes.
 //! Damaged bytes, or a sketch of the wrong kind, fail the query with the function's name and
 //! what is wrong ([`SketchError`]).
 
@@ -219,10 +220,7 @@ impl AggregateUDFImpl for SketchUdaf {
             SketchFn::Percentile => Output::Percentile(quantile_arg(args.exprs)?),
             SketchFn::Merge => Output::Merge,
         };
-        Ok(Box::new(SketchAccumulator {
-            output,
-            merged: None,
-        }))
+        Ok(Box::new(SketchAccumulator::new(output)))
     }
 }
 
@@ -262,43 +260,105 @@ impl Output {
     }
 }
 
-/// The merge of the sketches seen so far (`None`: none yet).
+/// The sketches seen so far: HyperLogLogs merged as they come (their merge does not depend
+/// on the order), t-digests kept as bytes and merged once at the end, sorted
+/// ([`Quantiles::merge_bytes`]), so the result does not depend on the order partial states
+/// arrive in. (A group's t-digests are held until then: about 2 KB per input row.)
 #[derive(Debug)]
 struct SketchAccumulator {
     output: Output,
-    merged: Option<Sketch>,
+    hll: Option<Hll>,
+    digests: Vec<Vec<u8>>,
 }
 
 impl SketchAccumulator {
-    /// Merges every non-NULL sketch of a binary column (input values and partial states
-    /// alike: both are lake bytes).
-    fn merge_column(&mut self, column: Option<&ArrayRef>) -> Result<()> {
+    fn new(output: Output) -> Self {
+        SketchAccumulator {
+            output,
+            hll: None,
+            digests: Vec::new(),
+        }
+    }
+
+    /// Takes one sketch (an input value, or one frame of a partial state).
+    fn take(&mut self, bytes: &[u8]) -> Result<(), SketchError> {
         let f = self.output.function();
-        let Some(sketches) = column.and_then(|c| c.as_binary_opt::<i32>()) else {
-            return internal_err!("{}: the sketch column is not binary", f.name());
-        };
-        for bytes in sketches.iter().flatten() {
-            let sketch = f.read(bytes).map_err(|e| f.error(e))?;
-            fold(&mut self.merged, sketch).map_err(|e| f.error(e))?;
+        match f.read(bytes)? {
+            Sketch::Distinct(h) if self.digests.is_empty() => match &mut self.hll {
+                Some(held) => held.merge(&h),
+                None => self.hll = Some(h),
+            },
+            Sketch::Quantiles(_) if self.hll.is_none() => self.digests.push(bytes.to_vec()),
+            other => {
+                let held = if self.hll.is_some() {
+                    "HyperLogLog"
+                } else {
+                    "t-digest"
+                };
+                return Err(SketchError::Kind {
+                    found: kind_byte(&other),
+                    expected: held,
+                });
+            }
         }
         Ok(())
     }
+
+    /// Every non-NULL value of a binary column: sketches, or (`framed`) partial states.
+    fn take_column(&mut self, column: Option<&ArrayRef>, framed: bool) -> Result<()> {
+        let f = self.output.function();
+        let Some(values) = column.and_then(|c| c.as_binary_opt::<i32>()) else {
+            return internal_err!("{}: the sketch column is not binary", f.name());
+        };
+        for bytes in values.iter().flatten() {
+            let result = if framed {
+                frames(bytes).and_then(|fs| fs.into_iter().try_for_each(|b| self.take(b)))
+            } else {
+                self.take(bytes)
+            };
+            result.map_err(|e| f.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// The merge of everything taken (`None`: nothing).
+    fn merged(&self) -> Result<Option<Sketch>> {
+        if let Some(h) = &self.hll {
+            return Ok(Some(Sketch::Distinct(h.clone())));
+        }
+        if self.digests.is_empty() {
+            return Ok(None);
+        }
+        let f = self.output.function();
+        Quantiles::merge_bytes(self.digests.iter().map(|d| &d[..]))
+            .map(|q| Some(Sketch::Quantiles(q)))
+            .map_err(|e| f.error(e))
+    }
 }
 
-/// Folds `sketch` into `merged`; both must be of one kind.
-fn fold(merged: &mut Option<Sketch>, sketch: Sketch) -> Result<(), SketchError> {
-    match (merged.as_mut(), sketch) {
-        (None, sketch) => *merged = Some(sketch),
-        (Some(Sketch::Distinct(a)), Sketch::Distinct(b)) => a.merge(&b),
-        (Some(Sketch::Quantiles(a)), Sketch::Quantiles(b)) => a.merge(&b),
-        (Some(held), sketch) => {
-            return Err(SketchError::Kind {
-                found: kind_byte(&sketch),
-                expected: kind_name(held),
-            });
-        }
+/// A partial state: each sketch as a u32 length (little-endian) and its bytes.
+fn framed(parts: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(&p);
     }
-    Ok(())
+    out
+}
+
+fn frames(mut bytes: &[u8]) -> Result<Vec<&[u8]>, SketchError> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let damaged = || SketchError::Damaged("partial state");
+        let (len, rest) = bytes.split_first_chunk::<4>().ok_or_else(damaged)?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(damaged());
+        }
+        out.push(&rest[..len]);
+        bytes = &rest[len..];
+    }
+    Ok(out)
 }
 
 /// The kind byte of the lake format (see [`shared::sketch`]).
@@ -306,13 +366,6 @@ fn kind_byte(s: &Sketch) -> char {
     match s {
         Sketch::Distinct(_) => 'H',
         Sketch::Quantiles(_) => 'T',
-    }
-}
-
-fn kind_name(s: &Sketch) -> &'static str {
-    match s {
-        Sketch::Distinct(_) => "HyperLogLog",
-        Sketch::Quantiles(_) => "t-digest",
     }
 }
 
@@ -325,21 +378,25 @@ fn to_bytes(s: &Sketch) -> Vec<u8> {
 
 impl Accumulator for SketchAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.merge_column(values.first())
+        self.take_column(values.first(), false)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.merge_column(states.first())
+        self.take_column(states.first(), true)
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Binary(
-            self.merged.as_ref().map(to_bytes),
-        )])
+        let state = match (&self.hll, self.digests.is_empty()) {
+            (Some(h), _) => Some(framed([h.to_bytes()])),
+            (None, false) => Some(framed(self.digests.iter().cloned())),
+            (None, true) => None,
+        };
+        Ok(vec![ScalarValue::Binary(state)])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(match (self.output, &self.merged) {
+        let merged = self.merged()?;
+        Ok(match (self.output, &merged) {
             (Output::Distinct, Some(Sketch::Distinct(h))) => ScalarValue::Int64(Some(h.estimate())),
             (Output::Distinct, _) => ScalarValue::Int64(Some(0)),
             (Output::Percentile(q), Some(Sketch::Quantiles(d))) => {
@@ -351,12 +408,8 @@ impl Accumulator for SketchAccumulator {
     }
 
     fn size(&self) -> usize {
-        let heap = match &self.merged {
-            Some(Sketch::Distinct(h)) => h.heap_bytes(),
-            Some(Sketch::Quantiles(q)) => q.heap_bytes(),
-            None => 0,
-        };
-        std::mem::size_of_val(self) + heap
+        let held: usize = self.digests.iter().map(|d| d.capacity() + 24).sum();
+        std::mem::size_of_val(self) + self.hll.as_ref().map_or(0, Hll::heap_bytes) + held
     }
 }
 
@@ -568,6 +621,33 @@ mod tests {
             })
             .collect();
         assert_eq!(n, vec![hll(0..150).estimate(), hll(0..10).estimate()]);
+    }
+
+    #[tokio::test]
+    async fn merged_digests_do_not_depend_on_partitions_or_order() {
+        let all = values(60_000, 9);
+        let rows: Vec<_> = all
+            .chunks(500)
+            .map(|c| ("a", Some(digest(c).to_bytes())))
+            .collect();
+        let reversed: Vec<_> = rows.iter().rev().cloned().collect();
+        let sql = "SELECT sketch_merge(s), sketch_percentile(s, 0.95) FROM t";
+        let mut seen = Vec::new();
+        for (rows, partitions) in [(&rows, 1), (&rows, 4), (&reversed, 3), (&rows, 7)] {
+            let batches = session(rows.clone(), partitions)
+                .sql(sql)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            seen.push(
+                arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:#?}");
     }
 
     #[tokio::test]

@@ -10,79 +10,27 @@ format of the golden files, so a test (and a human re-blessing them) can compare
 
 writes OUT_DIR/{status_1m,path_1m,daily_status_class,top_paths}.csv.
 """
-import csv
-import datetime as dt
-import io
-import re
 import sys
 from pathlib import Path
 
 import duckdb
 
-SPEC = r'^(\S+) \S+ \S+ \[(\d{2}/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}:\d{2}:\d{2}:\d{2}) ([+-])(\d{2})(\d{2})\] "(.*)" (\d{3}) (\d+|-)(?: "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*")?\s*$'
-# RE2's ASCII classes: \s is [\t\n\f\r ] (no \v), \d is [0-9].
-PATTERN = re.compile(
-    SPEC.replace(r"\S", r"[^\t\n\f\r ]").replace(r"\s", r"[\t\n\f\r ]").replace(r"\d", "[0-9]"),
-    re.DOTALL,
-)
-BOUND_US = 60_000_000
-WINDOW_US = 60_000_000
-MONTHS = {m: i + 1 for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())}
-EPOCH = dt.datetime(1970, 1, 1)
+# The spec's parse and lateness rules live in access_log.py, shared with insights.py.
+from access_log import BOUND_US, EPOCH, MONTHS, PATTERN, SPEC, WINDOW_US, fmt_ts, on_time, parse_access, write_csv  # noqa: F401
 
 
 def parse(line: str):
-    m = PATTERN.match(line)
-    # `.` in the spec does not match a newline; lines never hold one.
-    if not m:
+    """(host, ts, path, status, bytes) of a valid line, or None."""
+    ev = parse_access(line)
+    if ev is None:
         return None
-    d = m.group(2)
-    try:
-        day, mon, rest = int(d[0:2]), MONTHS[d[3:6]], d[7:]
-        year, hh, mm, ss = int(rest[0:4]), int(rest[5:7]), int(rest[8:10]), int(rest[11:13])
-        local = dt.datetime(year, mon, day, hh, mm, ss)
-    except ValueError:
-        return None
-    offset = (int(m.group(4)) * 3600 + int(m.group(5)) * 60) * (1 if m.group(3) == "+" else -1)
-    delta = local - EPOCH
-    ts = (delta.days * 86400 + delta.seconds - offset) * 1_000_000
-    request = m.group(6)
-    tokens = request.split(" ")
-    path = tokens[1] if len(tokens) > 1 else None
-    status = int(m.group(7))
-    nbytes = 0 if m.group(8) == "-" else int(m.group(8))
-    return m.group(1), ts, path, status, nbytes
+    return ev.host, ev.ts, ev.path, ev.status, ev.bytes
 
 
 def events(log: Path):
-    data = log.read_bytes()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    max_ts = None
-    for raw in lines:
-        ev = parse(raw.decode("utf-8", errors="replace"))
-        if ev is None:
-            continue
-        ts = ev[1]
-        watermark = None if max_ts is None else max_ts - BOUND_US
-        end = ts - ts % WINDOW_US + WINDOW_US
-        late = watermark is not None and end <= watermark
-        max_ts = ts if max_ts is None else max(max_ts, ts)
-        if not late:
-            yield ev
-
-
-def fmt_ts(us: int) -> str:
-    return (EPOCH + dt.timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def write_csv(path: Path, header, rows, null=""):
-    with path.open("w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        for r in rows:
-            w.writerow([null if v is None else v for v in r])
+    """The events of the log that are not late, in file order."""
+    for ev in on_time(log, BOUND_US, WINDOW_US):
+        yield ev.host, ev.ts, ev.path, ev.status, ev.bytes
 
 
 def main():

@@ -72,6 +72,25 @@ impl Quantiles {
         self.digest = TDigest::merge_digests([&self.digest, &other.digest]);
     }
 
+    /// The merge of many digests (lake bytes) as a function of the set alone: sorted by
+    /// their bytes and merged in one pass. Merging t-digests two at a time depends on the
+    /// order; a query engine's partial aggregates arrive in any order, and a report must
+    /// give the same bytes on every run.
+    pub fn merge_bytes<'a>(
+        parts: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Quantiles, SketchError> {
+        let mut parts: Vec<&[u8]> = parts.into_iter().collect();
+        parts.sort_unstable();
+        let digests = parts
+            .into_iter()
+            .map(Quantiles::from_bytes)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Quantiles {
+            digest: TDigest::merge_digests(digests.iter().map(|q| &q.digest)),
+            buffer: Vec::new(),
+        })
+    }
+
     /// Values added (NaN excluded).
     pub fn count(&self) -> u64 {
         self.digest.count() as u64 + self.buffer.len() as u64
@@ -221,6 +240,26 @@ mod tests {
         let mut sorted = v.clone();
         sorted.sort_by(f64::total_cmp);
         within_rank_error(&sorted, &day, 0.01);
+    }
+
+    #[test]
+    fn merging_many_does_not_depend_on_their_order() {
+        let parts: Vec<Vec<u8>> = values(50_000, 5)
+            .chunks(700)
+            .map(|c| {
+                let mut q = Quantiles::default();
+                c.iter().for_each(|x| {
+                    q.add(*x);
+                });
+                q.to_bytes()
+            })
+            .collect();
+        let forward = Quantiles::merge_bytes(parts.iter().map(|p| &p[..])).unwrap();
+        let backward = Quantiles::merge_bytes(parts.iter().rev().map(|p| &p[..])).unwrap();
+        assert_eq!(forward.to_bytes(), backward.to_bytes());
+        let mut sorted = values(50_000, 5);
+        sorted.sort_by(f64::total_cmp);
+        within_rank_error(&sorted, &forward, 0.01);
     }
 
     #[test]
