@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "target" / "bench"
 PIPELINE = ROOT / "pipelines" / "access-log.yaml"
 HIGH_CARD = ROOT / "bench" / "high-cardinality.yaml"
+INSIGHTS = ROOT / "pipelines" / "access-log-insights.yaml"
+# The reference pipeline with a table filter (in the condition language every version reads).
+FILTERED = ROOT / "bench" / "filtered.yaml"
 SAMPLE = ROOT / "pipelines" / "data" / "apache_logs.log"
 
 # name -> gen arguments
@@ -56,6 +59,11 @@ def case_list(bins):
         ("stream-1m-36days", "stream", "sparse1m", [si, "run", "-c", str(PIPELINE)], None),
         ("stream-1m-11days", "stream", "days1m", [si, "run", "-c", str(PIPELINE)], None),
         ("stream-high-cardinality", "stream", "uniq1m", [si, "run", "-c", str(HIGH_CARD)], None),
+        ("stream-1m-filter", "stream", "gen1m", [si, "run", "-c", str(FILTERED)], None),
+        # derive, lookup, percentiles and sketches (pipelines/access-log-insights.yaml).
+        ("insights-1m", "stream", "gen1m", [si, "run", "-c", str(INSIGHTS)], None),
+        ("insights-10m", "stream", "gen10m", [si, "run", "-c", str(INSIGHTS)], None),
+        ("batch-insights-1m", "batch", "insights-1m", [ba, "run", "-c", str(INSIGHTS), "--format", "csv"], None),
         ("batch-sample", "batch", "stream-sample", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
         ("batch-1m", "batch", "stream-1m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
         ("batch-10m", "batch", "stream-10m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),

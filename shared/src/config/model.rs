@@ -564,8 +564,9 @@ pub enum AggregateFn {
     /// Number of distinct non-NULL values, estimated with HyperLogLog (about 0.8 % standard
     /// error); int64. Its state is at most 16 KiB per group, whatever the number of values.
     ApproxDistinct,
-    /// The `q` quantile of a numeric column, estimated with a t-digest (100 centroids);
-    /// float64. Its state is at most about 10 KiB per group.
+    /// The `q` quantile of a numeric column, estimated with a t-digest (500 centroids;
+    /// exact while a window's group has at most 512 values); float64. Its state is at most
+    /// about 12 KiB per group.
     ApproxPercentile,
 }
 

@@ -39,11 +39,15 @@ pub struct CompiledExpr {
     pub data_type: DataType,
 }
 
-/// The session expressions are planned in: DataFusion's functions and ours.
-fn session() -> SessionContext {
-    let ctx = SessionContext::new();
-    ctx.register_udf(ScalarUDF::from(functions::RegexpExtract::new()));
-    ctx
+/// The session expressions are planned in: DataFusion's functions and ours. One per
+/// process (it registers every function; planning only reads it).
+fn session() -> &'static SessionContext {
+    static SESSION: std::sync::OnceLock<SessionContext> = std::sync::OnceLock::new();
+    SESSION.get_or_init(|| {
+        let ctx = SessionContext::new();
+        ctx.register_udf(ScalarUDF::from(functions::RegexpExtract::new()));
+        ctx
+    })
 }
 
 /// Turns DataFusion's error text into one line a user can act on.

@@ -19,7 +19,7 @@
 //!   byte 3      0 = sparse: u32 n, then n × u32 (register index << 8 | rank), by index
 //!               1 = dense: 2^p register bytes
 //! t-digest:
-//!   u32 max_size (100), f64 count, f64 sum, f64 min, f64 max,
+//!   u32 max_size (500), f64 count, f64 sum, f64 min, f64 max,
 //!   u32 n, then n × (f64 mean, f64 weight), by mean
 //! ```
 //!

@@ -1,22 +1,31 @@
 //! `approx_percentile`: a t-digest with a small buffer in front.
 //!
-//! The digest is DataFusion's `TDigest` (at most 100 centroids, as its
-//! `approx_percentile_cont`): adding values one at a time to it would re-sort the centroids
+//! The digest is DataFusion's `TDigest` (the one behind its `approx_percentile_cont`), with
+//! at most [`MAX_SIZE`] centroids: adding values one at a time to it would re-sort the centroids
 //! each time, so values wait in a buffer of [`BUFFER`] and are merged in a batch. The
 //! buffer is part of the state a checkpoint keeps, so a restored accumulator merges at the
 //! same points as the uninterrupted one and gives the same bytes.
+//!
+//! A window with at most [`BUFFER`] values gets the exact quantile (its values are all in
+//! the buffer); the sketch it stores is the digest all the same.
 //!
 //! Error: the t-digest keeps the tails finer than the middle; measured on a million
 //! generated values (see the tests and the README), the estimate of every quantile from
 //! 0.01 to 0.99 is within 1 % of rank of the exact one (0.3 % typical), per window and after
 //! merging windows. NaN values are skipped (as NULL).
 
-use datafusion_functions_aggregate_common::tdigest::{Centroid, DEFAULT_MAX_SIZE, TDigest};
+use datafusion_functions_aggregate_common::tdigest::{Centroid, TDigest};
 
 use super::{KIND_TDIGEST, Reader, SketchError, expect_kind};
 
 /// Values buffered before they are merged into the digest.
 pub const BUFFER: usize = 512;
+
+/// Centroids of a digest. DataFusion's `approx_percentile_cont` keeps 100; on values that
+/// repeat (file sizes: a few sizes, each many times) that left a window's median up to 2 %
+/// of rank off, as a centroid spanning two sizes interpolates into the gap between them.
+/// With 500, measured below, the error stays under 1 % on such data (8 KB per digest).
+pub const MAX_SIZE: usize = 500;
 
 /// A t-digest and the values not yet merged into it.
 #[derive(Debug, Clone)]
@@ -28,7 +37,7 @@ pub struct Quantiles {
 impl Default for Quantiles {
     fn default() -> Self {
         Quantiles {
-            digest: TDigest::new(DEFAULT_MAX_SIZE),
+            digest: TDigest::new(MAX_SIZE),
             buffer: Vec::new(),
         }
     }
@@ -69,6 +78,10 @@ impl Quantiles {
         self.flush();
         let mut other = other.clone();
         other.flush();
+        if other.digest.count() == 0.0 {
+            // (Merging two empty digests would give one of the default size.)
+            return;
+        }
         self.digest = TDigest::merge_digests([&self.digest, &other.digest]);
     }
 
@@ -96,10 +109,19 @@ impl Quantiles {
         self.digest.count() as u64 + self.buffer.len() as u64
     }
 
-    /// The estimated `q` quantile, or `None` without values.
+    /// The estimated `q` quantile, or `None` without values. While every value is still in
+    /// the buffer (at most [`BUFFER`] of them) the answer is exact: SQL's `percentile_cont`
+    /// (linear between the two order statistics around rank `q·(n−1)`).
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count() == 0 {
             return None;
+        }
+        if self.digest.count() == 0.0 {
+            let mut v = self.buffer.clone();
+            v.sort_unstable_by(f64::total_cmp);
+            let h = (v.len() - 1) as f64 * q.clamp(0.0, 1.0);
+            let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+            return Some(v[lo] + (v[hi] - v[lo]) * (h - lo as f64));
         }
         let mut all = self.clone();
         all.flush();
@@ -262,6 +284,42 @@ mod tests {
         within_rank_error(&sorted, &forward, 0.01);
     }
 
+    /// Values that repeat, as response sizes do: 60 sizes, each with a little spread.
+    #[test]
+    fn repeated_values_within_one_percent_of_rank() {
+        let mut worst: f64 = 0.0;
+        for seed in 1..40u64 {
+            let spikes: Vec<f64> = values(60, seed)
+                .into_iter()
+                .map(|x| (x * 100.0).round())
+                .collect();
+            let v: Vec<f64> = values(14_000, seed * 7919)
+                .into_iter()
+                .map(|x| spikes[(x * 1000.0) as usize % 60] + (x * 10.0).round() % 7.0)
+                .collect();
+            let mut q = Quantiles::default();
+            v.iter().for_each(|x| {
+                q.add(*x);
+            });
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            for p in [0.5, 0.95, 0.99] {
+                let est = q.quantile(p).unwrap();
+                let lo = rank(&sorted, est);
+                let hi = sorted.partition_point(|x| *x <= est) as f64 / sorted.len() as f64;
+                let err = if p < lo {
+                    lo - p
+                } else if p > hi {
+                    p - hi
+                } else {
+                    0.0
+                };
+                worst = worst.max(err);
+            }
+        }
+        assert!(worst <= 0.01, "worst rank error {worst}");
+    }
+
     #[test]
     fn small_inputs_and_nan() {
         let mut q = Quantiles::default();
@@ -271,6 +329,13 @@ mod tests {
         q.add(42.0);
         assert_eq!(q.quantile(0.5), Some(42.0));
         assert_eq!(q.quantile(0.99), Some(42.0));
+        // Exact while the values fit in the buffer: percentile_cont.
+        for v in [10.0, 20.0, 30.0] {
+            q.add(v);
+        }
+        assert_eq!(q.quantile(0.5), Some(25.0));
+        assert_eq!(q.quantile(1.0), Some(42.0));
+        assert_eq!(q.quantile(0.0), Some(10.0));
     }
 
     #[test]
