@@ -655,28 +655,12 @@ async fn register_dimensions(
 mod tests {
     use arrow::array::AsArray;
     use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
-    use shared::sketch::{Hll, Quantiles};
+    use shared::sketch::Quantiles;
 
     use super::*;
-    use crate::sketch::fixture::{self, Row};
+    use crate::sketch::fixture::{self, Row, digest, hll};
 
     const KAFKA: &str = "{ kind: kafka, brokers: '127.0.0.1:9092', topic: logs, group: g }";
-
-    fn hll(range: std::ops::Range<u64>) -> Hll {
-        let mut h = Hll::default();
-        range.for_each(|i| {
-            h.add(&i.to_le_bytes());
-        });
-        h
-    }
-
-    fn digest(range: std::ops::Range<u32>) -> Quantiles {
-        let mut q = Quantiles::default();
-        range.for_each(|v| {
-            q.add(f64::from(v));
-        });
-        q
-    }
 
     #[test]
     fn partial_rows_merge_their_sketches() {

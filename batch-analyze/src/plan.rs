@@ -291,10 +291,9 @@ mod tests {
     use arrow::datatypes::{Float64Type, Int64Type};
     use datafusion::datasource::MemTable;
     use shared::config::{ConfigError, LoadedConfig};
-    use shared::sketch::{Hll, Quantiles};
 
     use super::*;
-    use crate::sketch::fixture::{self, Row};
+    use crate::sketch::fixture::{self, Row, digest, hll};
 
     const STDIN: &str = "{ kind: stdin }";
 
@@ -315,22 +314,6 @@ mod tests {
         let table = &crate::catalog::lake_tables(loaded)[0];
         let input = shared::schema::read_schema(&table.file_schema, &table.partition_columns);
         ReportPlan::new(&loaded.config.reports[0], &loaded.config, &input)
-    }
-
-    fn hll(range: std::ops::Range<u64>) -> Hll {
-        let mut h = Hll::default();
-        range.for_each(|i| {
-            h.add(&i.to_le_bytes());
-        });
-        h
-    }
-
-    fn digest(range: std::ops::Range<u32>) -> Quantiles {
-        let mut q = Quantiles::default();
-        range.for_each(|v| {
-            q.add(f64::from(v));
-        });
-        q
     }
 
     #[test]

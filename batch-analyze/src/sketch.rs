@@ -428,6 +428,24 @@ pub(crate) mod fixture {
     use shared::config::{ConfigError, LoadedConfig};
     use shared::sketch::{Hll, Quantiles};
 
+    /// A HyperLogLog of the integers in `range`.
+    pub fn hll(range: std::ops::Range<u64>) -> Hll {
+        let mut h = Hll::default();
+        range.for_each(|i| {
+            h.add(&i.to_le_bytes());
+        });
+        h
+    }
+
+    /// A t-digest of the integers in `range`.
+    pub fn digest(range: std::ops::Range<u32>) -> Quantiles {
+        let mut q = Quantiles::default();
+        range.for_each(|v| {
+            q.add(f64::from(v));
+        });
+        q
+    }
+
     /// `hosts_1m`: per minute and status, requests, distinct hosts and the 95th percentile
     /// of bytes, both with their sketch; then `reports` (YAML list items, or empty).
     pub fn pipeline(source: &str, reports: &str) -> Result<LoadedConfig, ConfigError> {

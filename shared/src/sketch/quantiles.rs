@@ -212,25 +212,20 @@ mod tests {
             .collect()
     }
 
-    /// The rank (0..1) of `v` in sorted `all`.
-    fn rank(all: &[f64], v: f64) -> f64 {
-        all.partition_point(|x| *x < v) as f64 / all.len() as f64
+    /// How far the rank interval of `est` in sorted `all` (ties: from the values below it to
+    /// the values up to it) is from `p`.
+    fn rank_error(all: &[f64], est: f64, p: f64) -> f64 {
+        let n = all.len() as f64;
+        let lo = all.partition_point(|x| *x < est) as f64 / n;
+        let hi = all.partition_point(|x| *x <= est) as f64 / n;
+        (lo - p).max(p - hi).max(0.0)
     }
 
     fn within_rank_error(sorted: &[f64], q: &Quantiles, bound: f64) {
         for p in [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99] {
             let est = q.quantile(p).unwrap();
-            // The estimate's rank interval (ties) must come within `bound` of `p`.
-            let lo = rank(sorted, est);
-            let hi = sorted.partition_point(|x| *x <= est) as f64 / sorted.len() as f64;
-            let err = if p < lo {
-                lo - p
-            } else if p > hi {
-                p - hi
-            } else {
-                0.0
-            };
-            assert!(err <= bound, "q{p}: estimate {est} has rank {lo}..{hi}");
+            let err = rank_error(sorted, est, p);
+            assert!(err <= bound, "q{p}: estimate {est} is {err} of rank off");
         }
     }
 
@@ -304,16 +299,7 @@ mod tests {
             let mut sorted = v.clone();
             sorted.sort_by(f64::total_cmp);
             for p in [0.5, 0.95, 0.99] {
-                let est = q.quantile(p).unwrap();
-                let lo = rank(&sorted, est);
-                let hi = sorted.partition_point(|x| *x <= est) as f64 / sorted.len() as f64;
-                let err = if p < lo {
-                    lo - p
-                } else if p > hi {
-                    p - hi
-                } else {
-                    0.0
-                };
+                let err = rank_error(&sorted, q.quantile(p).unwrap(), p);
                 worst = worst.max(err);
             }
         }
