@@ -22,6 +22,8 @@ use shared::config::{
     AggregateConfig, AggregateFn, JoinKind, Literal, OrderKey, PipelineConfig, ReportConfig,
 };
 
+use shared::config::validate::report_column_type;
+
 use crate::sketch;
 
 /// Name under which the input of a declared report (joined and filtered) is registered.
@@ -68,26 +70,6 @@ fn order_list(keys: &[OrderKey]) -> String {
 
 fn ident_list(cols: &[String]) -> String {
     cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
-}
-
-/// The type of a column of a declared report's input: the `from` table's, else that of the
-/// first joined dimension that has it.
-fn input_type(
-    report: &ReportConfig,
-    cfg: &PipelineConfig,
-    input: &Schema,
-    column: &str,
-) -> Option<DataType> {
-    if let Ok(f) = input.field_with_name(column) {
-        return Some(f.data_type().clone());
-    }
-    report
-        .join
-        .iter()
-        .filter_map(|j| cfg.dimension(&j.table))
-        .flat_map(|d| &d.columns)
-        .find(|c| c.name == column)
-        .map(|c| shared::schema::arrow_type(c.data_type))
 }
 
 /// The SQL of one aggregate over a column of type `input` (when known).
@@ -184,7 +166,7 @@ impl ReportPlan {
                 let input_type = a
                     .column
                     .as_deref()
-                    .and_then(|c| input_type(report, cfg, input, c));
+                    .and_then(|c| report_column_type(cfg, report, input, c));
                 let expr = aggregate_sql(a, input_type.as_ref());
                 cols.push(format!("{expr} AS {}", ident(&a.name)));
             }

@@ -50,7 +50,14 @@ pub const KAFKA_FIELDS: [&str; 3] = ["kafka_partition", "kafka_offset", "kafka_t
 /// the `derive` columns, then the `lookup` columns. (A `derive` expression that does not
 /// compile ends the list there; validation reports it.)
 pub fn events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
-    let derived = derived_events_of(config);
+    with_lookup_columns(config, derived_events_of(config))
+}
+
+/// `derived` (the events after `derive`) with the `lookup` columns appended.
+pub fn with_lookup_columns(
+    config: &crate::config::PipelineConfig,
+    derived: SchemaRef,
+) -> SchemaRef {
     if config.lookup.is_empty() {
         return derived;
     }

@@ -193,7 +193,7 @@ impl Engine {
                     message,
                 }
             })?;
-        let events = shared::schema::events_of(config);
+        let events = lookups.schema(derive.schema(&source_events)).clone();
         let ts_column =
             events
                 .index_of(&config.event_time.field)

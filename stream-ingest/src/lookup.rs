@@ -97,7 +97,7 @@ impl Rows {
 /// One version of a dimension: its rows by key, and the columns to add (one extra last row
 /// of defaults).
 struct Loaded {
-    data: Arc<Vec<u8>>,
+    data: Vec<u8>,
     rows: Rows,
     columns: Vec<ArrayRef>,
 }
@@ -172,7 +172,7 @@ impl Lookups {
                 added: Arc::new(Schema::new(added)),
                 stamp: None,
                 current: Loaded {
-                    data: Arc::new(Vec::new()),
+                    data: Vec::new(),
                     rows: Rows::Int(HashMap::new()),
                     columns: Vec::new(),
                 },
@@ -189,6 +189,12 @@ impl Lookups {
         }
         let schema = (!lookups.is_empty()).then(|| Arc::new(Schema::new(fields)));
         Ok(Lookups { lookups, schema })
+    }
+
+    /// The schema of [`Lookups::apply`]'s batches, given that of its input (the events
+    /// after `derive`).
+    pub fn schema<'a>(&'a self, input: &'a SchemaRef) -> &'a SchemaRef {
+        self.schema.as_ref().unwrap_or(input)
     }
 
     /// `batch` with every lookup's columns appended.
@@ -220,7 +226,7 @@ impl Lookups {
             .iter()
             .map(|l| LookupSnapshot {
                 table: l.config.table.clone(),
-                data: l.current.data.as_ref().clone(),
+                data: l.current.data.clone(),
             })
             .collect()
     }
@@ -258,7 +264,7 @@ impl Lookup {
                 return;
             }
         };
-        if data == *self.current.data {
+        if data == self.current.data {
             self.stamp = now;
             return;
         }
@@ -312,7 +318,7 @@ impl Lookup {
             })
             .collect::<Result<_, _>>()?;
         Ok(Loaded {
-            data: Arc::new(data),
+            data,
             rows,
             columns,
         })

@@ -400,6 +400,19 @@ pub fn tail_pipeline(dir: &Path, pattern: &str, interval: &str) -> PathBuf {
     path
 }
 
+/// Appends `lines` to `path` (created if missing), each ended by a newline.
+pub fn append_lines(path: &Path, lines: &[&str]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
 /// Stops a running stage with SIGTERM (it drains and exits 0); returns its standard error.
 pub fn stop_with_sigterm(child: std::process::Child) -> String {
     let status = Command::new("kill")

@@ -559,18 +559,6 @@ fn committed_partitions_never_change_and_gate_the_batch_stage() {
     assert_eq!(report(&["--include-open"]), golden);
 }
 
-fn append(path: &Path, lines: &[&str]) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
-}
-
 fn start_tail(dir: &Path, yaml: &Path) -> std::process::Child {
     cmd("stream-ingest")
         .current_dir(dir)
@@ -599,7 +587,7 @@ fn tail_follows_rotation_and_truncation_across_a_kill_and_loses_or_doubles_nothi
     let reference = tempfile::tempdir().unwrap();
     let yaml = tail_pipeline(reference.path(), "access.log", "1s");
     let log = reference.path().join("logs/access.log");
-    append(&log, part(0, 10_000));
+    append_lines(&log, part(0, 10_000));
     let summary = settle_and_stop(start_tail(reference.path(), &yaml));
     assert!(summary.contains("10000 lines read"), "{summary}");
     let expected = snapshot(reference.path(), &reference.path().join("lake"));
@@ -609,17 +597,17 @@ fn tail_follows_rotation_and_truncation_across_a_kill_and_loses_or_doubles_nothi
     let logs = dir.path().join("logs");
     let log = logs.join("access.log");
     let pause = || std::thread::sleep(Duration::from_millis(600));
-    append(&log, part(0, 2_000));
+    append_lines(&log, part(0, 2_000));
     let child = start_tail(dir.path(), &yaml);
     pause();
-    append(&log, part(2_000, 3_000));
+    append_lines(&log, part(2_000, 3_000));
     pause();
     // Rotation: rename, a last line to the old file (a writer that has not reopened yet),
     // then a new file.
     std::fs::rename(&log, logs.join("access.log.1")).unwrap();
-    append(&logs.join("access.log.1"), part(3_000, 3_001));
+    append_lines(&logs.join("access.log.1"), part(3_000, 3_001));
     pause();
-    append(&log, part(3_001, 5_000));
+    append_lines(&log, part(3_001, 5_000));
     pause();
     // Truncation (copytruncate): the file is emptied in place, then written again.
     std::fs::copy(&log, logs.join("access.log.2")).unwrap();
@@ -629,19 +617,19 @@ fn tail_follows_rotation_and_truncation_across_a_kill_and_loses_or_doubles_nothi
         .open(&log)
         .unwrap();
     pause();
-    append(&log, part(5_000, 6_000));
+    append_lines(&log, part(5_000, 6_000));
     // Wait for a checkpoint, then a crash.
     std::thread::sleep(Duration::from_millis(2500));
     let mut child = child;
     child.kill().unwrap();
     child.wait().unwrap();
     // While the stage is down: more lines, another rotation, a new file.
-    append(&log, part(6_000, 7_000));
+    append_lines(&log, part(6_000, 7_000));
     std::fs::rename(&log, logs.join("access.log.3")).unwrap();
-    append(&log, part(7_000, 8_000));
+    append_lines(&log, part(7_000, 8_000));
     let child = start_tail(dir.path(), &yaml);
     pause();
-    append(&log, part(8_000, 10_000));
+    append_lines(&log, part(8_000, 10_000));
     let summary = settle_and_stop(child);
     assert!(summary.contains("10000 lines read"), "{summary}");
     assert!(summary.contains("resumed from checkpoint"), "{summary}");
@@ -672,7 +660,7 @@ fn idle_timeout_closes_the_windows_of_a_quiet_log() {
     )
     .unwrap();
     // The last events of an hour: their window and partition end at 11:00.
-    append(
+    append_lines(
         &dir.path().join("logs/access.log"),
         &[
             "1.2.3.4 - - [17/May/2015:10:59:58 +0000] \"GET /a HTTP/1.1\" 200 10",

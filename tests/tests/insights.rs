@@ -175,18 +175,8 @@ fn a_replay_after_kill_9_enriches_events_as_the_first_run_did() {
 
 fn line(minute: u32, second: u32, status: u16) -> String {
     format!(
-        "10.0.0.1 - - [17/May/2015:10:{minute:02}:{second:02} +0000] \"GET /a HTTP/1.1\" {status} 100 \"-\" \"x\"\n"
+        "10.0.0.1 - - [17/May/2015:10:{minute:02}:{second:02} +0000] \"GET /a HTTP/1.1\" {status} 100 \"-\" \"x\""
     )
-}
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 /// Waits until the stage has written a checkpoint newer than the ones in `seen`.
@@ -221,7 +211,7 @@ fn next_checkpoint(dir: &Path, seen: &mut usize) {
 fn a_changed_dimension_file_is_taken_at_the_next_checkpoint_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    append(&log, "");
+    append_lines(&log, &[]);
     let yaml = pipeline(dir.path(), &log, "checkpoint: { interval: 100ms }\n");
     let yaml_text = std::fs::read_to_string(&yaml).unwrap().replace(
         &format!("  kind: file\n  path: {}", log.display()),
@@ -240,7 +230,7 @@ fn a_changed_dimension_file_is_taken_at_the_next_checkpoint_without_a_restart() 
         .unwrap();
     let mut seen = 0;
     next_checkpoint(dir.path(), &mut seen);
-    append(&log, &(line(0, 1, 200) + &line(0, 2, 200)));
+    append_lines(&log, &[&line(0, 1, 200), &line(0, 2, 200)]);
     next_checkpoint(dir.path(), &mut seen);
     next_checkpoint(dir.path(), &mut seen);
     let codes = std::fs::read_to_string(dir.path().join("status_codes.csv")).unwrap();
@@ -253,7 +243,7 @@ fn a_changed_dimension_file_is_taken_at_the_next_checkpoint_without_a_restart() 
     .unwrap();
     next_checkpoint(dir.path(), &mut seen);
     next_checkpoint(dir.path(), &mut seen);
-    append(&log, &(line(5, 1, 200) + &line(9, 0, 200)));
+    append_lines(&log, &[&line(5, 1, 200), &line(9, 0, 200)]);
     next_checkpoint(dir.path(), &mut seen);
     next_checkpoint(dir.path(), &mut seen);
     stop_with_sigterm(child);

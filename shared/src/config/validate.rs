@@ -90,9 +90,14 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
     c.check_name("name".into(), &cfg.name);
 
     check_format(&mut c, &cfg.format);
-    check_derive(&mut c, cfg);
-    let events = schema::events_of(cfg);
-    check_lookups(&mut c, cfg);
+    let derived = check_derive(&mut c, cfg);
+    if let Some(derived) = &derived {
+        check_lookups(&mut c, cfg, derived);
+    }
+    let events = schema::with_lookup_columns(
+        cfg,
+        derived.unwrap_or_else(|| schema::source_events_of(cfg)),
+    );
 
     match events.field_with_name(&cfg.event_time.field) {
         Ok(f) if matches!(f.data_type(), DataType::Timestamp(..)) => {}
@@ -388,7 +393,7 @@ fn check_aggregate_options(c: &mut Checker, ap: &str, a: &AggregateConfig, in_ta
 
 /// `derive`: names that do not clash, expressions DataFusion plans against the fields
 /// before them.
-fn check_derive(c: &mut Checker, cfg: &PipelineConfig) {
+fn check_derive(c: &mut Checker, cfg: &PipelineConfig) -> Option<arrow::datatypes::SchemaRef> {
     let source = schema::source_events_of(cfg);
     let mut names = HashSet::new();
     for (i, d) in cfg.derive.iter().enumerate() {
@@ -400,30 +405,24 @@ fn check_derive(c: &mut Checker, cfg: &PipelineConfig) {
             "derived column",
         );
     }
-    if let Err((i, e)) = crate::expr::Derivations::compile(&source, &cfg.derive) {
-        let at = if e.contains("already a field") {
-            "name"
-        } else {
-            "expr"
-        };
-        c.report(format!("derive[{i}].{at}"), e);
+    match crate::expr::Derivations::compile(&source, &cfg.derive) {
+        Ok(d) => Some(d.schema(&source).clone()),
+        Err((i, e)) => {
+            let at = if e.contains("already a field") {
+                "name"
+            } else {
+                "expr"
+            };
+            c.report(format!("derive[{i}].{at}"), e);
+            None
+        }
     }
 }
 
 /// `lookup`: a dimension table, a key on both sides with types that match, columns that
 /// exist and do not clash, defaults of the right type.
-fn check_lookups(c: &mut Checker, cfg: &PipelineConfig) {
-    let source = schema::source_events_of(cfg);
-    let Ok(derived) = crate::expr::Derivations::compile(&source, &cfg.derive) else {
-        return;
-    };
-    let mut fields: HashSet<String> = derived
-        .schema(&source)
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let before = derived.schema(&source).clone();
+fn check_lookups(c: &mut Checker, cfg: &PipelineConfig, before: &Schema) {
+    let mut fields: HashSet<String> = before.fields().iter().map(|f| f.name().clone()).collect();
     for (i, l) in cfg.lookup.iter().enumerate() {
         let p = format!("lookup[{i}]");
         let Some(d) = cfg.dimension(&l.table) else {
@@ -442,7 +441,7 @@ fn check_lookups(c: &mut Checker, cfg: &PipelineConfig) {
         match (before.field_with_name(l.on.field()), key) {
             (Err(_), _) => c.report(
                 format!("{p}.on"),
-                format!("no event field `{}` (fields: {})", l.on.field(), field_list(&before)),
+                format!("no event field `{}` (fields: {})", l.on.field(), field_list(before)),
             ),
             (_, None) => c.report(
                 format!("{p}.on"),
@@ -731,7 +730,9 @@ pub fn dimension_schema(d: &DimensionConfig) -> arrow::datatypes::SchemaRef {
 
 /// The type of a column a report's aggregates read: its input's, else that of the first
 /// joined dimension that has it.
-fn report_column_type(
+/// The type of `col` in a declared report's input: the `from` table's read schema, then the
+/// joined dimensions' columns.
+pub fn report_column_type(
     cfg: &PipelineConfig,
     r: &ReportConfig,
     input: &Schema,

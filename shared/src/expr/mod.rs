@@ -181,7 +181,9 @@ impl Predicate {
 /// The pipeline's `derive` columns, compiled in order (each sees the ones before it).
 #[derive(Debug, Clone, Default)]
 pub struct Derivations {
-    columns: Vec<CompiledExpr>,
+    /// Each expression, with the schema it was compiled against (the input and the columns
+    /// derived before it).
+    columns: Vec<(CompiledExpr, SchemaRef)>,
     /// The input schema with every derived column appended.
     schema: Option<SchemaRef>,
 }
@@ -199,10 +201,10 @@ impl Derivations {
             if fields.iter().any(|f| f.name() == &d.name) {
                 return Err((i, format!("`{}` is already a field of the events", d.name)));
             }
-            let schema = Schema::new(fields.clone());
+            let schema = Arc::new(Schema::new(fields.clone()));
             let c = compile(&d.expr, &schema).map_err(|e| (i, e))?;
             fields.push(Field::new(&d.name, c.data_type.clone(), true));
-            columns.push(c);
+            columns.push((c, schema));
         }
         Ok(Derivations {
             columns,
@@ -220,17 +222,12 @@ impl Derivations {
         let Some(schema) = &self.schema else {
             return Ok(batch);
         };
-        let n = batch.num_columns();
         let mut columns = batch.columns().to_vec();
-        for c in &self.columns {
+        for (c, input) in &self.columns {
             // Each expression sees the columns derived before it.
-            let partial = RecordBatch::try_new(
-                Arc::new(Schema::new(schema.fields()[..columns.len()].to_vec())),
-                columns.clone(),
-            )?;
+            let partial = RecordBatch::try_new(input.clone(), columns.clone())?;
             columns.push(c.evaluate(&partial)?);
         }
-        debug_assert_eq!(columns.len(), n + self.columns.len());
         RecordBatch::try_new(schema.clone(), columns)
     }
 }
