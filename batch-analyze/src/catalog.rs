@@ -45,6 +45,8 @@ use shared::config::validate::dimension_schema;
 use shared::lake::{COMMIT_MARKER, Lake, is_hidden, unescape_partition_value};
 use shared::schema;
 
+use crate::cluster::Engine;
+use crate::cluster::codec::DimensionTable;
 use crate::dates::DayRange;
 use crate::plan::ident;
 use crate::sketch;
@@ -407,6 +409,7 @@ pub async fn register_snapshot(
     snapshot: &LakeSnapshot,
     days: Option<&BTreeSet<String>>,
     include_open: bool,
+    engine: &Engine,
 ) -> Result<(), DataFusionError> {
     let mut store_url = lake.url.clone();
     store_url.set_path("");
@@ -468,7 +471,7 @@ pub async fn register_snapshot(
             }
         }
     }
-    register_dimensions(ctx, loaded).await
+    register_dimensions(ctx, loaded, !engine.is_embedded()).await
 }
 
 /// With a Kafka source each partition of the topic is a unit of state that writes its own
@@ -533,12 +536,92 @@ fn merged_columns(a: &shared::config::AggregateConfig) -> Vec<String> {
 
 /// A lake table over a fixed list of files.
 #[derive(Debug)]
-struct SnapshotTable {
+pub struct SnapshotTable {
     schema: SchemaRef,
     file_schema: SchemaRef,
     partition_columns: Vec<String>,
     files: Vec<PartitionedFile>,
     store_url: ObjectStoreUrl,
+}
+
+/// A [`SnapshotTable`] as it travels to a cluster's scheduler ([`crate::cluster::codec`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireSnapshot {
+    store_url: String,
+    partition_columns: Vec<String>,
+    files: Vec<WireFile>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireFile {
+    path: String,
+    size: u64,
+    modified_ms: i64,
+    values: Vec<Option<String>>,
+}
+
+impl SnapshotTable {
+    /// The table as bytes; the read schema travels beside it (in the plan).
+    pub fn to_wire(&self) -> Result<Vec<u8>, DataFusionError> {
+        let files = self
+            .files
+            .iter()
+            .map(|f| WireFile {
+                path: f.object_meta.location.to_string(),
+                size: f.object_meta.size,
+                modified_ms: f.object_meta.last_modified.timestamp_millis(),
+                values: f
+                    .partition_values
+                    .iter()
+                    .map(|v| match v {
+                        ScalarValue::Utf8(s) => s.clone(),
+                        other => Some(other.to_string()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let wire = WireSnapshot {
+            store_url: self.store_url.as_str().to_string(),
+            partition_columns: self.partition_columns.clone(),
+            files,
+        };
+        serde_json::to_vec(&wire).map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+
+    /// The table [`Self::to_wire`] wrote, with its read schema.
+    pub fn from_wire(schema: SchemaRef, bytes: &[u8]) -> Result<SnapshotTable, DataFusionError> {
+        let wire: WireSnapshot =
+            serde_json::from_slice(bytes).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let n_files = schema
+            .fields()
+            .len()
+            .saturating_sub(wire.partition_columns.len());
+        let file_schema = Arc::new(schema.project(&(0..n_files).collect::<Vec<_>>())?);
+        let files = wire
+            .files
+            .into_iter()
+            .map(|f| {
+                let meta = ObjectMeta {
+                    location: object_store::path::Path::from(f.path),
+                    last_modified: chrono::DateTime::from_timestamp_millis(f.modified_ms)
+                        .unwrap_or_default(),
+                    size: f.size,
+                    e_tag: None,
+                    version: None,
+                };
+                let mut pf = PartitionedFile::from(meta);
+                pf.partition_values = f.values.into_iter().map(ScalarValue::Utf8).collect();
+                pf
+            })
+            .collect();
+        Ok(SnapshotTable {
+            schema,
+            file_schema,
+            partition_columns: wire.partition_columns,
+            files,
+            store_url: ObjectStoreUrl::parse(&wire.store_url)?,
+        })
+    }
 }
 
 #[async_trait]
@@ -579,7 +662,6 @@ impl TableProvider for SnapshotTable {
         // nothing, and each file is best fetched whole, once (crate::small_files).
         let mut options = state.table_options().parquet.clone();
         options.global.enable_page_index = false;
-        let store = state.runtime_env().object_store(&self.store_url)?;
         let table_schema = TableSchemaBuilder::new(self.file_schema.clone())
             .with_table_partition_cols(
                 self.partition_columns
@@ -588,9 +670,13 @@ impl TableProvider for SnapshotTable {
                     .collect::<Vec<_>>(),
             )
             .build();
-        let source = ParquetSource::new(table_schema)
-            .with_table_parquet_options(options)
-            .with_parquet_file_reader_factory(Arc::new(WholeFileReaderFactory::new(store)));
+        let mut source = ParquetSource::new(table_schema).with_table_parquet_options(options);
+        // A cluster's scheduler may not know the lake's store; its executors read with
+        // DataFusion's own reader anyway (Ballista's codec carries no reader factory).
+        if let Ok(store) = state.runtime_env().object_store(&self.store_url) {
+            source = source
+                .with_parquet_file_reader_factory(Arc::new(WholeFileReaderFactory::new(store)));
+        }
         let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
@@ -621,9 +707,12 @@ pub async fn register_empty(
     Ok(())
 }
 
+/// Registers the dimension tables: CSV files read by the session, or, for a cluster
+/// (`ship`), read here and sent inside the plan ([`DimensionTable`]).
 async fn register_dimensions(
     ctx: &SessionContext,
     loaded: &LoadedConfig,
+    ship: bool,
 ) -> Result<(), DataFusionError> {
     for d in &loaded.config.dimensions {
         let path = loaded.resolve(&d.path);
@@ -645,8 +734,19 @@ async fn register_dimensions(
             .has_header(true)
             .delimiter(d.delimiter as u8)
             .file_extension(&extension);
-        ctx.register_csv(d.name.as_str(), path.to_string_lossy().as_ref(), options)
-            .await?;
+        let path = path.to_string_lossy();
+        if ship {
+            let batches = SessionContext::new()
+                .read_csv(path.as_ref(), options)
+                .await?
+                .collect()
+                .await?;
+            let table = DimensionTable::new(schema.clone(), batches);
+            ctx.register_table(d.name.as_str(), Arc::new(table))?;
+        } else {
+            ctx.register_csv(d.name.as_str(), path.as_ref(), options)
+                .await?;
+        }
     }
     Ok(())
 }

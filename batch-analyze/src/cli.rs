@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::cluster::Engine;
+use crate::cluster::process::{ExecutorOptions, SchedulerOptions};
 use crate::dates::{self, DateArgs};
 use crate::metrics_file::MetricsFile;
 use crate::output::OutputFormat;
@@ -64,6 +66,55 @@ pub enum Command {
     /// Check a pipeline file without running it: every report is planned against the
     /// tables' schemas; every problem is printed with its line.
     Validate(ValidateArgs),
+    /// Run a Ballista scheduler for `run --cluster df://HOST:PORT` (until stopped).
+    #[command(after_help = CLUSTER_EXAMPLES)]
+    Scheduler(SchedulerArgs),
+    /// Run a Ballista executor of a scheduler (until stopped).
+    #[command(after_help = CLUSTER_EXAMPLES)]
+    Executor(ExecutorArgs),
+}
+
+const CLUSTER_EXAMPLES: &str = "\
+A cluster of one scheduler and two executors on one machine, over a local lake:
+  batch-analyze scheduler --bind 127.0.0.1:50050 &
+  batch-analyze executor --scheduler df://127.0.0.1:50050 --bind 127.0.0.1:50051 &
+  batch-analyze executor --scheduler df://127.0.0.1:50050 --bind 127.0.0.1:50052 &
+  batch-analyze run -c pipelines/access-log.yaml --cluster df://127.0.0.1:50050
+
+Executors read the lake themselves: a local lake must be at the same path on every
+executor's machine; an s3:// lake is opened with the AWS_* variables of the executor's
+environment (AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, AWS_REGION, credentials). Dimension tables
+travel inside each query. Logs: RUST_LOG=info.";
+
+#[derive(Debug, clap::Args)]
+pub struct SchedulerArgs {
+    /// Listen here (gRPC: clients and executors).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50050")]
+    pub bind: std::net::SocketAddr,
+    /// An executor silent this long is taken for dead and its tasks run elsewhere.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub executor_timeout: shared::HumanDuration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecutorArgs {
+    /// The scheduler, df://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub scheduler: String,
+    /// Listen here (Arrow Flight: the results of its tasks). Two executors on one machine
+    /// need two ports, and nothing else.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50051")]
+    pub bind: std::net::SocketAddr,
+    /// The host the scheduler and the other executors reach this one at (default: the
+    /// --bind host; set it when binding 0.0.0.0).
+    #[arg(long, value_name = "HOST")]
+    pub external_host: Option<String>,
+    /// Tasks at once (default: the machine's cores).
+    #[arg(long, value_name = "N")]
+    pub slots: Option<usize>,
+    /// Shuffle files go here (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -132,6 +183,12 @@ pub struct RunArgs {
         conflicts_with = "explain"
     )]
     pub metrics_file: Option<PathBuf>,
+    /// Run the queries on an Apache DataFusion Ballista cluster: `df://HOST:PORT` names
+    /// the scheduler (`batch-analyze scheduler`), `standalone` starts a scheduler and an
+    /// executor in this process. Overrides the pipeline's `engine: { cluster: … }`. Locks,
+    /// state, outputs and report partitions are written here, as without it.
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
     /// Print what the run would read and compute (days, partitions, files, SQL) and why,
     /// without running it.
     #[arg(long)]
@@ -163,6 +220,8 @@ pub fn execute(cli: Cli) -> ExitCode {
     let result = runtime().and_then(|rt| match cli.command {
         Command::Run(args) => rt.block_on(run(args)),
         Command::Validate(args) => rt.block_on(validate(args)).map(|()| 0),
+        Command::Scheduler(args) => rt.block_on(scheduler(args)).map(|()| 0),
+        Command::Executor(args) => rt.block_on(executor(args)).map(|()| 0),
     });
     match result {
         Ok(code) => ExitCode::from(code),
@@ -233,6 +292,19 @@ async fn run_reports(
             "--follow-commits takes its days from the commit events: leave out --date, --from, --to, --last, --incremental and --explain".into(),
         ));
     }
+    let engine = match &args.cluster {
+        Some(url) => {
+            Engine::parse(url).map_err(|e| AnalyzeError::Usage(format!("--cluster: {e}")))?
+        }
+        // Validated with the file.
+        None => loaded
+            .config
+            .engine
+            .cluster
+            .as_deref()
+            .map_or(Ok(Engine::Embedded), Engine::parse)
+            .map_err(AnalyzeError::Usage)?,
+    };
     let terminal = std::io::stderr().is_terminal();
     let opts = RunOptions {
         lake: args.lake,
@@ -244,6 +316,7 @@ async fn run_reports(
         incremental: args.incremental,
         wait: args.wait.map(|w| w.0),
         progress: terminal && !args.quiet,
+        engine,
     };
     let show_summary = !args.quiet && (terminal || args.verbose);
     let name = loaded.config.name.clone();
@@ -331,4 +404,35 @@ async fn validate(args: ValidateArgs) -> Result<(), AnalyzeError> {
         if c.reports.len() == 1 { "" } else { "s" }
     );
     Ok(())
+}
+
+async fn scheduler(args: SchedulerArgs) -> Result<(), AnalyzeError> {
+    let opts = SchedulerOptions {
+        bind: args.bind,
+        executor_timeout: args.executor_timeout.0,
+    };
+    eprintln!("batch-analyze: scheduler listening on df://{}", args.bind);
+    crate::cluster::process::run_scheduler(&opts)
+        .await
+        .map_err(AnalyzeError::Cluster)
+}
+
+async fn executor(args: ExecutorArgs) -> Result<(), AnalyzeError> {
+    let Engine::Cluster { host, port } = Engine::parse(&args.scheduler)
+        .map_err(|e| AnalyzeError::Usage(format!("--scheduler: {e}")))?
+    else {
+        return Err(AnalyzeError::Usage(
+            "--scheduler: a scheduler is df://HOST:PORT".into(),
+        ));
+    };
+    let opts = ExecutorOptions {
+        scheduler: (host, port),
+        bind: args.bind,
+        external_host: args.external_host,
+        slots: args.slots.unwrap_or(0),
+        work_dir: args.work_dir.map(|d| d.to_string_lossy().into_owned()),
+    };
+    crate::cluster::process::run_executor(&opts)
+        .await
+        .map_err(AnalyzeError::Cluster)
 }

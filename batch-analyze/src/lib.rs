@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod dates;
 pub mod follow;
 pub mod html;
@@ -90,6 +91,9 @@ pub enum AnalyzeError {
     },
     #[error("registering tables: {0}")]
     Catalog(DataFusionError),
+    /// The cluster (`--cluster`) cannot be reached or refused the session.
+    #[error("cluster {0}")]
+    Cluster(String),
     #[error("report `{report}`: {source}")]
     Output {
         report: String,
@@ -161,6 +165,8 @@ pub struct RunOptions {
     pub wait: Option<Duration>,
     /// Show progress on standard error (a terminal).
     pub progress: bool,
+    /// Where the queries run: the embedded DataFusion, or a Ballista cluster.
+    pub engine: cluster::Engine,
 }
 
 /// One report's result.
@@ -248,6 +254,16 @@ fn session() -> SessionContext {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
     sketch::register(&ctx);
     ctx
+}
+
+/// A session whose queries run on `engine`.
+async fn session_on(engine: &cluster::Engine) -> Result<SessionContext, AnalyzeError> {
+    if engine.is_embedded() {
+        return Ok(session());
+    }
+    cluster::session(engine)
+        .await
+        .map_err(|e| AnalyzeError::Cluster(format!("{engine}: {}", first_line(&e.to_string()))))
 }
 
 /// The reports selected by `--report` (all when empty), in file order; unknown names are
@@ -395,6 +411,9 @@ pub async fn prepare<'a>(
             .map_err(|e| AnalyzeError::Usage(format!("--lake: {e}")))?;
     }
     let lake = Lake::open(&root, &cfg.lake.s3, cfg.lake.partition_time)?;
+    cluster::check_reachable(&opts.engine)
+        .await
+        .map_err(AnalyzeError::Cluster)?;
     let plans = plans(loaded, &reports);
     Ok(Prepared {
         loaded,
@@ -601,7 +620,7 @@ pub async fn compute(
             );
         }
         let report_err = |source| AnalyzeError::report(&plan.name, source);
-        let ctx = session();
+        let ctx = session_on(&opts.engine).await?;
         let days = (opts.incremental || !work.inputs.is_empty()).then_some(&work.due);
         catalog::register_snapshot(
             &ctx,
@@ -610,6 +629,7 @@ pub async fn compute(
             &snapshot,
             days,
             opts.include_open,
+            &opts.engine,
         )
         .await
         .map_err(AnalyzeError::Catalog)?;

@@ -46,9 +46,17 @@ pub const MERGE: &str = "sketch_merge";
 
 /// Registers the sketch functions in a session.
 pub fn register(ctx: &SessionContext) {
-    for function in [SketchFn::Distinct, SketchFn::Percentile, SketchFn::Merge] {
-        ctx.register_udaf(AggregateUDF::from(SketchUdaf::new(function)));
+    for f in udafs() {
+        ctx.register_udaf(f);
     }
+}
+
+/// The sketch functions, for a session or a cluster process's registry.
+pub fn udafs() -> Vec<AggregateUDF> {
+    [SketchFn::Distinct, SketchFn::Percentile, SketchFn::Merge]
+        .into_iter()
+        .map(|function| AggregateUDF::from(SketchUdaf::new(function)))
+        .collect()
 }
 
 /// `q` as a SQL literal (`NULL` when missing, which the functions refuse).

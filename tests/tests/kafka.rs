@@ -222,6 +222,16 @@ fn one_member_reads_a_million_generated_lines_into_the_reports_of_the_file_sourc
         "the member",
     );
     assert!(!err.contains("records missing"), "{err}");
+    // Every line produced is in the topic and read once (a lost batch shows here first).
+    let lines = std::fs::read(&log)
+        .unwrap()
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    assert!(
+        err.contains(&format!(" {lines} lines read,")),
+        "the member did not read the {lines} lines produced:\n{err}"
+    );
     assert_same_as_file_run(dir.path(), &log, &yaml, &err);
 }
 

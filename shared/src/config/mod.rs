@@ -12,11 +12,13 @@
 //! The doc comments on the model are the user documentation of each field; `README.md`
 //! repeats them as a reference.
 
+pub mod engine;
 pub mod filter;
 mod load;
 pub mod model;
 pub mod source_map;
 pub mod validate;
 
+pub use engine::Engine;
 pub use load::{ConfigError, LoadedConfig, Problem, load, load_str};
 pub use model::*;

@@ -65,6 +65,19 @@ pub struct PipelineConfig {
     /// Reports computed by `batch-analyze`.
     #[serde(default)]
     pub reports: Vec<ReportConfig>,
+    /// Where `batch-analyze` runs the reports' queries (default: in its own process).
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+/// Where `batch-analyze` runs the reports' queries.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// A Ballista scheduler, `df://HOST:PORT`, or `standalone` (a scheduler and executor in
+    /// the process); `--cluster` overrides it. Default: the embedded DataFusion.
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 /// Where events come from.

@@ -176,6 +176,11 @@ pub fn validate(loaded: &LoadedConfig) -> Vec<Problem> {
             format!("`{addr}` is not an address to listen on ({e}): write HOST:PORT with an IP, e.g. `127.0.0.1:9464` or `0.0.0.0:9464`"),
         );
     }
+    if let Some(cluster) = &cfg.engine.cluster
+        && let Err(e) = super::Engine::parse(cluster)
+    {
+        c.report("engine.cluster", e);
+    }
     if let Some(late) = &cfg.late_events {
         c.check_rolling("late_events.rolling", &late.rolling);
         c.check_name("late_events.table".into(), &late.table);
@@ -1208,6 +1213,19 @@ lake: { root: lake }
             "{p:?}"
         );
         assert!(problems(&format!("{BASE}metrics: {{ addr: 127.0.0.1:9464 }}\n")).is_empty());
+        let p = problems(&format!(
+            "{BASE}engine: {{ cluster: 'http://sched:50050' }}\n"
+        ));
+        assert!(
+            p[0].contains(":engine.cluster: `http://sched:50050`: a cluster is `df://HOST:PORT`"),
+            "{p:?}"
+        );
+        assert!(
+            problems(&format!(
+                "{BASE}engine: {{ cluster: 'df://sched:50050' }}\n"
+            ))
+            .is_empty()
+        );
     }
 
     #[test]

@@ -1,0 +1,130 @@
+//! Reports on an Apache DataFusion Ballista cluster (`run --cluster df://HOST:PORT`).
+//!
+//! Only the execution of a report's query moves: the run still locks, takes its snapshot of
+//! the lake, plans the report, writes outputs and state on this machine. The query's logical
+//! plan goes to a Ballista scheduler, which cuts it into stages for its executors; the rows
+//! come back here and are written exactly as the embedded engine's.
+//!
+//! Why our own scheduler and executor processes (`batch-analyze scheduler`,
+//! `batch-analyze executor`) and not the stock Ballista binaries: a lake table is a
+//! [`SnapshotTable`](crate::catalog) (the exact files the commit markers name), which the
+//! stock scheduler cannot decode, and the sketch functions ([`crate::sketch`]) must exist on
+//! every process that plans or runs a query. Both processes are the Ballista crates with our
+//! codec ([`codec`]), our functions and an object-store registry that opens `s3://` lakes
+//! from the `AWS_*` variables ([`process`]). Dimension tables travel inside the plan (they
+//! are read once, here), so executors need nothing but the lake.
+//!
+//! Where Ballista's answers could differ from the embedded engine's (it has open
+//! wrong-result bugs around window functions and joins), the tests compare both engines'
+//! outputs byte for byte on the reference pipelines.
+
+pub mod codec;
+pub mod process;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista::prelude::SessionContextExt;
+use ballista_core::extension::SessionConfigExt;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionState;
+use datafusion::prelude::{SessionConfig, SessionContext};
+pub use shared::config::Engine;
+use tokio::sync::OnceCell;
+
+/// The session configuration every cluster process shares: our codec, no information
+/// schema (as the embedded session).
+pub fn config() -> SessionConfig {
+    SessionConfig::new_with_ballista()
+        .with_information_schema(false)
+        .with_ballista_logical_extension_codec(Arc::new(codec::LakeCodec::default()))
+}
+
+/// A session whose queries run on `engine` (which must not be embedded), with the sketch
+/// functions registered.
+pub async fn session(engine: &Engine) -> Result<SessionContext, DataFusionError> {
+    let url = match engine {
+        Engine::Embedded => {
+            return Err(DataFusionError::Internal(
+                "the embedded engine has no cluster session".into(),
+            ));
+        }
+        Engine::Standalone => {
+            let port = STANDALONE.get_or_try_init(start_standalone).await?;
+            format!("df://localhost:{port}")
+        }
+        Engine::Cluster { .. } => engine.to_string(),
+    };
+    SessionContext::remote_with_state(&url, state()?).await
+}
+
+/// The port of this process's standalone scheduler, started by the first session.
+static STANDALONE: OnceCell<u16> = OnceCell::const_new();
+
+/// A session state for cluster queries: our codec and functions, and the lake stores of
+/// [`process::LakeStores`] (a standalone executor reads with the client's runtime).
+fn state() -> Result<SessionState, DataFusionError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(process::LakeStores::default()))
+        .build_arc()?;
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config())
+        .with_runtime_env(runtime)
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    crate::sketch::register(&ctx);
+    Ok(ctx.state())
+}
+
+/// Starts a scheduler and an executor (one slot per core) inside this process.
+async fn start_standalone() -> Result<u16, DataFusionError> {
+    let state = state()?;
+    let failed = |e: ballista_core::error::BallistaError| {
+        DataFusionError::Execution(format!("the standalone cluster did not start: {e}"))
+    };
+    let addr = ballista_scheduler::standalone::new_standalone_scheduler_from_state(&state)
+        .await
+        .map_err(failed)?;
+    let url = format!("http://localhost:{}", addr.port());
+    let mut attempts = 0;
+    let scheduler = loop {
+        match SchedulerGrpcClient::connect(url.clone()).await {
+            Ok(client) => break client,
+            Err(e) if attempts >= 50 => {
+                return Err(DataFusionError::Execution(format!(
+                    "the standalone scheduler does not answer: {e}"
+                )));
+            }
+            Err(_) => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
+    ballista_executor::new_standalone_executor_from_state(scheduler, slots, &state)
+        .await
+        .map_err(failed)?;
+    Ok(addr.port())
+}
+
+/// Fails with one line when the scheduler cannot be reached (it is otherwise found out at
+/// the first query, deep in a gRPC error).
+pub async fn check_reachable(engine: &Engine) -> Result<(), String> {
+    let Engine::Cluster { host, port } = engine else {
+        return Ok(());
+    };
+    let address = format!("{host}:{port}");
+    let connect = tokio::net::TcpStream::connect(&address);
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("{engine}: cannot reach the scheduler: {e}")),
+        Err(_) => Err(format!(
+            "{engine}: cannot reach the scheduler: no answer in 10s"
+        )),
+    }
+}

@@ -1,0 +1,163 @@
+//! `batch-analyze scheduler` and `batch-analyze executor`: a Ballista cluster that knows
+//! our tables and functions.
+//!
+//! Both are Ballista's own processes, configured: the scheduler decodes plans with
+//! [`LakeCodec`] and plans them in a session with the sketch functions; executors run tasks
+//! with those functions and open the lake's object store by its URL ([`LakeStores`]:
+//! `file://` for a directory every executor sees, `s3://bucket` with the `AWS_*` variables,
+//! as `object_store` reads them). Tasks are pulled by the executors (pull-staged
+//! scheduling), so an executor listens on one port only: its `--bind` (Arrow Flight, where
+//! other executors and the client fetch its results).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::utils::default_session_builder;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::FunctionRegistry;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use url::Url;
+
+use super::codec::LakeCodec;
+use crate::sketch;
+
+/// How a scheduler runs.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    pub bind: SocketAddr,
+    /// An executor silent this long is dead: its tasks run again elsewhere.
+    pub executor_timeout: Duration,
+}
+
+/// How an executor runs.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// The scheduler, `host:port`.
+    pub scheduler: (String, u16),
+    /// Where it listens (Arrow Flight).
+    pub bind: SocketAddr,
+    /// The address others reach it at (default: the bind host).
+    pub external_host: Option<String>,
+    /// Tasks at once (default: the machine's cores).
+    pub slots: usize,
+    /// Shuffle files (default: a temporary directory).
+    pub work_dir: Option<String>,
+}
+
+/// Runs a scheduler until it is stopped.
+pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<(), String> {
+    let timeout = opts.executor_timeout.as_secs().max(2);
+    let config = SchedulerConfig {
+        bind_host: opts.bind.ip().to_string(),
+        bind_port: opts.bind.port(),
+        external_host: opts.bind.ip().to_string(),
+        scheduling_policy: TaskSchedulingPolicy::PullStaged,
+        executor_timeout_seconds: timeout,
+        expire_dead_executor_interval_seconds: (timeout / 4).max(1),
+        no_executors_grace_period_seconds: timeout,
+        override_logical_codec: Some(Arc::new(LakeCodec::default())),
+        override_session_builder: Some(Arc::new(|config| {
+            let mut state = default_session_builder(config)?;
+            for f in sketch::udafs() {
+                state.register_udaf(Arc::new(f))?;
+            }
+            Ok(state)
+        })),
+        override_config_producer: Some(Arc::new(super::config)),
+        ..SchedulerConfig::default()
+    };
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    start_server(cluster, opts.bind, Arc::new(config))
+        .await
+        .map_err(|e| format!("scheduler on {}: {e}", opts.bind))
+}
+
+/// Runs an executor until it is stopped (or its scheduler goes away).
+pub async fn run_executor(opts: &ExecutorOptions) -> Result<(), String> {
+    let mut registry = BallistaFunctionRegistry::default();
+    for f in sketch::udafs() {
+        registry
+            .aggregate_functions
+            .insert(f.name().to_string(), Arc::new(f));
+    }
+    let mut config = ExecutorProcessConfig {
+        bind_host: opts.bind.ip().to_string(),
+        external_host: opts.external_host.clone(),
+        port: opts.bind.port(),
+        scheduler_host: opts.scheduler.0.clone(),
+        scheduler_port: opts.scheduler.1,
+        scheduler_connect_timeout_seconds: 10,
+        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
+        vcores: opts.slots,
+        work_dir: opts.work_dir.clone(),
+        executor_heartbeat_interval_seconds: 1,
+        override_function_registry: Some(Arc::new(registry)),
+        override_logical_codec: Some(Arc::new(LakeCodec::default())),
+        override_config_producer: Some(Arc::new(super::config)),
+        ..ExecutorProcessConfig::default()
+    };
+    let stores = Arc::new(LakeStores::default());
+    let temp = config.work_dir.clone();
+    config.override_runtime_producer = Some(Arc::new(move |_| {
+        let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(stores.clone());
+        if let Some(dir) = &temp {
+            builder = builder.with_temp_file_path(dir);
+        }
+        Ok(Arc::new(builder.build()?))
+    }));
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| format!("executor on {}: {e}", opts.bind))
+}
+
+/// The object stores of an executor: local files, and an S3 client per bucket, made the
+/// first time a task reads it.
+#[derive(Debug, Default)]
+pub struct LakeStores {
+    local: DefaultObjectStoreRegistry,
+    s3: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl ObjectStoreRegistry for LakeStores {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.local.register_store(url, store)
+    }
+
+    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        if url.scheme() != "s3" {
+            return self.local.get_store(url);
+        }
+        let bucket = url.host_str().unwrap_or_default().to_string();
+        if let Some(store) = self.s3.read().expect("not poisoned").get(&bucket) {
+            return Ok(store.clone());
+        }
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            AmazonS3Builder::from_env()
+                .with_bucket_name(&bucket)
+                .build()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+        );
+        self.s3
+            .write()
+            .expect("not poisoned")
+            .insert(bucket, store.clone());
+        Ok(store)
+    }
+}

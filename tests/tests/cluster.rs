@@ -1,0 +1,401 @@
+//! `batch-analyze` on an Apache DataFusion Ballista cluster: the same bytes as the embedded
+//! engine, from a standalone cluster in the process and from a real one (a scheduler and
+//! two executors as separate processes on 127.0.0.1), over lakes on local disk and on S3;
+//! an executor killed mid-query; a scheduler that is not there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::{S3Server, cmd, free_port, render_table, run_ok, shared_data, workspace};
+
+fn reference() -> PathBuf {
+    workspace().join("pipelines/access-log.yaml")
+}
+
+fn insights() -> PathBuf {
+    workspace().join("pipelines/access-log-insights.yaml")
+}
+
+/// A scheduler and executors, as separate processes; stopped when dropped.
+struct Cluster {
+    url: String,
+    scheduler: Child,
+    executors: Vec<Child>,
+}
+
+impl Cluster {
+    fn start(executors: usize, env: &[(&'static str, String)]) -> Cluster {
+        let port = free_port();
+        let scheduler = cmd("batch-analyze")
+            .args(["scheduler", "--bind", &format!("127.0.0.1:{port}")])
+            .args(["--executor-timeout", "5s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, "the scheduler");
+        let url = format!("df://127.0.0.1:{port}");
+        let mut cluster = Cluster {
+            url,
+            scheduler,
+            executors: Vec::new(),
+        };
+        for _ in 0..executors {
+            let port = free_port();
+            let child = cmd("batch-analyze")
+                .envs(env.iter().map(|(k, v)| (*k, v)))
+                .args(["executor", "--scheduler", &cluster.url, "--slots", "2"])
+                .args(["--bind", &format!("127.0.0.1:{port}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            wait_for_port(port, "an executor");
+            cluster.executors.push(child);
+        }
+        cluster
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in self.executors.iter_mut().chain([&mut self.scheduler]) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs the stream stage of `pipeline` on `input` into `lake`.
+fn ingest(dir: &Path, pipeline: &Path, input: &Path, lake: &str, env: &[(&'static str, String)]) {
+    run_ok(
+        cmd("stream-ingest")
+            .current_dir(dir)
+            .envs(env.iter().map(|(k, v)| (*k, v)))
+            .args(["run", "-q", "-c"])
+            .arg(pipeline)
+            .arg("--input")
+            .arg(input)
+            .args(["--lake", lake]),
+    );
+}
+
+/// A generated log of `lines` lines.
+fn generated(dir: &Path, lines: &str, rate: &str) -> PathBuf {
+    let log = dir.join(format!("gen-{lines}-{rate}.log"));
+    run_ok(
+        cmd("stream-ingest")
+            .args([
+                "gen",
+                "--lines",
+                lines,
+                "--seed",
+                "7",
+                "--events-per-second",
+                rate,
+            ])
+            .arg("--out")
+            .arg(&log),
+    );
+    log
+}
+
+/// `batch-analyze run` into `out` in each format, on `engine` (`None`: embedded).
+fn reports(
+    pipeline: &Path,
+    lake: &str,
+    out: &Path,
+    engine: Option<&str>,
+    env: &[(&'static str, String)],
+) {
+    for format in ["csv", "parquet", "html"] {
+        let mut c = cmd("batch-analyze");
+        c.envs(env.iter().map(|(k, v)| (*k, v)))
+            .args(["run", "-q", "-c"])
+            .arg(pipeline)
+            .args(["--lake", lake, "--format", format, "--out"])
+            .arg(out.join(format));
+        if let Some(e) = engine {
+            c.args(["--cluster", e]);
+        }
+        run_ok(&mut c);
+    }
+}
+
+/// Every file under `dir`, relative, with its bytes.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn assert_same_files(embedded: &Path, cluster: &Path) {
+    let (e, c) = (files(embedded), files(cluster));
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&e), names(&c), "different files");
+    assert!(!e.is_empty());
+    for ((name, a), (_, b)) in e.iter().zip(&c) {
+        assert!(
+            a == b,
+            "{name} differs on the cluster:\n{}\n---\n{}",
+            String::from_utf8_lossy(a),
+            String::from_utf8_lossy(b)
+        );
+    }
+}
+
+/// The report tables a run wrote into a local lake, rendered.
+fn report_tables(lake: &Path, pipeline: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(pipeline).unwrap();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.trim().strip_prefix("- name: ") {
+            let dir = lake.join("reports").join(name.trim());
+            if dir.is_dir() {
+                out.push(format!("{name}\n{}", render_table(&dir)));
+            }
+        }
+    }
+    assert!(!out.is_empty(), "no report tables in {}", lake.display());
+    out
+}
+
+/// The embedded run and the run on `engine` over the same lake give the same bytes: every
+/// report in CSV, Parquet and HTML, and the report tables in the lake.
+fn assert_cluster_matches(
+    dir: &Path,
+    pipeline: &Path,
+    lake: &Path,
+    engine: &str,
+    env: &[(&'static str, String)],
+) {
+    let name = lake.file_name().unwrap().to_string_lossy().to_string();
+    let root = lake.to_string_lossy().to_string();
+    let embedded = dir.join(format!("{name}-embedded"));
+    reports(pipeline, &root, &embedded, None, env);
+    let tables = report_tables(lake, pipeline);
+    let cluster = dir.join(format!("{name}-cluster"));
+    reports(pipeline, &root, &cluster, Some(engine), env);
+    assert_same_files(&embedded, &cluster);
+    assert_eq!(tables, report_tables(lake, pipeline));
+}
+
+#[test]
+fn the_standalone_cluster_gives_the_embedded_reports_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = shared_data("apache_logs.log");
+    for (pipeline, lake) in [(reference(), "lake"), (insights(), "insights-lake")] {
+        let lake = dir.path().join(lake);
+        ingest(dir.path(), &pipeline, &log, &lake.to_string_lossy(), &[]);
+        assert_cluster_matches(dir.path(), &pipeline, &lake, "standalone", &[]);
+    }
+}
+
+#[test]
+fn a_scheduler_and_two_executors_give_the_embedded_reports_on_three_lakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(2, &[]);
+    let inputs = [
+        ("sample", shared_data("apache_logs.log")),
+        ("million", generated(dir.path(), "1000000", "20")),
+        // Many small partitions: 36 days of hourly files.
+        ("days36", generated(dir.path(), "1000000", "0.32")),
+    ];
+    for (name, log) in inputs {
+        let lake = dir.path().join(name);
+        ingest(dir.path(), &reference(), &log, &lake.to_string_lossy(), &[]);
+        assert_cluster_matches(dir.path(), &reference(), &lake, &cluster.url, &[]);
+    }
+    // The sketch functions run on the executors.
+    let lake = dir.path().join("insights");
+    let log = shared_data("apache_logs.log");
+    ingest(dir.path(), &insights(), &log, &lake.to_string_lossy(), &[]);
+    assert_cluster_matches(dir.path(), &insights(), &lake, &cluster.url, &[]);
+}
+
+#[test]
+fn executors_read_a_lake_on_s3() {
+    let s3: Arc<S3Server> = S3Server::start();
+    s3.create_bucket("lake");
+    let env = s3.env();
+    let dir = tempfile::tempdir().unwrap();
+    let url = "s3://lake/access";
+    ingest(
+        dir.path(),
+        &reference(),
+        &shared_data("apache_logs.log"),
+        url,
+        &env,
+    );
+    let cluster = Cluster::start(2, &env);
+    let embedded = dir.path().join("embedded");
+    reports(&reference(), url, &embedded, None, &env);
+    let on_cluster = dir.path().join("cluster");
+    reports(&reference(), url, &on_cluster, Some(&cluster.url), &env);
+    assert_same_files(&embedded, &on_cluster);
+}
+
+#[test]
+fn an_executor_killed_mid_query_leaves_nothing_half_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = generated(dir.path(), "1000000", "0.32");
+    let lake = dir.path().join("lake");
+    let root = lake.to_string_lossy().to_string();
+    ingest(dir.path(), &reference(), &log, &root, &[]);
+    let embedded = dir.path().join("embedded");
+    reports(&reference(), &root, &embedded, None, &[]);
+    let expected = report_tables(&lake, &reference());
+    // Remove what the embedded run left, so that only the cluster's runs write below.
+    std::fs::remove_dir_all(lake.join("reports")).unwrap();
+    std::fs::remove_dir_all(lake.join("_state/batch-analyze")).ok();
+
+    let mut cluster = Cluster::start(2, &[]);
+    let out = dir.path().join("cluster");
+    let mut run = cmd("batch-analyze");
+    run.args(["run", "-q", "-c"])
+        .arg(reference())
+        .args([
+            "--lake",
+            &root,
+            "--format",
+            "csv",
+            "--cluster",
+            &cluster.url,
+            "--out",
+        ])
+        .arg(out.join("csv"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = run.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut doomed = cluster.executors.remove(0);
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let status = wait_with_deadline(child, Duration::from_secs(300));
+    // Ballista ran the lost tasks again (exit 0), or the run failed (exit 1): either way,
+    // every file written is whole (each report is written atomically, its state last).
+    assert!(
+        matches!(status.0, Some(0) | Some(1)),
+        "exit {:?}: {}",
+        status.0,
+        status.1
+    );
+    if status.0 == Some(1) {
+        assert_eq!(status.1.trim().lines().count(), 1, "{}", status.1);
+    }
+    for (name, bytes) in files(&out.join("csv")) {
+        let whole = std::fs::read(embedded.join("csv").join(&name)).unwrap();
+        assert_eq!(bytes, whole, "{name} is not the whole report");
+    }
+    // The next run (on the executor left) succeeds and gives the embedded run's bytes.
+    reports(&reference(), &root, &out, Some(&cluster.url), &[]);
+    assert_same_files(&embedded, &out);
+    assert_eq!(expected, report_tables(&lake, &reference()));
+}
+
+/// Waits for a child, killing it after `limit`; its exit code and standard error.
+fn wait_with_deadline(mut child: Child, limit: Duration) -> (Option<i32>, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run did not end in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_scheduler_that_is_not_there_is_one_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ingest(
+        dir.path(),
+        &reference(),
+        &shared_data("apache_logs.log"),
+        &lake.to_string_lossy(),
+        &[],
+    );
+    let port = free_port();
+    let out = Command::new(e2e::bin("batch-analyze"))
+        .args(["run", "-c"])
+        .arg(reference())
+        .arg("--lake")
+        .arg(&lake)
+        .args(["--cluster", &format!("df://127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "df://127.0.0.1:{port}: cannot reach the scheduler"
+        )),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    // A URL that is not one is a usage error, from the command line or the file.
+    let out = cmd("batch-analyze")
+        .args(["run", "-c"])
+        .arg(reference())
+        .args(["--cluster", "http://127.0.0.1:50050"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let yaml = dir.path().join("p.yaml");
+    let text = std::fs::read_to_string(reference()).unwrap();
+    std::fs::write(
+        &yaml,
+        format!("{text}\nengine: {{ cluster: 'tcp://x:1' }}\n"),
+    )
+    .unwrap();
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        dir.path().join("status_codes.csv"),
+    )
+    .unwrap();
+    let out = cmd("batch-analyze")
+        .args(["validate", "-c"])
+        .arg(&yaml)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("engine.cluster"), "{err}");
+}
