@@ -69,7 +69,67 @@ def case_list(bins):
         ("batch-10m", "batch", "stream-10m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
         ("batch-1m-36days", "batch", "stream-1m-36days", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
     ]
+    # The same reports on a Ballista cluster of 1 and 2 executors (`batch-analyze scheduler`
+    # and `executor`, started for the case on 127.0.0.1; see CLUSTER_CASES).
+    for lake in ["1m", "1m-36days"]:
+        for n in [1, 2]:
+            name = f"cluster{n}-batch-{lake}"
+            CLUSTER_CASES[name] = n
+            cases.append((name, "batch", f"stream-{lake}", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None))
     return cases
+
+
+# case name -> executors of its cluster
+CLUSTER_CASES = {}
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu_s(pid):
+    """User + system CPU seconds of a running process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Cluster:
+    """A scheduler and `executors` executors of the release batch-analyze, on 127.0.0.1."""
+
+    def __init__(self, ba, executors):
+        import socket
+        port = free_port()
+        self.url = f"df://127.0.0.1:{port}"
+        quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs = [subprocess.Popen([ba, "scheduler", "--bind", f"127.0.0.1:{port}"], **quiet)]
+        ports = [port]
+        for _ in range(executors):
+            p = free_port()
+            ports.append(p)
+            self.procs.append(subprocess.Popen([ba, "executor", "--scheduler", self.url, "--bind", f"127.0.0.1:{p}"], **quiet))
+        for p in ports:
+            deadline = time.time() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", p), timeout=1).close()
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        self.stop()
+                        sys.exit(f"bench: the cluster did not start (port {p})")
+                    time.sleep(0.05)
+
+    def cpu_s(self):
+        return sum(proc_cpu_s(p.pid) for p in self.procs)
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
 
 
 def run_measured(argv, cwd, prefix=None):
@@ -165,6 +225,7 @@ def main():
             print(f"bench: {name}: no taskset, skipped", file=sys.stderr)
             continue
         runs = []
+        cluster = Cluster(argv[0], CLUSTER_CASES[name]) if name in CLUSTER_CASES else None
         for i in range(args.repeat):
             cwd = WORK / "runs" / name
             if kind == "stream":
@@ -180,7 +241,13 @@ def main():
                 shutil.rmtree(out, ignore_errors=True)
                 full = argv + ["--lake", str(lake), "--out", str(out)]
                 lines = line_counts[next(c[2] for c in cases if c[0] == source)]
+            if cluster:
+                full = full + ["--cluster", cluster.url]
+                cluster_cpu = cluster.cpu_s()
             wall, cpu, rss, stderr = run_measured(full, cwd, prefix)
+            if cluster:
+                # The client's CPU and the cluster's (scheduler and executors) together.
+                cpu += cluster.cpu_s() - cluster_cpu
             if kind == "stream":
                 files, size = lake_files(lake)
             else:
@@ -188,6 +255,8 @@ def main():
             runs.append(dict(case=name, wall_s=wall, cpu_s=cpu, rss_mb=rss / 1e6, lines=lines,
                              lines_per_s=lines / wall, files=files, mb_written=size / 1e6))
             print(f"bench: {name} run {i + 1}: {wall:.3f} s", file=sys.stderr)
+        if cluster:
+            cluster.stop()
         if kind == "stream":
             lakes[name] = WORK / "runs" / name / "lake"
         runs.sort(key=lambda r: r["wall_s"])

@@ -189,6 +189,11 @@ pub struct RunArgs {
     /// state, outputs and report partitions are written here, as without it.
     #[arg(long, value_name = "URL")]
     pub cluster: Option<String>,
+    /// Give up on a report whose query has no result after this long: exit 1, nothing of
+    /// that report written, the lock released. Default: 1h on a cluster (a Ballista job
+    /// can wait forever after losing an executor mid-query), none embedded.
+    #[arg(long, value_name = "DURATION")]
+    pub query_timeout: Option<shared::HumanDuration>,
     /// Print what the run would read and compute (days, partitions, files, SQL) and why,
     /// without running it.
     #[arg(long)]
@@ -238,6 +243,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, AnalyzeError> {
         .build()
         .map_err(|e| AnalyzeError::Usage(format!("cannot start the runtime: {e}")))
 }
+
+/// `--query-timeout` on a cluster when none is given.
+const DEFAULT_CLUSTER_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Status 4: nothing to do (with `--exit-4-if-nothing`).
 pub const EXIT_NOTHING_TO_DO: u8 = 4;
@@ -316,6 +324,10 @@ async fn run_reports(
         incremental: args.incremental,
         wait: args.wait.map(|w| w.0),
         progress: terminal && !args.quiet,
+        query_timeout: args
+            .query_timeout
+            .map(|d| d.0)
+            .or((!engine.is_embedded()).then_some(DEFAULT_CLUSTER_QUERY_TIMEOUT)),
         engine,
     };
     let show_summary = !args.quiet && (terminal || args.verbose);

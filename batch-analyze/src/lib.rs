@@ -94,6 +94,15 @@ pub enum AnalyzeError {
     /// The cluster (`--cluster`) cannot be reached or refused the session.
     #[error("cluster {0}")]
     Cluster(String),
+    /// A query ran longer than `--query-timeout`; nothing of its report was written.
+    #[error(
+        "report `{report}`: no result after {limit} on the {engine} engine (--query-timeout); nothing of it was written"
+    )]
+    QueryTimeout {
+        report: String,
+        limit: shared::HumanDuration,
+        engine: String,
+    },
     #[error("report `{report}`: {source}")]
     Output {
         report: String,
@@ -167,6 +176,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Where the queries run: the embedded DataFusion, or a Ballista cluster.
     pub engine: cluster::Engine,
+    /// Give up on a report whose query runs longer (exit 1, nothing of it written).
+    pub query_timeout: Option<Duration>,
 }
 
 /// One report's result.
@@ -650,7 +661,17 @@ pub async fn compute(
             continue;
         }
         tracing::debug!(report = %plan.name, sql = %plan.describe(), days = work.due.len(), "planned");
-        let batches: Vec<RecordBatch> = match df.collect().await {
+        let collected = match opts.query_timeout {
+            Some(limit) => tokio::time::timeout(limit, df.collect())
+                .await
+                .map_err(|_| AnalyzeError::QueryTimeout {
+                    report: plan.name.clone(),
+                    limit: shared::HumanDuration(limit),
+                    engine: opts.engine.to_string(),
+                })?,
+            None => df.collect().await,
+        };
+        let batches: Vec<RecordBatch> = match collected {
             Ok(b) => b,
             Err(source) => {
                 let read = ReadSet {

@@ -43,19 +43,23 @@ impl Cluster {
             executors: Vec::new(),
         };
         for _ in 0..executors {
-            let port = free_port();
-            let child = cmd("batch-analyze")
-                .envs(env.iter().map(|(k, v)| (*k, v)))
-                .args(["executor", "--scheduler", &cluster.url, "--slots", "2"])
-                .args(["--bind", &format!("127.0.0.1:{port}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            wait_for_port(port, "an executor");
-            cluster.executors.push(child);
+            cluster.add_executor(env);
         }
         cluster
+    }
+
+    fn add_executor(&mut self, env: &[(&'static str, String)]) {
+        let port = free_port();
+        let child = cmd("batch-analyze")
+            .envs(env.iter().map(|(k, v)| (*k, v)))
+            .args(["executor", "--scheduler", &self.url, "--slots", "2"])
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, "an executor");
+        self.executors.push(child);
     }
 }
 
@@ -283,6 +287,8 @@ fn an_executor_killed_mid_query_leaves_nothing_half_written() {
             "csv",
             "--cluster",
             &cluster.url,
+            "--query-timeout",
+            "30s",
             "--out",
         ])
         .arg(out.join("csv"))
@@ -293,7 +299,7 @@ fn an_executor_killed_mid_query_leaves_nothing_half_written() {
     let mut doomed = cluster.executors.remove(0);
     doomed.kill().unwrap();
     doomed.wait().unwrap();
-    let status = wait_with_deadline(child, Duration::from_secs(300));
+    let status = wait_with_deadline(child, Duration::from_secs(120));
     // Ballista ran the lost tasks again (exit 0), or the run failed (exit 1): either way,
     // every file written is whole (each report is written atomically, its state last).
     assert!(
@@ -304,6 +310,9 @@ fn an_executor_killed_mid_query_leaves_nothing_half_written() {
     );
     if status.0 == Some(1) {
         assert_eq!(status.1.trim().lines().count(), 1, "{}", status.1);
+        // Ballista 55 did not recover: the job waits for slots the survivor never gets back
+        // (see ARCHITECTURE.md). The way out is a fresh executor.
+        cluster.add_executor(&[]);
     }
     for (name, bytes) in files(&out.join("csv")) {
         let whole = std::fs::read(embedded.join("csv").join(&name)).unwrap();

@@ -58,7 +58,10 @@ pub async fn session(engine: &Engine) -> Result<SessionContext, DataFusionError>
         }
         Engine::Cluster { .. } => engine.to_string(),
     };
-    SessionContext::remote_with_state(&url, state()?).await
+    let ctx = SessionContext::remote_with_state(&url, state()?).await?;
+    // Ballista rebuilds the state for the cluster; the functions go in again.
+    crate::sketch::register(&ctx);
+    Ok(ctx)
 }
 
 /// The port of this process's standalone scheduler, started by the first session.

@@ -32,6 +32,19 @@ use url::Url;
 use super::codec::LakeCodec;
 use crate::sketch;
 
+/// Tasks are pushed to executors: Ballista's default, and the one whose recovery from a
+/// lost executor works (under pull scheduling a job can hang after one dies).
+const POLICY: TaskSchedulingPolicy = TaskSchedulingPolicy::PushStaged;
+
+/// A free port on `ip` for the executor's task service (the scheduler learns it when the
+/// executor registers).
+fn ephemeral_port(ip: std::net::IpAddr) -> Result<u16, String> {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port on {ip}: {e}"))
+}
+
 /// How a scheduler runs.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
@@ -62,7 +75,7 @@ pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<(), String> {
         bind_host: opts.bind.ip().to_string(),
         bind_port: opts.bind.port(),
         external_host: opts.bind.ip().to_string(),
-        scheduling_policy: TaskSchedulingPolicy::PullStaged,
+        scheduling_policy: POLICY,
         executor_timeout_seconds: timeout,
         expire_dead_executor_interval_seconds: (timeout / 4).max(1),
         no_executors_grace_period_seconds: timeout,
@@ -100,7 +113,8 @@ pub async fn run_executor(opts: &ExecutorOptions) -> Result<(), String> {
         scheduler_host: opts.scheduler.0.clone(),
         scheduler_port: opts.scheduler.1,
         scheduler_connect_timeout_seconds: 10,
-        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
+        task_scheduling_policy: POLICY,
+        grpc_port: ephemeral_port(opts.bind.ip())?,
         vcores: opts.slots,
         work_dir: opts.work_dir.clone(),
         executor_heartbeat_interval_seconds: 1,
