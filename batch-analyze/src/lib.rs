@@ -260,19 +260,28 @@ impl RunSummary {
     }
 }
 
+/// The options every report session has, embedded or on a cluster: no information schema
+/// (reports read only the lake's tables).
+fn our_options(config: SessionConfig) -> SessionConfig {
+    config.with_information_schema(false)
+}
+
 /// A session for reports: the lake's sketch functions ([`sketch`]) are registered in it.
 fn session() -> SessionContext {
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+    let ctx = SessionContext::new_with_config(our_options(SessionConfig::new()));
     sketch::register(&ctx);
     ctx
 }
 
 /// A session whose queries run on `engine`.
-async fn session_on(engine: &cluster::Engine) -> Result<SessionContext, AnalyzeError> {
+async fn session_on(
+    engine: &cluster::Engine,
+    s3: &shared::config::S3Config,
+) -> Result<SessionContext, AnalyzeError> {
     if engine.is_embedded() {
         return Ok(session());
     }
-    cluster::session(engine)
+    cluster::session(engine, s3)
         .await
         .map_err(|e| AnalyzeError::Cluster(format!("{engine}: {}", first_line(&e.to_string()))))
 }
@@ -631,7 +640,7 @@ pub async fn compute(
             );
         }
         let report_err = |source| AnalyzeError::report(&plan.name, source);
-        let ctx = session_on(&opts.engine).await?;
+        let ctx = session_on(&opts.engine, &prep.loaded.config.lake.s3).await?;
         let days = (opts.incremental || !work.inputs.is_empty()).then_some(&work.due);
         catalog::register_snapshot(
             &ctx,

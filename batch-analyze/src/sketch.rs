@@ -28,6 +28,8 @@ use arrow::array::{ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::common::{ScalarValue, exec_datafusion_err, internal_err, plan_err};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::FunctionRegistry;
+use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{AggregateOrderSensitivity, format_state_name};
 use datafusion::logical_expr::{
@@ -49,6 +51,15 @@ pub fn register(ctx: &SessionContext) {
     for f in udafs() {
         ctx.register_udaf(f);
     }
+}
+
+/// Registers the sketch functions in a session state (a cluster process's, which has no
+/// context).
+pub fn register_in(state: &mut SessionState) -> Result<()> {
+    for f in udafs() {
+        state.register_udaf(Arc::new(f))?;
+    }
+    Ok(())
 }
 
 /// The sketch functions, for a session or a cluster process's registry.

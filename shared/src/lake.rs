@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::{Path, PathPart};
 use url::Url;
@@ -124,6 +124,23 @@ pub struct Lake {
     pub time_partitioning: TimePartitioning,
 }
 
+/// An S3 client for `bucket`: the YAML's settings (`s3:`) over the `AWS_*` environment
+/// variables, as `object_store` reads them. The one place an S3 store is configured (the
+/// stages' lakes and a cluster executor's stores).
+pub fn s3_store(bucket: &str, s3: &S3Config) -> Result<AmazonS3, object_store::Error> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(region) = &s3.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(allow) = s3.allow_http {
+        builder = builder.with_allow_http(allow);
+    }
+    builder.build()
+}
+
 impl Lake {
     /// Opens a lake root, creating a local directory if needed. S3 settings come from the YAML,
     /// then from the `AWS_*` environment variables.
@@ -166,17 +183,7 @@ impl Lake {
                 })
             }
             LakeRoot::S3 { bucket, prefix } => {
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-                if let Some(endpoint) = &s3.endpoint {
-                    builder = builder.with_endpoint(endpoint);
-                }
-                if let Some(region) = &s3.region {
-                    builder = builder.with_region(region);
-                }
-                if let Some(allow) = s3.allow_http {
-                    builder = builder.with_allow_http(allow);
-                }
-                let store = builder.build().map_err(|source| LakeError::Store {
+                let store = s3_store(&bucket, s3).map_err(|source| LakeError::Store {
                     root: root.into(),
                     source,
                 })?;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{S3Server, cmd, free_port, render_table, run_ok, shared_data, workspace};
+use e2e::{S3Server, cmd, files, free_port, render_table, run_ok, shared_data, workspace};
 
 fn reference() -> PathBuf {
     workspace().join("pipelines/access-log.yaml")
@@ -144,31 +144,15 @@ fn reports(
     }
 }
 
-/// Every file under `dir`, relative, with its bytes.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn assert_same_files(embedded: &Path, cluster: &Path) {
     let (e, c) = (files(embedded), files(cluster));
-    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    assert_eq!(names(&e), names(&c), "different files");
+    assert_eq!(
+        e.keys().collect::<Vec<_>>(),
+        c.keys().collect::<Vec<_>>(),
+        "different files"
+    );
     assert!(!e.is_empty());
-    for ((name, a), (_, b)) in e.iter().zip(&c) {
+    for ((name, a), b) in e.iter().zip(c.values()) {
         assert!(
             a == b,
             "{name} differs on the cluster:\n{}\n---\n{}",
@@ -247,26 +231,53 @@ fn a_scheduler_and_two_executors_give_the_embedded_reports_on_three_lakes() {
     assert_cluster_matches(dir.path(), &insights(), &lake, &cluster.url, &[]);
 }
 
+/// The reference pipeline with `lake.s3` settings for `endpoint`, beside its dimension.
+fn reference_on_s3(dir: &Path, endpoint: &str) -> PathBuf {
+    let text = std::fs::read_to_string(reference()).unwrap();
+    let settings = format!(
+        "lake:\n  s3: {{ endpoint: \"{endpoint}\", region: us-east-1, allow_http: true }}\n"
+    );
+    let text = text.replacen("lake:\n", &settings, 1);
+    assert!(text.contains("allow_http"));
+    let pipeline = dir.join("access-log.yaml");
+    std::fs::write(&pipeline, text).unwrap();
+    let dimension = workspace().join("pipelines/status_codes.csv");
+    std::fs::copy(dimension, dir.join("status_codes.csv")).unwrap();
+    pipeline
+}
+
 #[test]
-fn executors_read_a_lake_on_s3() {
+fn executors_read_a_lake_on_s3_at_the_endpoint_of_the_yaml() {
     let s3: Arc<S3Server> = S3Server::start();
     s3.create_bucket("lake");
-    let env = s3.env();
     let dir = tempfile::tempdir().unwrap();
+    // The endpoint is in the YAML only; every process has the credentials. Executors know
+    // the endpoint from the queries they get (without it they would try AWS itself).
+    let pipeline = reference_on_s3(dir.path(), &s3.endpoint);
+    let env: Vec<_> = s3
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("AWS_ACCESS") || k.starts_with("AWS_SECRET"))
+        .collect();
+    assert_eq!(env.len(), 2);
     let url = "s3://lake/access";
     ingest(
         dir.path(),
-        &reference(),
+        &pipeline,
         &shared_data("apache_logs.log"),
         url,
         &env,
     );
     let cluster = Cluster::start(2, &env);
     let embedded = dir.path().join("embedded");
-    reports(&reference(), url, &embedded, None, &env);
+    reports(&pipeline, url, &embedded, None, &env);
     let on_cluster = dir.path().join("cluster");
-    reports(&reference(), url, &on_cluster, Some(&cluster.url), &env);
+    reports(&pipeline, url, &on_cluster, Some(&cluster.url), &env);
     assert_same_files(&embedded, &on_cluster);
+    // And a standalone cluster, which reads with this process's lake store.
+    let standalone = dir.path().join("standalone");
+    reports(&pipeline, url, &standalone, Some("standalone"), &env);
+    assert_same_files(&embedded, &standalone);
 }
 
 #[test]
@@ -338,11 +349,7 @@ fn an_executor_killed_mid_query_leaves_nothing_half_written() {
         cluster = Cluster::start(2, &[]);
     }
     // (A run that failed at its first report wrote nothing, not even the directory.)
-    let written = if out.join("csv").is_dir() {
-        files(&out.join("csv"))
-    } else {
-        Vec::new()
-    };
+    let written = files(&out.join("csv"));
     for (name, bytes) in written {
         let whole = std::fs::read(embedded.join("csv").join(&name)).unwrap();
         assert_eq!(bytes, whole, "{name} is not the whole report");

@@ -11,7 +11,7 @@
 //! stock scheduler cannot decode, and the sketch functions ([`crate::sketch`]) must exist on
 //! every process that plans or runs a query. Both processes are the Ballista crates with our
 //! codec ([`codec`]), our functions and an object-store registry that opens `s3://` lakes
-//! from the `AWS_*` variables ([`process`]). Dimension tables travel inside the plan (they
+//! with the query's `lake.s3` settings ([`stores`]). Dimension tables travel inside the plan (they
 //! are read once, here), so executors need nothing but the lake.
 //!
 //! Where Ballista's answers could differ from the embedded engine's (it has open
@@ -20,6 +20,7 @@
 
 pub mod codec;
 pub mod process;
+pub mod stores;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,23 +30,25 @@ use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 pub use shared::config::Engine;
+use shared::config::S3Config;
+use stores::LakeS3Options;
 use tokio::sync::OnceCell;
 
-/// The session configuration every cluster process shares: our codec, no information
-/// schema (as the embedded session).
+/// The session configuration every cluster process shares: Ballista's defaults, our
+/// options (as the embedded session's), our codec, and room for a query's S3 settings.
 pub fn config() -> SessionConfig {
-    SessionConfig::new_with_ballista()
-        .with_information_schema(false)
+    crate::our_options(SessionConfig::new_with_ballista())
         .with_ballista_logical_extension_codec(Arc::new(codec::LakeCodec::default()))
+        .with_option_extension(LakeS3Options::default())
 }
 
 /// A session whose queries run on `engine` (which must not be embedded), with the sketch
-/// functions registered.
-pub async fn session(engine: &Engine) -> Result<SessionContext, DataFusionError> {
+/// functions registered; its queries carry the pipeline's `lake.s3` settings to executors.
+pub async fn session(engine: &Engine, s3: &S3Config) -> Result<SessionContext, DataFusionError> {
     let url = match engine {
         Engine::Embedded => {
             return Err(DataFusionError::Internal(
@@ -58,8 +61,15 @@ pub async fn session(engine: &Engine) -> Result<SessionContext, DataFusionError>
         }
         Engine::Cluster { .. } => engine.to_string(),
     };
-    let ctx = SessionContext::remote_with_state(&url, state()?).await?;
-    // Ballista rebuilds the state for the cluster; the functions go in again.
+    let mut state = state()?;
+    state
+        .config_mut()
+        .options_mut()
+        .extensions
+        .insert(LakeS3Options(s3.clone()));
+    let ctx = SessionContext::remote_with_state(&url, state).await?;
+    // Ballista's upgrade of the state replaces its functions: ours go in again, for planning
+    // here (the cluster's processes have their own).
     crate::sketch::register(&ctx);
     Ok(ctx)
 }
@@ -67,20 +77,31 @@ pub async fn session(engine: &Engine) -> Result<SessionContext, DataFusionError>
 /// The port of this process's standalone scheduler, started by the first session.
 static STANDALONE: OnceCell<u16> = OnceCell::const_new();
 
-/// A session state for cluster queries: our codec and functions, and the lake stores of
-/// [`process::LakeStores`] (a standalone executor reads with the client's runtime).
-fn state() -> Result<SessionState, DataFusionError> {
+/// The runtime of this process's cluster sessions and of its standalone scheduler and
+/// executor: one, so the lake store a run registers (with the YAML's `s3:` settings) is the
+/// one a standalone executor reads with.
+static RUNTIME: std::sync::OnceLock<Arc<RuntimeEnv>> = std::sync::OnceLock::new();
+
+fn runtime() -> Result<Arc<RuntimeEnv>, DataFusionError> {
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.clone());
+    }
     let runtime = RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::new(process::LakeStores::default()))
+        .with_object_store_registry(Arc::new(stores::LakeStores::default()))
         .build_arc()?;
-    let state = SessionStateBuilder::new()
+    Ok(RUNTIME.get_or_init(|| runtime).clone())
+}
+
+/// A session state for cluster queries: our codec, the process's [`runtime()`], and the
+/// functions a standalone scheduler and executor (built from this state) plan and run with.
+fn state() -> Result<SessionState, DataFusionError> {
+    let mut state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config())
-        .with_runtime_env(runtime)
+        .with_runtime_env(runtime()?)
         .build();
-    let ctx = SessionContext::new_with_state(state);
-    crate::sketch::register(&ctx);
-    Ok(ctx.state())
+    crate::sketch::register_in(&mut state)?;
+    Ok(state)
 }
 
 /// Starts a scheduler and an executor (one slot per core) inside this process.

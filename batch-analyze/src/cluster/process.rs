@@ -4,14 +4,14 @@
 //! Both are Ballista's own processes, configured: the scheduler decodes plans with
 //! [`LakeCodec`] and plans them in a session with the sketch functions; executors run tasks
 //! with those functions and open the lake's object store by its URL ([`LakeStores`]:
-//! `file://` for a directory every executor sees, `s3://bucket` with the `AWS_*` variables,
-//! as `object_store` reads them). Tasks are pulled by the executors (pull-staged
-//! scheduling), so an executor listens on one port only: its `--bind` (Arrow Flight, where
-//! other executors and the client fetch its results).
+//! `file://` for a directory every executor sees, `s3://bucket` with the query's `lake.s3`
+//! settings over the `AWS_*` variables). The scheduler pushes tasks to executors (push-staged
+//! scheduling): an executor listens on its `--bind` (Arrow Flight, where other executors and
+//! the client fetch its results) and on a free port for tasks, which it tells the scheduler
+//! when it registers.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ballista_core::config::TaskSchedulingPolicy;
@@ -21,15 +21,12 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
-use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::FunctionRegistry;
-use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::error::Result;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
-use url::Url;
+use datafusion::prelude::SessionConfig;
 
 use super::codec::LakeCodec;
+use super::stores::LakeStores;
 use crate::sketch;
 
 /// Tasks are pushed to executors: Ballista's default, and the one whose recovery from a
@@ -82,9 +79,7 @@ pub async fn run_scheduler(opts: &SchedulerOptions) -> Result<(), String> {
         override_logical_codec: Some(Arc::new(LakeCodec::default())),
         override_session_builder: Some(Arc::new(|config| {
             let mut state = default_session_builder(config)?;
-            for f in sketch::udafs() {
-                state.register_udaf(Arc::new(f))?;
-            }
+            sketch::register_in(&mut state)?;
             Ok(state)
         })),
         override_config_producer: Some(Arc::new(super::config)),
@@ -125,8 +120,10 @@ pub async fn run_executor(opts: &ExecutorOptions) -> Result<(), String> {
     };
     let stores = Arc::new(LakeStores::default());
     let temp = config.work_dir.clone();
-    config.override_runtime_producer = Some(Arc::new(move |_| {
-        let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(stores.clone());
+    // Each task's runtime opens S3 with the settings its query came with.
+    config.override_runtime_producer = Some(Arc::new(move |session: &SessionConfig| {
+        let registry = Arc::new(stores.for_query(session));
+        let mut builder = RuntimeEnvBuilder::new().with_object_store_registry(registry);
         if let Some(dir) = &temp {
             builder = builder.with_temp_file_path(dir);
         }
@@ -135,43 +132,4 @@ pub async fn run_executor(opts: &ExecutorOptions) -> Result<(), String> {
     start_executor_process(Arc::new(config))
         .await
         .map_err(|e| format!("executor on {}: {e}", opts.bind))
-}
-
-/// The object stores of an executor: local files, and an S3 client per bucket, made the
-/// first time a task reads it.
-#[derive(Debug, Default)]
-pub struct LakeStores {
-    local: DefaultObjectStoreRegistry,
-    s3: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
-}
-
-impl ObjectStoreRegistry for LakeStores {
-    fn register_store(
-        &self,
-        url: &Url,
-        store: Arc<dyn ObjectStore>,
-    ) -> Option<Arc<dyn ObjectStore>> {
-        self.local.register_store(url, store)
-    }
-
-    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
-        if url.scheme() != "s3" {
-            return self.local.get_store(url);
-        }
-        let bucket = url.host_str().unwrap_or_default().to_string();
-        if let Some(store) = self.s3.read().expect("not poisoned").get(&bucket) {
-            return Ok(store.clone());
-        }
-        let store: Arc<dyn ObjectStore> = Arc::new(
-            AmazonS3Builder::from_env()
-                .with_bucket_name(&bucket)
-                .build()
-                .map_err(|e| DataFusionError::External(Box::new(e)))?,
-        );
-        self.s3
-            .write()
-            .expect("not poisoned")
-            .insert(bucket, store.clone());
-        Ok(store)
-    }
 }
