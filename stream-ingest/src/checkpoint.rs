@@ -7,11 +7,22 @@
 //! and ends with a checksum: a damaged or partial checkpoint is detected and skipped, and the
 //! newest one that reads back wins. Older ones are pruned (`checkpoint.keep`).
 //!
+//! The dimension versions a checkpoint's lookups replay with ([`crate::lookup`]) are not in
+//! it: each version is stored once, beside the checkpoints, as
+//! `dimensions/<fnv1a64>-<len>.bin` (written before the first checkpoint that names it), and
+//! the checkpoint names it by digest. A 50 MB dimension costs 50 MB once per version, not
+//! once per checkpoint. Each checkpoint also lists every version the kept checkpoints before
+//! it name, so the files no kept checkpoint needs can be deleted without reading them.
+//!
 //! ```text
 //! file = "SICKPT" version:u16 | postcard(Checkpoint) | fnv1a64(body):u64 LE
 //! ```
 
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::sync::Mutex;
+
 use bytes::Bytes;
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -21,7 +32,7 @@ use shared::lake::Lake;
 use crate::engine::EngineSnapshot;
 
 /// Version of the checkpoint format; a checkpoint of another version is not restored.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 const MAGIC: &[u8; 6] = b"SICKPT";
 
 /// One checkpoint.
@@ -37,6 +48,9 @@ pub struct Checkpoint {
     pub engine: EngineSnapshot,
     /// Staged files to publish once this checkpoint is durable.
     pub pending: Vec<PendingFile>,
+    /// The dimension version files this checkpoint and the kept ones before it name (set
+    /// by [`CheckpointStore::write`]).
+    pub dimension_files: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +107,31 @@ pub struct CheckpointStore {
     lake: Lake,
     dir: Path,
     keep: usize,
+    versions: Mutex<Versions>,
 }
+
+/// What a store knows of the dimension version files beside its checkpoints.
+#[derive(Default)]
+struct Versions {
+    /// The files named by the last `keep` checkpoints written (or, after a restart, by the
+    /// restored one and those before it), newest last.
+    recent: VecDeque<Vec<String>>,
+    /// Files known to be stored.
+    stored: HashSet<String>,
+    /// The files kept at the last clean-up (`None`: none yet).
+    cleaned: Option<Vec<String>>,
+}
+
+impl Versions {
+    /// Every file a kept checkpoint may need.
+    fn live(&self) -> Vec<String> {
+        let all: BTreeSet<&String> = self.recent.iter().flatten().collect();
+        all.into_iter().cloned().collect()
+    }
+}
+
+/// Name of the folder beside the checkpoints that holds the dimension versions.
+const DIMENSIONS_DIR: &str = "dimensions";
 
 fn file_name(id: u64) -> String {
     format!("ckpt-{id:010}.bin")
@@ -119,6 +157,7 @@ impl CheckpointStore {
             lake,
             dir,
             keep: keep.max(1),
+            versions: Mutex::default(),
         }
     }
 
@@ -166,13 +205,42 @@ impl CheckpointStore {
             .and_then(|d| Checkpoint::decode(&d))
     }
 
+    fn version_path(&self, name: &str) -> Path {
+        self.dir.clone().join(DIMENSIONS_DIR).join(name)
+    }
+
+    /// A checkpoint with the bytes of its dimension versions: it cannot be restored without.
+    async fn read_whole(&self, path: &Path) -> Result<Checkpoint, String> {
+        let mut checkpoint = self.read(path).await?;
+        for lookup in &mut checkpoint.engine.lookups {
+            let name = lookup.file_name();
+            let data = match self.lake.store.get(&self.version_path(&name)).await {
+                Ok(r) => r.bytes().await,
+                Err(e) => Err(e),
+            };
+            let data = data.map_err(|e| format!("dimension version {name}: {e}"))?;
+            lookup.fill(&data)?;
+            self.versions
+                .lock()
+                .expect("not poisoned")
+                .stored
+                .insert(name);
+        }
+        Ok(checkpoint)
+    }
+
     /// The newest checkpoint that reads back, and the highest id seen (even of a damaged one).
     pub async fn latest(&self) -> Result<(Option<Checkpoint>, u64), CheckpointError> {
         let ids = self.kept().await?;
         let highest = ids.first().map_or(0, |(id, _)| *id);
         for (id, path) in ids {
-            match self.read(&path).await {
-                Ok(c) => return Ok((Some(c), highest)),
+            match self.read_whole(&path).await {
+                Ok(c) => {
+                    let mut versions = self.versions.lock().expect("not poisoned");
+                    versions.recent = VecDeque::from([c.dimension_files.clone()]);
+                    drop(versions);
+                    return Ok((Some(c), highest));
+                }
                 Err(reason) => {
                     tracing::warn!(checkpoint = id, %reason, "skipping an unreadable checkpoint")
                 }
@@ -202,7 +270,8 @@ impl CheckpointStore {
     /// Writes a checkpoint atomically. Returns its size, the oldest checkpoint that stays
     /// once the older ones are pruned, and those older ones: [`CheckpointStore::prune`] them
     /// after whatever must happen while they still exist.
-    pub async fn write(&self, checkpoint: &Checkpoint) -> Result<Written, CheckpointError> {
+    pub async fn write(&self, checkpoint: &mut Checkpoint) -> Result<Written, CheckpointError> {
+        checkpoint.dimension_files = self.store_versions(checkpoint).await?;
         let data = checkpoint.encode()?;
         let size = data.len() as u64;
         let path = self.dir.clone().join(file_name(checkpoint.id));
@@ -226,13 +295,78 @@ impl CheckpointStore {
         })
     }
 
-    /// Deletes checkpoints that fell out of `keep`.
+    /// Stores the dimension versions `checkpoint` names that are not stored yet; every file
+    /// it and the kept checkpoints before it name.
+    async fn store_versions(
+        &self,
+        checkpoint: &Checkpoint,
+    ) -> Result<Vec<String>, CheckpointError> {
+        let mut names = Vec::new();
+        for lookup in &checkpoint.engine.lookups {
+            let name = lookup.file_name();
+            let known = self
+                .versions
+                .lock()
+                .expect("not poisoned")
+                .stored
+                .contains(&name);
+            if !known {
+                let path = self.version_path(&name);
+                let payload = PutPayload::from_bytes(Bytes::from(lookup.data.to_vec()));
+                self.lake
+                    .store
+                    .put(&path, payload)
+                    .await
+                    .map_err(|source| CheckpointError::Write { path, source })?;
+                let mut versions = self.versions.lock().expect("not poisoned");
+                versions.stored.insert(name.clone());
+            }
+            names.push(name);
+        }
+        let mut versions = self.versions.lock().expect("not poisoned");
+        versions.recent.push_back(names);
+        while versions.recent.len() > self.keep {
+            versions.recent.pop_front();
+        }
+        Ok(versions.live())
+    }
+
+    /// Deletes checkpoints that fell out of `keep`, then the dimension versions no kept
+    /// checkpoint names.
     pub async fn prune(&self, stale: Vec<Path>) {
         for old in stale {
             if let Err(e) = self.lake.store.delete(&old).await {
                 tracing::warn!(checkpoint = %old, error = %e, "cannot prune an old checkpoint");
             }
         }
+        if let Err(e) = self.prune_versions().await {
+            tracing::warn!(error = %e, "cannot prune old dimension versions");
+        }
+    }
+
+    /// Deletes the version files no kept checkpoint names (listed only when that set
+    /// changed).
+    async fn prune_versions(&self) -> Result<(), object_store::Error> {
+        let live = {
+            let versions = self.versions.lock().expect("not poisoned");
+            let live = versions.live();
+            if versions.cleaned.as_ref() == Some(&live) {
+                return Ok(());
+            }
+            live
+        };
+        let dir = self.dir.clone().join(DIMENSIONS_DIR);
+        let files: Vec<_> = self.lake.store.list(Some(&dir)).try_collect().await?;
+        for file in files {
+            let name = file.location.filename().unwrap_or_default().to_string();
+            if live.binary_search(&name).is_err() {
+                self.lake.store.delete(&file.location).await?;
+                let mut versions = self.versions.lock().expect("not poisoned");
+                versions.stored.remove(&name);
+            }
+        }
+        self.versions.lock().expect("not poisoned").cleaned = Some(live);
+        Ok(())
     }
 }
 
@@ -248,11 +382,12 @@ pub struct Written {
 mod tests {
     use std::sync::Arc;
 
-    use shared::config::load_str;
+    use shared::config::{S3Config, TimePartitioning, load_str};
 
     use super::*;
     use crate::engine::Engine;
     use crate::format::parser_for;
+    use crate::lookup::LookupSnapshot;
     use crate::parallel::parse_chunk;
     use crate::sources::Advance;
 
@@ -348,7 +483,83 @@ not a log line
                 rows: 2,
                 bytes: 900,
             }],
+            dimension_files: vec!["00000000000000ff-42.bin".into()],
         }
+    }
+
+    /// The sample checkpoint, numbered `id`, whose lookup saw `bytes`.
+    fn with_version(id: u64, bytes: &[u8]) -> Checkpoint {
+        let mut c = sample();
+        c.id = id;
+        c.engine.lookups = vec![LookupSnapshot::new("codes", Arc::from(bytes))];
+        c
+    }
+
+    fn version_name(bytes: &[u8]) -> String {
+        LookupSnapshot::new("codes", Arc::from(bytes)).file_name()
+    }
+
+    fn version_files(lake: &std::path::Path) -> Vec<String> {
+        let dir = lake.join("_checkpoints/golden").join(DIMENSIONS_DIR);
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_dimension_version_is_stored_once_and_deleted_once_no_kept_checkpoint_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let open = || Lake::open(root, &S3Config::default(), TimePartitioning::Hour).unwrap();
+        let store = CheckpointStore::new(open(), "golden", 2);
+        let (a, b) = (vec![b'a'; 100_000], vec![b'b'; 100_000]);
+        let mut files = Vec::new();
+        let mut sizes = Vec::new();
+        for (id, data) in [(1, &a), (2, &a), (3, &b), (4, &b)] {
+            let written = store.write(&mut with_version(id, data)).await.unwrap();
+            sizes.push(written.bytes);
+            store.prune(written.stale).await;
+            files.push(version_files(dir.path()));
+        }
+        let (va, vb) = (version_name(&a), version_name(&b));
+        let both = {
+            let mut v = vec![va.clone(), vb.clone()];
+            v.sort();
+            v
+        };
+        // Checkpoint 3 switched to b while 2 (kept) still named a; 4 and 3 name b only.
+        assert_eq!(files, [vec![va.clone()], vec![va], both, vec![vb.clone()]]);
+        // The bytes are in no checkpoint.
+        assert!(sizes.iter().all(|s| *s < 10_000), "{sizes:?}");
+
+        // A restart reads the newest checkpoint with the bytes of its version.
+        let (restored, highest) = CheckpointStore::new(open(), "golden", 2)
+            .latest()
+            .await
+            .unwrap();
+        let restored = restored.unwrap();
+        assert_eq!((restored.id, highest), (4, 4));
+        assert_eq!(*restored.engine.lookups[0].data, b[..]);
+        assert_eq!(restored.dimension_files, std::slice::from_ref(&vb));
+
+        // Damaged or missing, the version makes its checkpoints unrestorable (older ones
+        // are tried, and here none is left).
+        let path = dir.path().join("_checkpoints/golden/dimensions").join(&vb);
+        std::fs::write(&path, &a).unwrap();
+        let (restored, _) = CheckpointStore::new(open(), "golden", 2)
+            .latest()
+            .await
+            .unwrap();
+        assert!(restored.is_none());
+        std::fs::remove_file(&path).unwrap();
+        let (restored, _) = CheckpointStore::new(open(), "golden", 2)
+            .latest()
+            .await
+            .unwrap();
+        assert!(restored.is_none());
     }
 
     fn hex(bytes: &[u8]) -> String {

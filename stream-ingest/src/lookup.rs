@@ -44,12 +44,47 @@ pub enum LookupError {
     Apply { table: String, message: String },
 }
 
-/// The version of a dimension a checkpoint records: the file's bytes (a checkpoint must
-/// replay with them even when the file has changed since).
+/// The version of a dimension a checkpoint records (a checkpoint must replay with it even
+/// when the file has changed since). The checkpoint holds its digest; the bytes are stored
+/// once per version beside the checkpoints ([`crate::checkpoint`]), not in every checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LookupSnapshot {
     pub table: String,
-    pub data: Vec<u8>,
+    /// `fnv1a64` of the bytes.
+    pub digest: u64,
+    pub len: u64,
+    /// The file's bytes: filled in when a checkpoint is read back.
+    #[serde(skip)]
+    pub data: Arc<[u8]>,
+}
+
+impl LookupSnapshot {
+    pub fn new(table: &str, data: Arc<[u8]>) -> Self {
+        LookupSnapshot {
+            table: table.to_string(),
+            digest: shared::commit::fnv1a64(&data),
+            len: data.len() as u64,
+            data,
+        }
+    }
+
+    /// The name of the version's file: the same bytes, the same name, whichever table.
+    pub fn file_name(&self) -> String {
+        format!("{:016x}-{}.bin", self.digest, self.len)
+    }
+
+    /// Takes the bytes of the version's file, checked against the digest.
+    pub fn fill(&mut self, data: &[u8]) -> Result<(), String> {
+        if data.len() as u64 != self.len || shared::commit::fnv1a64(data) != self.digest {
+            return Err(format!(
+                "dimension version {} of lookup `{}` is damaged",
+                self.file_name(),
+                self.table
+            ));
+        }
+        self.data = Arc::from(data);
+        Ok(())
+    }
 }
 
 /// Dimension rows by key: strings, or integers of any width.
@@ -97,7 +132,8 @@ impl Rows {
 /// One version of a dimension: its rows by key, and the columns to add (one extra last row
 /// of defaults).
 struct Loaded {
-    data: Vec<u8>,
+    /// The version (its bytes and their digest, computed once).
+    version: LookupSnapshot,
     rows: Rows,
     columns: Vec<ArrayRef>,
 }
@@ -172,7 +208,7 @@ impl Lookups {
                 added: Arc::new(Schema::new(added)),
                 stamp: None,
                 current: Loaded {
-                    data: Vec::new(),
+                    version: LookupSnapshot::new(&l.table, Arc::from([])),
                     rows: Rows::Int(HashMap::new()),
                     columns: Vec::new(),
                 },
@@ -184,7 +220,7 @@ impl Lookups {
                 path: lookup.path.display().to_string(),
                 source,
             })?;
-            lookup.current = lookup.load(data)?;
+            lookup.current = lookup.load(Arc::from(data))?;
             lookups.push(lookup);
         }
         let schema = (!lookups.is_empty()).then(|| Arc::new(Schema::new(fields)));
@@ -224,10 +260,7 @@ impl Lookups {
     pub fn snapshot(&self) -> Vec<LookupSnapshot> {
         self.lookups
             .iter()
-            .map(|l| LookupSnapshot {
-                table: l.config.table.clone(),
-                data: l.current.data.clone(),
-            })
+            .map(|l| l.current.version.clone())
             .collect()
     }
 
@@ -242,6 +275,12 @@ impl Lookups {
                         "the checkpoint holds lookup `{}` here; the pipeline's lookups changed: rebuild with --from-scratch",
                         s.table
                     ),
+                });
+            }
+            if s.data.len() as u64 != s.len {
+                return Err(LookupError::Apply {
+                    table: l.config.table.clone(),
+                    message: "the checkpoint was read without its dimension version".into(),
                 });
             }
             l.current = l.load(s.data)?;
@@ -264,11 +303,11 @@ impl Lookup {
                 return;
             }
         };
-        if data == self.current.data {
+        if *data == *self.current.version.data {
             self.stamp = now;
             return;
         }
-        match self.load(data) {
+        match self.load(Arc::from(data)) {
             Ok(loaded) => {
                 tracing::info!(table = %self.config.table, rows = loaded.rows.len(), "dimension file changed: new version from this checkpoint on");
                 self.current = loaded;
@@ -294,7 +333,7 @@ impl Lookup {
     }
 
     /// Parses one version of the file.
-    fn load(&self, data: Vec<u8>) -> Result<Loaded, LookupError> {
+    fn load(&self, data: Arc<[u8]>) -> Result<Loaded, LookupError> {
         let full = shared::config::validate::dimension_schema(&self.dim);
         let batch = if self.dim.is_parquet() {
             read_parquet(&data, &full)
@@ -318,7 +357,7 @@ impl Lookup {
             })
             .collect::<Result<_, _>>()?;
         Ok(Loaded {
-            data,
+            version: LookupSnapshot::new(&self.config.table, data),
             rows,
             columns,
         })

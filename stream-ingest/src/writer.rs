@@ -70,6 +70,7 @@ impl CheckpointHeader {
             input: self.input.clone(),
             engine,
             pending,
+            dimension_files: Vec::new(),
         }
     }
 }
@@ -186,9 +187,9 @@ impl CommitWriter {
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_by(|a, b| a.0.target.cmp(&b.0.target));
         let (pending, closed): (Vec<PendingFile>, Vec<Vec<Instant>>) = pending.into_iter().unzip();
-        let ck = self.header.checkpoint(snap, pending);
+        let mut ck = self.header.checkpoint(snap, pending);
         self.fenced()?;
-        let written = self.store.write(&ck).await?;
+        let written = self.store.write(&mut ck).await?;
         fault::point("after-checkpoint");
         self.fenced()?;
         self.publish(&ck.pending, &closed).await?;
@@ -208,9 +209,9 @@ impl CommitWriter {
     /// The first checkpoint of a generation (no files, no markers): written and pruned,
     /// without the fault points and counters of the run's checkpoints.
     pub async fn first_checkpoint(&mut self, snap: EngineSnapshot) -> Result<(), IngestError> {
-        let ck = self.header.checkpoint(snap, Vec::new());
+        let mut ck = self.header.checkpoint(snap, Vec::new());
         self.fenced()?;
-        let written = self.store.write(&ck).await?;
+        let written = self.store.write(&mut ck).await?;
         self.store.prune(written.stale).await;
         self.last = Some(ck.engine);
         Ok(())

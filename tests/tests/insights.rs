@@ -255,6 +255,13 @@ fn a_changed_dimension_file_is_taken_at_the_next_checkpoint_without_a_restart() 
          2015-05-17T10:00:00Z,2015-05-17T10:01:00Z,200,OK,2\n\
          2015-05-17T10:05:00Z,2015-05-17T10:06:00Z,200,Fine,1\n",
     );
+    // Beside the checkpoints, only the version the kept ones name is left.
+    let versions = files(
+        &dir.path()
+            .join("lake/_checkpoints/access-log-insights/dimensions"),
+    );
+    let now = std::fs::read(dir.path().join("status_codes.csv")).unwrap();
+    assert_eq!(versions.into_values().collect::<Vec<_>>(), [now]);
 }
 
 /// Sketch accuracy on generated million-line logs: every per-minute estimate and every
