@@ -19,7 +19,7 @@ use shared::commit::CommitEvent;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::dates::DayRange;
-use crate::{AnalyzeError, RunOptions, RunSummary, compute, prepare};
+use crate::{AnalyzeError, RunOptions, RunSummary, compute, prepare_to_run};
 
 /// What a follow run did.
 #[derive(Debug, Default)]
@@ -72,7 +72,7 @@ pub async fn follow<R: AsyncBufRead + Unpin>(
     mut done: impl FnMut(&str, &RunSummary),
 ) -> Result<FollowSummary, AnalyzeError> {
     let started = Instant::now();
-    let prep = prepare(loaded, opts).await?;
+    let prep = prepare_to_run(loaded, opts).await?;
     let locks = prep.lock(opts.wait).await?;
     let delay =
         chrono::Duration::from_std(loaded.config.partition_commit.delay.0).unwrap_or_default();

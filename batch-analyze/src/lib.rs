@@ -431,9 +431,6 @@ pub async fn prepare<'a>(
             .map_err(|e| AnalyzeError::Usage(format!("--lake: {e}")))?;
     }
     let lake = Lake::open(&root, &cfg.lake.s3, cfg.lake.partition_time)?;
-    cluster::check_reachable(&opts.engine)
-        .await
-        .map_err(AnalyzeError::Cluster)?;
     let plans = plans(loaded, &reports);
     Ok(Prepared {
         loaded,
@@ -454,10 +451,23 @@ impl Prepared<'_> {
     }
 }
 
+/// [`prepare`], and the cluster the queries run on answers: checked before anything is
+/// locked (`--explain` runs no query and needs none).
+pub async fn prepare_to_run<'a>(
+    loaded: &'a LoadedConfig,
+    opts: &RunOptions,
+) -> Result<Prepared<'a>, AnalyzeError> {
+    let prep = prepare(loaded, opts).await?;
+    cluster::check_reachable(&opts.engine)
+        .await
+        .map_err(AnalyzeError::Cluster)?;
+    Ok(prep)
+}
+
 /// Runs the selected reports over the selected days of the lake.
 pub async fn run(loaded: &LoadedConfig, opts: &RunOptions) -> Result<RunSummary, AnalyzeError> {
     let started = Instant::now();
-    let prep = prepare(loaded, opts).await?;
+    let prep = prepare_to_run(loaded, opts).await?;
     let locks = prep.lock(opts.wait).await?;
     let result = compute(&prep, opts, &opts.range).await;
     locks.release().await;

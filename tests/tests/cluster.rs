@@ -414,6 +414,17 @@ fn a_scheduler_that_is_not_there_is_one_line_and_exit_1() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
+    // `--explain` runs no query: it needs no scheduler.
+    let explained = cmd("batch-analyze")
+        .args(["run", "--explain", "-c"])
+        .arg(reference())
+        .arg("--lake")
+        .arg(&lake)
+        .args(["--cluster", &format!("df://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(explained.status.success(), "{explained:?}");
+    assert!(String::from_utf8_lossy(&explained.stdout).contains("report daily_status_class"));
 
     // A URL that is not one is a usage error, from the command line or the file.
     let out = cmd("batch-analyze")
