@@ -63,6 +63,9 @@ def case_list(bins):
         # derive, lookup, percentiles and sketches (pipelines/access-log-insights.yaml).
         ("insights-1m", "stream", "gen1m", [si, "run", "-c", str(INSIGHTS)], None),
         ("insights-10m", "stream", "gen10m", [si, "run", "-c", str(INSIGHTS)], None),
+        # The same with a 400,000-row (22 MB) status dimension and a checkpoint a second:
+        # what a large lookup table costs at checkpoints (see big_dimension_pipeline).
+        ("insights-1m-bigdim-1s", "stream", "gen1m", [si, "run", "-c", str(WORK / "insights-bigdim.yaml"), "--checkpoint-interval", "1s"], None),
         ("batch-insights-1m", "batch", "insights-1m", [ba, "run", "-c", str(INSIGHTS), "--format", "csv"], None),
         ("batch-sample", "batch", "stream-sample", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
         ("batch-1m", "batch", "stream-1m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
@@ -165,6 +168,20 @@ def count_lines(path):
     return n
 
 
+def big_dimension_pipeline():
+    """The insights pipeline over a status dimension of 400,000 rows (the real codes, then
+    synthetic ones no event has), in target/bench/."""
+    yaml = WORK / "insights-bigdim.yaml"
+    csv = WORK / "status_codes_big.csv"
+    if not csv.exists():
+        rows = (ROOT / "pipelines" / "status_codes.csv").read_text().splitlines()
+        rows += [f"{i},{i // 100}xx,Synthetic status description number {i}" for i in range(1000, 401000)]
+        csv.write_text("\n".join(rows) + "\n")
+    text = INSIGHTS.read_text()
+    assert "path: status_codes.csv" in text
+    yaml.write_text(text.replace("path: status_codes.csv", f"path: {csv}"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin-dir", default=str(ROOT / "target" / "release"), help="where the binaries are")
@@ -207,6 +224,7 @@ def main():
     cases = [c for c in cases if (wanted is None or c[0] in wanted) and not (args.quick and "10m" in c[0])]
 
     WORK.mkdir(parents=True, exist_ok=True)
+    big_dimension_pipeline()
     inputs = {"sample": SAMPLE}
     for name in {c[2] for c in cases if c[1] == "stream"} - {"sample"}:
         path = WORK / f"{name}.log"

@@ -10,9 +10,10 @@
 //! The dimension versions a checkpoint's lookups replay with ([`crate::lookup`]) are not in
 //! it: each version is stored once, beside the checkpoints, as
 //! `dimensions/<fnv1a64>-<len>.bin` (written before the first checkpoint that names it), and
-//! the checkpoint names it by digest. A 50 MB dimension costs 50 MB once per version, not
-//! once per checkpoint. Each checkpoint also lists every version the kept checkpoints before
-//! it name, so the files no kept checkpoint needs can be deleted without reading them.
+//! the checkpoint names it by digest. A 50 MB dimension costs 50 MB once per version (per
+//! Kafka unit: each has its own folder), not once per checkpoint. Each checkpoint also lists
+//! every version the kept checkpoints before it name, so the files no kept checkpoint needs
+//! can be deleted without reading them. Format 5 (the bytes inline) is still read.
 //!
 //! ```text
 //! file = "SICKPT" version:u16 | postcard(Checkpoint) | fnv1a64(body):u64 LE
@@ -61,6 +62,12 @@ pub enum CheckpointError {
         #[source]
         source: object_store::Error,
     },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: Path,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("cannot list checkpoints under {path}: {source}")]
     List {
         path: Path,
@@ -82,15 +89,17 @@ impl Checkpoint {
         Ok(out)
     }
 
-    /// Decodes a checkpoint; why not, when it is damaged or of another version.
+    /// Decodes a checkpoint (of this format or of format 5); why not, when it is damaged or
+    /// of another version.
     pub fn decode(data: &[u8]) -> Result<Checkpoint, String> {
         if data.len() < 16 || &data[..6] != MAGIC {
             return Err("not a checkpoint (bad header or truncated)".into());
         }
         let version = u16::from_le_bytes([data[6], data[7]]);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != v5::VERSION {
             return Err(format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
+                "format version {version}, this build reads {FORMAT_VERSION} and {}",
+                v5::VERSION
             ));
         }
         let (body, sum) = data[8..].split_at(data.len() - 16);
@@ -98,7 +107,60 @@ impl Checkpoint {
         if fnv1a64(body) != expected {
             return Err("checksum mismatch (damaged or partly written)".into());
         }
-        postcard::from_bytes(body).map_err(|e| format!("cannot decode: {e}"))
+        let decoded = if version == v5::VERSION {
+            postcard::from_bytes::<v5::Checkpoint>(body).map(Checkpoint::from)
+        } else {
+            postcard::from_bytes(body)
+        };
+        decoded.map_err(|e| format!("cannot decode: {e}"))
+    }
+}
+
+/// Checkpoint format 5, read so that the first run after an upgrade resumes instead of
+/// rebuilding: it carried each lookup's dimension bytes inline and had no list of version
+/// files. The next checkpoint stores those bytes as a version file. Everything else is the
+/// engine state of today; when that changes, freeze a copy of format 5's here.
+mod v5 {
+    use std::sync::Arc;
+
+    use serde::Deserialize;
+    use shared::commit::PendingFile;
+
+    use crate::engine::EngineSnapshot;
+    use crate::lookup::LookupSnapshot;
+
+    pub const VERSION: u16 = 5;
+
+    #[derive(Deserialize)]
+    pub struct Lookup {
+        table: String,
+        data: Vec<u8>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Checkpoint {
+        id: u64,
+        generation: u64,
+        pipeline: String,
+        input: String,
+        engine: EngineSnapshot<Lookup>,
+        pending: Vec<PendingFile>,
+    }
+
+    impl From<Checkpoint> for super::Checkpoint {
+        fn from(c: Checkpoint) -> Self {
+            super::Checkpoint {
+                id: c.id,
+                generation: c.generation,
+                pipeline: c.pipeline,
+                input: c.input,
+                engine: c
+                    .engine
+                    .map_lookups(|l| LookupSnapshot::new(&l.table, Arc::from(l.data))),
+                pending: c.pending,
+                dimension_files: Vec::new(),
+            }
+        }
     }
 }
 
@@ -196,13 +258,30 @@ impl CheckpointStore {
         Ok(ids)
     }
 
-    async fn read(&self, path: &Path) -> Result<Checkpoint, String> {
+    /// The bytes of `path`: `Ok(None)` when it is not there, an error when the store fails
+    /// (a timeout or a refused request is not a damaged checkpoint: the start fails, and can
+    /// be retried, instead of rebuilding).
+    async fn get(&self, path: &Path) -> Result<Option<Bytes>, CheckpointError> {
         let data = match self.lake.store.get(path).await {
             Ok(r) => r.bytes().await,
             Err(e) => Err(e),
         };
-        data.map_err(|e| e.to_string())
-            .and_then(|d| Checkpoint::decode(&d))
+        match data {
+            Ok(d) => Ok(Some(d)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(CheckpointError::Read {
+                path: path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// A checkpoint; why not (`Err(reason)`) when it is missing or damaged.
+    async fn read(&self, path: &Path) -> Result<Result<Checkpoint, String>, CheckpointError> {
+        Ok(match self.get(path).await? {
+            Some(data) => Checkpoint::decode(&data),
+            None => Err("gone".into()),
+        })
     }
 
     fn version_path(&self, name: &str) -> Path {
@@ -210,23 +289,29 @@ impl CheckpointStore {
     }
 
     /// A checkpoint with the bytes of its dimension versions: it cannot be restored without.
-    async fn read_whole(&self, path: &Path) -> Result<Checkpoint, String> {
-        let mut checkpoint = self.read(path).await?;
+    async fn read_whole(&self, path: &Path) -> Result<Result<Checkpoint, String>, CheckpointError> {
+        let mut checkpoint = match self.read(path).await? {
+            Ok(c) => c,
+            Err(reason) => return Ok(Err(reason)),
+        };
         for lookup in &mut checkpoint.engine.lookups {
+            if lookup.data.len() as u64 == lookup.len {
+                continue; // carried by the checkpoint itself (format 5)
+            }
             let name = lookup.file_name();
-            let data = match self.lake.store.get(&self.version_path(&name)).await {
-                Ok(r) => r.bytes().await,
-                Err(e) => Err(e),
+            let Some(data) = self.get(&self.version_path(&name)).await? else {
+                return Ok(Err(format!("dimension version {name} is missing")));
             };
-            let data = data.map_err(|e| format!("dimension version {name}: {e}"))?;
-            lookup.fill(&data)?;
+            if let Err(reason) = lookup.fill(&data) {
+                return Ok(Err(reason));
+            }
             self.versions
                 .lock()
                 .expect("not poisoned")
                 .stored
                 .insert(name);
         }
-        Ok(checkpoint)
+        Ok(Ok(checkpoint))
     }
 
     /// The newest checkpoint that reads back, and the highest id seen (even of a damaged one).
@@ -234,7 +319,7 @@ impl CheckpointStore {
         let ids = self.kept().await?;
         let highest = ids.first().map_or(0, |(id, _)| *id);
         for (id, path) in ids {
-            match self.read_whole(&path).await {
+            match self.read_whole(&path).await? {
                 Ok(c) => {
                     let mut versions = self.versions.lock().expect("not poisoned");
                     versions.recent = VecDeque::from([c.dimension_files.clone()]);
@@ -260,7 +345,7 @@ impl CheckpointStore {
             if id >= restored {
                 continue;
             }
-            if let Ok(c) = self.read(&path).await {
+            if let Ok(c) = self.read(&path).await? {
                 markers.extend(c.engine.markers);
             }
         }
@@ -357,9 +442,23 @@ impl CheckpointStore {
         };
         let dir = self.dir.clone().join(DIMENSIONS_DIR);
         let files: Vec<_> = self.lake.store.list(Some(&dir)).try_collect().await?;
+        // A file this store never knew is left alone after the first clean-up: it can only be
+        // a newer owner's (this writer lost the unit; its next fenced step stops it).
+        let first = self
+            .versions
+            .lock()
+            .expect("not poisoned")
+            .cleaned
+            .is_none();
         for file in files {
             let name = file.location.filename().unwrap_or_default().to_string();
-            if live.binary_search(&name).is_err() {
+            let known = self
+                .versions
+                .lock()
+                .expect("not poisoned")
+                .stored
+                .contains(&name);
+            if live.binary_search(&name).is_err() && (known || first) {
                 self.lake.store.delete(&file.location).await?;
                 let mut versions = self.versions.lock().expect("not poisoned");
                 versions.stored.remove(&name);
@@ -569,6 +668,46 @@ not a log line
             .collect()
     }
 
+    fn unhex(text: &str) -> Vec<u8> {
+        text.split_whitespace()
+            .flat_map(|l| {
+                (0..l.len())
+                    .step_by(2)
+                    .map(move |i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
+            })
+            .collect()
+    }
+
+    /// The golden checkpoint of format 5 (the same engine state, the dimension's bytes
+    /// inline) reads back as today's, its dimension bytes taken from it.
+    #[tokio::test]
+    async fn a_format_5_checkpoint_is_restored_after_the_upgrade() {
+        let golden =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/checkpoint-v5.hex");
+        let v5 = unhex(&std::fs::read_to_string(golden).unwrap());
+        let old = Checkpoint::decode(&v5).unwrap();
+        let codes = b"status,label\n200,ok\n";
+        assert_eq!(&*old.engine.lookups[0].data, codes);
+        let mut today = sample();
+        today.dimension_files = Vec::new();
+        assert_eq!(old.encode().unwrap(), today.encode().unwrap());
+
+        // In a lake: restored with its bytes; the next checkpoint stores them as a version.
+        let dir = tempfile::tempdir().unwrap();
+        let ckpts = dir.path().join("_checkpoints/golden");
+        std::fs::create_dir_all(&ckpts).unwrap();
+        std::fs::write(ckpts.join(file_name(7)), &v5).unwrap();
+        let root = dir.path().to_str().unwrap();
+        let lake = Lake::open(root, &S3Config::default(), TimePartitioning::Hour).unwrap();
+        let store = CheckpointStore::new(lake, "golden", 2);
+        let (restored, _) = store.latest().await.unwrap();
+        let mut next = restored.unwrap();
+        assert_eq!(&*next.engine.lookups[0].data, codes);
+        next.id = 8;
+        store.write(&mut next).await.unwrap();
+        assert_eq!(version_files(dir.path()), [version_name(codes)]);
+    }
+
     /// Every change of the checkpoint's bytes must be deliberate: a restart of the new build
     /// cannot read the old checkpoints unless it knows their format. After a deliberate
     /// change, raise [`FORMAT_VERSION`] and rewrite the golden file with `BLESS=1`.
@@ -589,14 +728,7 @@ not a log line
             golden.display()
         );
         // And the golden bytes read back into the same checkpoint.
-        let bytes: Vec<u8> = expected
-            .split_whitespace()
-            .flat_map(|l| {
-                (0..l.len())
-                    .step_by(2)
-                    .map(move |i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
-            })
-            .collect();
+        let bytes = unhex(&expected);
         let back = Checkpoint::decode(&bytes).unwrap();
         assert_eq!(back.encode().unwrap(), bytes);
         assert_eq!(

@@ -72,8 +72,11 @@ pub struct EngineStats {
 
 /// The engine's state in a checkpoint: where the source is, the watermark, every table's
 /// open windows and every sink's buffered rows.
+///
+/// `L` is how a lookup's version is written: [`LookupSnapshot`] now, the bytes themselves in
+/// checkpoint format 5 (read by [`crate::checkpoint`]).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct EngineSnapshot {
+pub struct EngineSnapshot<L = LookupSnapshot> {
     /// The checkpoint this state belongs to: it commits the files cut before it.
     pub checkpoint: u64,
     /// Where the source is (only the sources look inside).
@@ -92,7 +95,27 @@ pub struct EngineSnapshot {
     /// committed once every engine's horizon passed its end.
     pub horizon: i64,
     /// The version of each lookup's dimension the events after this checkpoint see.
-    pub lookups: Vec<LookupSnapshot>,
+    pub lookups: Vec<L>,
+}
+
+impl<L> EngineSnapshot<L> {
+    /// The same state with each lookup's version written another way.
+    pub fn map_lookups<M>(self, f: impl FnMut(L) -> M) -> EngineSnapshot<M> {
+        EngineSnapshot {
+            checkpoint: self.checkpoint,
+            source: self.source,
+            next_line: self.next_line,
+            max_ts: self.max_ts,
+            stats: self.stats,
+            tables: self.tables,
+            sinks: self.sinks,
+            late: self.late,
+            dead_letter_len: self.dead_letter_len,
+            markers: self.markers,
+            horizon: self.horizon,
+            lookups: self.lookups.into_iter().map(f).collect(),
+        }
+    }
 }
 
 struct LateOutput {

@@ -47,7 +47,7 @@ pub enum LookupError {
 /// The version of a dimension a checkpoint records (a checkpoint must replay with it even
 /// when the file has changed since). The checkpoint holds its digest; the bytes are stored
 /// once per version beside the checkpoints ([`crate::checkpoint`]), not in every checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LookupSnapshot {
     pub table: String,
     /// `fnv1a64` of the bytes.

@@ -198,6 +198,7 @@ impl CommitWriter {
             f(&ck.engine.source);
         }
         self.merge_due(written.oldest_kept).await?;
+        self.fenced()?;
         self.store.prune(written.stale).await;
         fault::point("after-publish");
         self.telemetry
@@ -212,6 +213,7 @@ impl CommitWriter {
         let mut ck = self.header.checkpoint(snap, Vec::new());
         self.fenced()?;
         let written = self.store.write(&mut ck).await?;
+        self.fenced()?;
         self.store.prune(written.stale).await;
         self.last = Some(ck.engine);
         Ok(())
