@@ -32,7 +32,8 @@ use shared::lake::Lake;
 
 use crate::engine::EngineSnapshot;
 
-/// Version of the checkpoint format; a checkpoint of another version is not restored.
+/// Version of the checkpoint format written; this one and format 5 (`mod v5`) are read, a
+/// checkpoint of any other version is not restored.
 pub const FORMAT_VERSION: u16 = 6;
 const MAGIC: &[u8; 6] = b"SICKPT";
 
