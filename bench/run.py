@@ -65,7 +65,7 @@ def case_list(bins):
         ("insights-10m", "stream", "gen10m", [si, "run", "-c", str(INSIGHTS)], None),
         # The same with a 400,000-row (22 MB) status dimension and a checkpoint a second:
         # what a large lookup table costs at checkpoints (see big_dimension_pipeline).
-        ("insights-1m-bigdim-1s", "stream", "gen1m", [si, "run", "-c", str(WORK / "insights-bigdim.yaml"), "--checkpoint-interval", "1s"], None),
+        ("insights-10m-bigdim-1s", "stream", "gen10m", [si, "run", "-c", str(WORK / "insights-bigdim.yaml"), "--checkpoint-interval", "1s"], None),
         ("batch-insights-1m", "batch", "insights-1m", [ba, "run", "-c", str(INSIGHTS), "--format", "csv"], None),
         ("batch-sample", "batch", "stream-sample", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
         ("batch-1m", "batch", "stream-1m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
