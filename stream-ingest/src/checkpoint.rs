@@ -679,6 +679,110 @@ not a log line
             .collect()
     }
 
+    /// A local store whose reads below `dimensions/` fail as a store fails (a timeout).
+    #[derive(Debug)]
+    struct FailingVersionReads(object_store::local::LocalFileSystem);
+
+    impl std::fmt::Display for FailingVersionReads {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "FailingVersionReads")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for FailingVersionReads {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.0.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            if location.as_ref().contains("/dimensions/") {
+                return Err(object_store::Error::Generic {
+                    store: "test",
+                    source: "operation timed out".into(),
+                });
+            }
+            self.0.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.0.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    /// A store that fails to read a version is not a damaged checkpoint: the start fails
+    /// (to be retried) instead of skipping every checkpoint naming it and rebuilding.
+    #[tokio::test]
+    async fn a_store_failure_reading_a_version_fails_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let lake = Lake::open(root, &S3Config::default(), TimePartitioning::Hour).unwrap();
+        let store = CheckpointStore::new(lake.clone(), "golden", 2);
+        for id in [1, 2] {
+            store.write(&mut with_version(id, b"codes")).await.unwrap();
+        }
+        let failing = Lake {
+            store: Arc::new(FailingVersionReads(
+                object_store::local::LocalFileSystem::new(),
+            )),
+            ..lake
+        };
+        let started = CheckpointStore::new(failing, "golden", 2).latest().await;
+        match started {
+            Err(CheckpointError::Read { path, .. }) => {
+                assert!(path.as_ref().contains("/dimensions/"), "{path}")
+            }
+            other => panic!(
+                "expected a read error, got {:?}",
+                other.map(|(c, _)| c.map(|c| c.id))
+            ),
+        }
+    }
+
     /// The golden checkpoint of format 5 (the same engine state, the dimension's bytes
     /// inline) reads back as today's, its dimension bytes taken from it.
     #[tokio::test]
