@@ -285,6 +285,10 @@ impl CheckpointStore {
         })
     }
 
+    fn versions(&self) -> std::sync::MutexGuard<'_, Versions> {
+        self.versions.lock().expect("not poisoned")
+    }
+
     fn version_path(&self, name: &str) -> Path {
         self.dir.clone().join(DIMENSIONS_DIR).join(name)
     }
@@ -306,11 +310,7 @@ impl CheckpointStore {
             if let Err(reason) = lookup.fill(&data) {
                 return Ok(Err(reason));
             }
-            self.versions
-                .lock()
-                .expect("not poisoned")
-                .stored
-                .insert(name);
+            self.versions().stored.insert(name);
         }
         Ok(Ok(checkpoint))
     }
@@ -322,9 +322,7 @@ impl CheckpointStore {
         for (id, path) in ids {
             match self.read_whole(&path).await? {
                 Ok(c) => {
-                    let mut versions = self.versions.lock().expect("not poisoned");
-                    versions.recent = VecDeque::from([c.dimension_files.clone()]);
-                    drop(versions);
+                    self.versions().recent = VecDeque::from([c.dimension_files.clone()]);
                     return Ok((Some(c), highest));
                 }
                 Err(reason) => {
@@ -390,26 +388,20 @@ impl CheckpointStore {
         let mut names = Vec::new();
         for lookup in &checkpoint.engine.lookups {
             let name = lookup.file_name();
-            let known = self
-                .versions
-                .lock()
-                .expect("not poisoned")
-                .stored
-                .contains(&name);
+            let known = self.versions().stored.contains(&name);
             if !known {
                 let path = self.version_path(&name);
-                let payload = PutPayload::from_bytes(Bytes::from(lookup.data.to_vec()));
+                let bytes = Bytes::from_owner(lookup.data.clone());
                 self.lake
                     .store
-                    .put(&path, payload)
+                    .put(&path, PutPayload::from_bytes(bytes))
                     .await
                     .map_err(|source| CheckpointError::Write { path, source })?;
-                let mut versions = self.versions.lock().expect("not poisoned");
-                versions.stored.insert(name.clone());
+                self.versions().stored.insert(name.clone());
             }
             names.push(name);
         }
-        let mut versions = self.versions.lock().expect("not poisoned");
+        let mut versions = self.versions();
         versions.recent.push_back(names);
         while versions.recent.len() > self.keep {
             versions.recent.pop_front();
@@ -433,39 +425,27 @@ impl CheckpointStore {
     /// Deletes the version files no kept checkpoint names (listed only when that set
     /// changed).
     async fn prune_versions(&self) -> Result<(), object_store::Error> {
-        let live = {
-            let versions = self.versions.lock().expect("not poisoned");
+        let (live, first) = {
+            let versions = self.versions();
             let live = versions.live();
             if versions.cleaned.as_ref() == Some(&live) {
                 return Ok(());
             }
-            live
+            (live, versions.cleaned.is_none())
         };
         let dir = self.dir.clone().join(DIMENSIONS_DIR);
         let files: Vec<_> = self.lake.store.list(Some(&dir)).try_collect().await?;
         // A file this store never knew is left alone after the first clean-up: it can only be
         // a newer owner's (this writer lost the unit; its next fenced step stops it).
-        let first = self
-            .versions
-            .lock()
-            .expect("not poisoned")
-            .cleaned
-            .is_none();
         for file in files {
             let name = file.location.filename().unwrap_or_default().to_string();
-            let known = self
-                .versions
-                .lock()
-                .expect("not poisoned")
-                .stored
-                .contains(&name);
+            let known = self.versions().stored.contains(&name);
             if live.binary_search(&name).is_err() && (known || first) {
                 self.lake.store.delete(&file.location).await?;
-                let mut versions = self.versions.lock().expect("not poisoned");
-                versions.stored.remove(&name);
+                self.versions().stored.remove(&name);
             }
         }
-        self.versions.lock().expect("not poisoned").cleaned = Some(live);
+        self.versions().cleaned = Some(live);
         Ok(())
     }
 }

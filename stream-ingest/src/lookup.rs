@@ -220,7 +220,7 @@ impl Lookups {
                 path: lookup.path.display().to_string(),
                 source,
             })?;
-            lookup.current = lookup.load(Arc::from(data))?;
+            lookup.current = lookup.load(LookupSnapshot::new(&l.table, Arc::from(data)))?;
             lookups.push(lookup);
         }
         let schema = (!lookups.is_empty()).then(|| Arc::new(Schema::new(fields)));
@@ -283,7 +283,8 @@ impl Lookups {
                     message: "the checkpoint was read without its dimension version".into(),
                 });
             }
-            l.current = l.load(s.data)?;
+            // Its digest was checked when the checkpoint was read: not computed again.
+            l.current = l.load(s)?;
             l.stamp = None;
         }
         Ok(())
@@ -307,7 +308,7 @@ impl Lookup {
             self.stamp = now;
             return;
         }
-        match self.load(Arc::from(data)) {
+        match self.load(LookupSnapshot::new(&self.config.table, Arc::from(data))) {
             Ok(loaded) => {
                 tracing::info!(table = %self.config.table, rows = loaded.rows.len(), "dimension file changed: new version from this checkpoint on");
                 self.current = loaded;
@@ -333,12 +334,13 @@ impl Lookup {
     }
 
     /// Parses one version of the file.
-    fn load(&self, data: Arc<[u8]>) -> Result<Loaded, LookupError> {
+    fn load(&self, version: LookupSnapshot) -> Result<Loaded, LookupError> {
         let full = shared::config::validate::dimension_schema(&self.dim);
+        let data = &version.data;
         let batch = if self.dim.is_parquet() {
-            read_parquet(&data, &full)
+            read_parquet(data, &full)
         } else {
-            read_csv(&data, &full, self.dim.delimiter).map_err(|e| e.to_string())
+            read_csv(data, &full, self.dim.delimiter).map_err(|e| e.to_string())
         }
         .map_err(|e| self.parse_error(e))?;
         let key = batch.column(
@@ -357,7 +359,7 @@ impl Lookup {
             })
             .collect::<Result<_, _>>()?;
         Ok(Loaded {
-            version: LookupSnapshot::new(&self.config.table, data),
+            version,
             rows,
             columns,
         })
