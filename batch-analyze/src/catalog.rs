@@ -8,9 +8,10 @@
 //! (no marker yet) are left out unless `--include-open`. The late-events table has no
 //! markers: all of its files in the selected days are read.
 //!
-//! Each table is then registered in a DataFusion session as a [`SnapshotTable`]: a Parquet
-//! scan over that list of files, with the partition columns (`dt`, `hour`, any
-//! `partition_by` keys; strings, NULL for Hive's default partition) taken from the paths.
+//! Each table is then registered in a DataFusion session as a [`SnapshotTable`]
+//! ([`crate::tables`]): a Parquet scan over that list of files, with the partition columns
+//! (`dt`, `hour`, any `partition_by` keys; strings, NULL for Hive's default partition) taken
+//! from the paths.
 //! Schemas come from [`shared::schema`], never from the files, so an empty lake gives empty
 //! reports and the reader can never disagree with the writer. For `validate`, the same
 //! tables are registered empty, so reports can be planned without any data.
@@ -20,37 +21,27 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, SchemaRef};
-use async_trait::async_trait;
-use datafusion::catalog::Session;
+use arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::ParquetSource;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::datasource::table_schema::TableSchemaBuilder;
-use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::prelude::{CsvReadOptions, Expr, SessionContext};
+use datafusion::prelude::{CsvReadOptions, SessionContext};
 use object_store::ObjectMeta;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 use shared::commit::{PartitionMarker, REPLACE_INTENT, Replacement};
-use shared::config::LoadedConfig;
-use shared::config::validate::dimension_schema;
+use shared::config::{LoadedConfig, QueryEngine};
 use shared::lake::{COMMIT_MARKER, Lake, is_hidden, unescape_partition_value};
-use shared::schema;
+use shared::schema::{self, dimension_schema};
 
-use crate::cluster::Engine;
-use crate::cluster::codec::DimensionTable;
 use crate::dates::DayRange;
 use crate::plan::ident;
 use crate::sketch;
-use crate::small_files::{FileOrigin, LakeFile, LakeFileError, WholeFileReaderFactory};
+use crate::small_files::{FileOrigin, LakeFile, LakeFileError};
+use crate::tables::{DimensionTable, SnapshotTable};
 
 /// A lake table as the batch stage reads it.
 pub struct LakeTable {
@@ -127,8 +118,9 @@ pub struct PartitionFiles {
     pub rows: Option<u64>,
 }
 
-/// A table's selected days and their partitions.
-pub struct TableSnapshot {
+/// A table's selected days and their partitions: the listing of one table in a
+/// [`LakeSnapshot`].
+pub struct TableListing {
     pub table: LakeTable,
     /// Every `dt=` value found in the table directory.
     pub days_in_lake: Vec<String>,
@@ -136,7 +128,7 @@ pub struct TableSnapshot {
     pub days: BTreeMap<String, Vec<PartitionFiles>>,
 }
 
-impl TableSnapshot {
+impl TableListing {
     /// The partitions a report reads on `day`.
     pub fn readable<'a>(
         &'a self,
@@ -180,18 +172,18 @@ impl TableSnapshot {
             }
             text.push('\n');
         }
-        shared::commit::fnv1a64(text.as_bytes())
+        shared::hash::fnv1a64(text.as_bytes())
     }
 }
 
 /// What a run reads from the lake.
 pub struct LakeSnapshot {
     pub range: DayRange,
-    pub tables: Vec<TableSnapshot>,
+    pub tables: Vec<TableListing>,
 }
 
 impl LakeSnapshot {
-    pub fn table(&self, name: &str) -> Option<&TableSnapshot> {
+    pub fn table(&self, name: &str) -> Option<&TableListing> {
         self.tables.iter().find(|t| t.table.name == name)
     }
 
@@ -234,7 +226,7 @@ pub async fn snapshot(
             .zip(listed)
             .filter(|(_, parts)| !parts.is_empty())
             .collect();
-        tables.push(TableSnapshot {
+        tables.push(TableListing {
             table,
             days_in_lake,
             days,
@@ -252,6 +244,54 @@ async fn list_day(
     table: &LakeTable,
     day: &str,
 ) -> Result<Vec<PartitionFiles>, SnapshotError> {
+    let mut out = Vec::new();
+    for (segments, dir) in partition_dirs(lake, table, day).await? {
+        let PartitionDir {
+            mut files,
+            marker,
+            intent,
+        } = dir;
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        let part = match marker.filter(|_| !table.is_late) {
+            None => PartitionFiles {
+                segments,
+                committed: false,
+                files,
+                rows: None,
+            },
+            Some(marker) => {
+                let (files, rows) = committed_files(lake, &marker, intent, &files).await?;
+                PartitionFiles {
+                    segments,
+                    committed: true,
+                    files,
+                    rows: Some(rows),
+                }
+            }
+        };
+        out.push(part);
+    }
+    Ok(out)
+}
+
+/// What one partition directory holds, as listed.
+#[derive(Default)]
+struct PartitionDir {
+    /// Data files (Parquet, not hidden).
+    files: Vec<ObjectMeta>,
+    /// The commit marker (`_SUCCESS`).
+    marker: Option<ObjectMeta>,
+    /// The intent of a replacement in progress.
+    intent: Option<ObjectMeta>,
+}
+
+/// One listing of a day of a table, grouped by partition directory (its `name=value`
+/// segments below the table).
+async fn partition_dirs(
+    lake: &Lake,
+    table: &LakeTable,
+    day: &str,
+) -> Result<BTreeMap<Vec<String>, PartitionDir>, SnapshotError> {
     let metas = lake
         .day_objects(&table.name, day)
         .await
@@ -263,9 +303,7 @@ async fn list_day(
             ),
             source,
         })?;
-    // Partition directory → (data files, marker, intent).
-    type Dir = (Vec<ObjectMeta>, Option<ObjectMeta>, Option<ObjectMeta>);
-    let mut dirs: BTreeMap<Vec<String>, Dir> = BTreeMap::new();
+    let mut dirs: BTreeMap<Vec<String>, PartitionDir> = BTreeMap::new();
     for m in metas {
         let parts = lake.below_table(&table.name, &m.location);
         let Some((name, segments)) = parts.split_last() else {
@@ -276,56 +314,45 @@ async fn list_day(
         }
         let entry = dirs.entry(segments.to_vec()).or_default();
         match name.as_str() {
-            COMMIT_MARKER => entry.1 = Some(m),
-            REPLACE_INTENT => entry.2 = Some(m),
-            n if n.ends_with(".parquet") && !is_hidden(n) => entry.0.push(m),
+            COMMIT_MARKER => entry.marker = Some(m),
+            REPLACE_INTENT => entry.intent = Some(m),
+            n if n.ends_with(".parquet") && !is_hidden(n) => entry.files.push(m),
             _ => {}
         }
     }
-    let mut out = Vec::new();
-    for (segments, (mut files, marker, intent)) in dirs {
-        files.sort_by(|a, b| a.location.cmp(&b.location));
-        let part = match marker.filter(|_| !table.is_late) {
-            None => PartitionFiles {
-                segments,
-                committed: false,
-                files,
-                rows: None,
-            },
-            Some(marker) => {
-                let mut m: PartitionMarker = read_json(lake, &marker).await?;
-                // A replacement (compaction) in progress: once its new file is published,
-                // the new file set is the partition, whatever is deleted yet.
-                if let Some(intent) = intent {
-                    let r: Replacement = read_json(lake, &intent).await?;
-                    if files.iter().any(|f| f.location.as_ref() == r.file.target) {
-                        m = r.marker;
-                    }
-                }
-                let mut named = Vec::new();
-                for name in &m.files {
-                    let Some(f) = files
-                        .iter()
-                        .find(|f| f.location.filename() == Some(name.as_str()))
-                    else {
-                        return Err(SnapshotError::Damaged {
-                            path: lake.display(&marker.location),
-                            reason: format!("it names {name}, which is not there"),
-                        });
-                    };
-                    named.push(f.clone());
-                }
-                PartitionFiles {
-                    segments,
-                    committed: true,
-                    files: named,
-                    rows: Some(m.rows),
-                }
-            }
-        };
-        out.push(part);
+    Ok(dirs)
+}
+
+/// The files a committed partition's marker names (among the listed `files`), and its rows.
+async fn committed_files(
+    lake: &Lake,
+    marker: &ObjectMeta,
+    intent: Option<ObjectMeta>,
+    files: &[ObjectMeta],
+) -> Result<(Vec<ObjectMeta>, u64), SnapshotError> {
+    let mut m: PartitionMarker = read_json(lake, marker).await?;
+    // A replacement (compaction) in progress: once its new file is published,
+    // the new file set is the partition, whatever is deleted yet.
+    if let Some(intent) = intent {
+        let r: Replacement = read_json(lake, &intent).await?;
+        if files.iter().any(|f| f.location.as_ref() == r.file.target) {
+            m = r.marker;
+        }
     }
-    Ok(out)
+    let mut named = Vec::new();
+    for name in &m.files {
+        let Some(f) = files
+            .iter()
+            .find(|f| f.location.filename() == Some(name.as_str()))
+        else {
+            return Err(SnapshotError::Damaged {
+                path: lake.display(&marker.location),
+                reason: format!("it names {name}, which is not there"),
+            });
+        };
+        named.push(f.clone());
+    }
+    Ok((named, m.rows))
 }
 
 async fn read_json<T: serde::de::DeserializeOwned>(
@@ -409,52 +436,16 @@ pub async fn register_snapshot(
     snapshot: &LakeSnapshot,
     days: Option<&BTreeSet<String>>,
     include_open: bool,
-    engine: &Engine,
+    engine: &QueryEngine,
 ) -> Result<(), DataFusionError> {
-    let mut store_url = lake.url.clone();
-    store_url.set_path("");
-    if lake.url.scheme() != "file" {
-        ctx.register_object_store(&store_url, lake.store.clone());
-    }
-    let store_url = ObjectStoreUrl::parse(format!(
-        "{}://{}",
-        lake.url.scheme(),
-        lake.url.host_str().unwrap_or_default()
-    ))?;
+    let store_url = register_store(ctx, lake)?;
     for t in &snapshot.tables {
-        let mut files = Vec::new();
-        for day in t.days.keys() {
-            if days.is_some_and(|d| !d.contains(day)) {
-                continue;
-            }
-            for p in t.readable(day, include_open) {
-                let values: Vec<ScalarValue> = p
-                    .segments
-                    .iter()
-                    .map(|s| {
-                        let v = s.split_once('=').map(|(_, v)| v).unwrap_or_default();
-                        ScalarValue::Utf8(unescape_partition_value(v))
-                    })
-                    .collect();
-                let origin = t.origin(p);
-                for f in &p.files {
-                    let mut pf = PartitionedFile::from(f.clone());
-                    pf.partition_values = values.clone();
-                    pf.extensions.insert(LakeFile {
-                        shown: lake.display(&f.location),
-                        origin,
-                    });
-                    files.push(pf);
-                }
-            }
-        }
-        let provider = SnapshotTable {
-            schema: schema::read_schema(&t.table.file_schema, &t.table.partition_columns),
-            file_schema: t.table.file_schema.clone(),
-            partition_columns: t.table.partition_columns.clone(),
-            files,
-            store_url: store_url.clone(),
-        };
+        let provider = SnapshotTable::new(
+            t.table.file_schema.clone(),
+            t.table.partition_columns.clone(),
+            partitioned_files(lake, t, days, include_open),
+            store_url.clone(),
+        );
         let name = t.table.name.as_str();
         match merge_query(loaded, name, &t.table.partition_columns) {
             Some(query) => {
@@ -472,6 +463,58 @@ pub async fn register_snapshot(
         }
     }
     register_dimensions(ctx, loaded, !engine.is_embedded()).await
+}
+
+/// The lake's object store, registered in the session unless it is the local file system
+/// (which every session has); its URL, for the scans.
+fn register_store(ctx: &SessionContext, lake: &Lake) -> Result<ObjectStoreUrl, DataFusionError> {
+    let mut store_url = lake.url.clone();
+    store_url.set_path("");
+    if lake.url.scheme() != "file" {
+        ctx.register_object_store(&store_url, lake.store.clone());
+    }
+    ObjectStoreUrl::parse(format!(
+        "{}://{}",
+        lake.url.scheme(),
+        lake.url.host_str().unwrap_or_default()
+    ))
+}
+
+/// The files a table's scan reads on `days`, each with its partition values (from its path)
+/// and the [`LakeFile`] that names it in errors.
+fn partitioned_files(
+    lake: &Lake,
+    t: &TableListing,
+    days: Option<&BTreeSet<String>>,
+    include_open: bool,
+) -> Vec<PartitionedFile> {
+    let mut files = Vec::new();
+    for day in t.days.keys() {
+        if days.is_some_and(|d| !d.contains(day)) {
+            continue;
+        }
+        for p in t.readable(day, include_open) {
+            let values: Vec<ScalarValue> = p
+                .segments
+                .iter()
+                .map(|s| {
+                    let v = s.split_once('=').map(|(_, v)| v).unwrap_or_default();
+                    ScalarValue::Utf8(unescape_partition_value(v))
+                })
+                .collect();
+            let origin = t.origin(p);
+            for f in &p.files {
+                let mut pf = PartitionedFile::from(f.clone());
+                pf.partition_values = values.clone();
+                pf.extensions.insert(LakeFile {
+                    shown: lake.display(&f.location),
+                    origin,
+                });
+                files.push(pf);
+            }
+        }
+    }
+    files
 }
 
 /// With a Kafka source each partition of the topic is a unit of state that writes its own
@@ -531,158 +574,6 @@ fn merged_columns(a: &shared::config::AggregateConfig) -> Vec<String> {
         // Validation refuses aggregates that cannot merge (avg, and the approximate ones
         // without their sketch).
         _ => vec![format!("SUM({c}) AS {c}")],
-    }
-}
-
-/// A lake table over a fixed list of files.
-#[derive(Debug)]
-pub struct SnapshotTable {
-    schema: SchemaRef,
-    file_schema: SchemaRef,
-    partition_columns: Vec<String>,
-    files: Vec<PartitionedFile>,
-    store_url: ObjectStoreUrl,
-}
-
-/// A [`SnapshotTable`] as it travels to a cluster's scheduler ([`crate::cluster::codec`]).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct WireSnapshot {
-    store_url: String,
-    partition_columns: Vec<String>,
-    files: Vec<WireFile>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct WireFile {
-    path: String,
-    size: u64,
-    modified_ms: i64,
-    values: Vec<Option<String>>,
-}
-
-impl SnapshotTable {
-    /// The table as bytes; the read schema travels beside it (in the plan).
-    pub fn to_wire(&self) -> Result<Vec<u8>, DataFusionError> {
-        let files = self
-            .files
-            .iter()
-            .map(|f| WireFile {
-                path: f.object_meta.location.to_string(),
-                size: f.object_meta.size,
-                modified_ms: f.object_meta.last_modified.timestamp_millis(),
-                values: f
-                    .partition_values
-                    .iter()
-                    .map(|v| match v {
-                        ScalarValue::Utf8(s) => s.clone(),
-                        other => Some(other.to_string()),
-                    })
-                    .collect(),
-            })
-            .collect();
-        let wire = WireSnapshot {
-            store_url: self.store_url.as_str().to_string(),
-            partition_columns: self.partition_columns.clone(),
-            files,
-        };
-        serde_json::to_vec(&wire).map_err(|e| DataFusionError::External(Box::new(e)))
-    }
-
-    /// The table [`Self::to_wire`] wrote, with its read schema.
-    pub fn from_wire(schema: SchemaRef, bytes: &[u8]) -> Result<SnapshotTable, DataFusionError> {
-        let wire: WireSnapshot =
-            serde_json::from_slice(bytes).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let n_files = schema
-            .fields()
-            .len()
-            .saturating_sub(wire.partition_columns.len());
-        let file_schema = Arc::new(schema.project(&(0..n_files).collect::<Vec<_>>())?);
-        let files = wire
-            .files
-            .into_iter()
-            .map(|f| {
-                let meta = ObjectMeta {
-                    location: object_store::path::Path::from(f.path),
-                    last_modified: chrono::DateTime::from_timestamp_millis(f.modified_ms)
-                        .unwrap_or_default(),
-                    size: f.size,
-                    e_tag: None,
-                    version: None,
-                };
-                let mut pf = PartitionedFile::from(meta);
-                pf.partition_values = f.values.into_iter().map(ScalarValue::Utf8).collect();
-                pf
-            })
-            .collect();
-        Ok(SnapshotTable {
-            schema,
-            file_schema,
-            partition_columns: wire.partition_columns,
-            files,
-            store_url: ObjectStoreUrl::parse(&wire.store_url)?,
-        })
-    }
-}
-
-#[async_trait]
-impl TableProvider for SnapshotTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
-        if self.files.is_empty() {
-            let schema = match projection {
-                Some(p) => Arc::new(self.schema.project(p)?),
-                None => self.schema.clone(),
-            };
-            return Ok(Arc::new(EmptyExec::new(schema)));
-        }
-        let groups_wanted = state.config().target_partitions().max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups_wanted];
-        for (i, f) in self.files.iter().enumerate() {
-            groups[i % groups_wanted].push(f.clone());
-        }
-        let groups: Vec<FileGroup> = groups
-            .into_iter()
-            .filter(|g| !g.is_empty())
-            .map(FileGroup::new)
-            .collect();
-        // Lake files are small (one partition of one table): the page index would prune
-        // nothing, and each file is best fetched whole, once (crate::small_files).
-        let mut options = state.table_options().parquet.clone();
-        options.global.enable_page_index = false;
-        let table_schema = TableSchemaBuilder::new(self.file_schema.clone())
-            .with_table_partition_cols(
-                self.partition_columns
-                    .iter()
-                    .map(|c| Arc::new(Field::new(c, DataType::Utf8, true)))
-                    .collect::<Vec<_>>(),
-            )
-            .build();
-        let mut source = ParquetSource::new(table_schema).with_table_parquet_options(options);
-        // A cluster's scheduler may not know the lake's store; its executors read with
-        // DataFusion's own reader anyway (Ballista's codec carries no reader factory).
-        if let Ok(store) = state.runtime_env().object_store(&self.store_url) {
-            source = source
-                .with_parquet_file_reader_factory(Arc::new(WholeFileReaderFactory::new(store)));
-        }
-        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
-            .with_file_groups(groups)
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        Ok(DataSourceExec::from_data_source(config))
     }
 }
 

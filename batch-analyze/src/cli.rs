@@ -6,12 +6,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::cluster::Engine;
+use shared::config::{LoadedConfig, QueryEngine};
+
 use crate::cluster::process::{ExecutorOptions, SchedulerOptions};
-use crate::dates::{self, DateArgs};
+use crate::dates::{self, DateArgs, DayRange};
+use crate::error::{AnalyzeError, EXIT_NOTHING_TO_DO};
 use crate::metrics_file::MetricsFile;
 use crate::output::OutputFormat;
-use crate::{AnalyzeError, RunOptions, RunSummary};
+use crate::prepare::{RunOptions, check_runnable};
+use crate::summary::RunSummary;
 
 const ABOUT: &str = "The batch stage: read the lake's committed Parquet partitions with DataFusion, join dimension tables, and write reports.";
 
@@ -54,12 +57,12 @@ node_exporter's textfile collector):
 #[command(name = "batch-analyze", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once
-pub enum Command {
+pub(crate) enum Command {
     /// Compute the pipeline's reports from the lake.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
@@ -87,7 +90,7 @@ environment (AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, AWS_REGION, credentials). Dimensi
 travel inside each query. Logs: RUST_LOG=info.";
 
 #[derive(Debug, clap::Args)]
-pub struct SchedulerArgs {
+pub(crate) struct SchedulerArgs {
     /// Listen here (gRPC: clients and executors).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50050")]
     pub bind: std::net::SocketAddr,
@@ -97,7 +100,7 @@ pub struct SchedulerArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ExecutorArgs {
+pub(crate) struct ExecutorArgs {
     /// The scheduler, df://HOST:PORT.
     #[arg(long, value_name = "URL")]
     pub scheduler: String,
@@ -118,7 +121,7 @@ pub struct ExecutorArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The pipeline file (YAML).
     #[arg(short = 'c', long = "config", value_name = "PIPELINE.yaml")]
     pub config: PathBuf,
@@ -214,7 +217,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// The pipeline file (YAML).
     #[arg(short = 'c', long = "config", value_name = "PIPELINE.yaml")]
     pub config: PathBuf,
@@ -223,7 +226,7 @@ pub struct ValidateArgs {
 /// Runs a parsed command line; returns the process exit code.
 pub fn execute(cli: Cli) -> ExitCode {
     let result = runtime().and_then(|rt| match cli.command {
-        Command::Run(args) => rt.block_on(run(args)),
+        Command::Run(args) => rt.block_on(run_command(args)),
         Command::Validate(args) => rt.block_on(validate(args)).map(|()| 0),
         Command::Scheduler(args) => rt.block_on(scheduler(args)).map(|()| 0),
         Command::Executor(args) => rt.block_on(executor(args)).map(|()| 0),
@@ -247,11 +250,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, AnalyzeError> {
 /// `--query-timeout` on a cluster when none is given.
 const DEFAULT_CLUSTER_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Status 4: nothing to do (with `--exit-4-if-nothing`).
-pub const EXIT_NOTHING_TO_DO: u8 = 4;
-
 /// `run`, and with `--metrics-file` the figures of how it went.
-async fn run(args: RunArgs) -> Result<u8, AnalyzeError> {
+async fn run_command(args: RunArgs) -> Result<u8, AnalyzeError> {
     let Some(path) = args.metrics_file.clone() else {
         return run_reports(args, None).await;
     };
@@ -273,6 +273,7 @@ async fn run(args: RunArgs) -> Result<u8, AnalyzeError> {
     result
 }
 
+/// `run` (a run, `--explain` or `--follow-commits`); its exit status.
 async fn run_reports(
     args: RunArgs,
     mut metrics: Option<&mut MetricsFile>,
@@ -281,44 +282,48 @@ async fn run_reports(
     if let Some(m) = metrics.as_deref_mut() {
         m.start(&loaded.config.name);
     }
+    let terminal = std::io::stderr().is_terminal();
+    let opts = run_options(&args, &loaded, terminal)?;
+    let show_summary = !args.quiet && (terminal || args.verbose);
+    if args.explain {
+        print!("{}", crate::explain::explain(&loaded, &opts).await?);
+        return Ok(0);
+    }
+    let nothing_done = if args.follow_commits {
+        follow_commits(&loaded, &opts, show_summary, metrics).await?
+    } else {
+        run_once(&loaded, &opts, show_summary, metrics).await?
+    };
+    Ok(if nothing_done && args.exit_4_if_nothing {
+        EXIT_NOTHING_TO_DO
+    } else {
+        0
+    })
+}
+
+/// The options of a run, from its arguments and the pipeline file.
+fn run_options(
+    args: &RunArgs,
+    loaded: &LoadedConfig,
+    terminal: bool,
+) -> Result<RunOptions, AnalyzeError> {
     let format = args.format.unwrap_or(if args.out.is_some() {
         OutputFormat::Csv
     } else {
         OutputFormat::Table
     });
-    let dates = DateArgs {
-        date: args.date,
-        from: args.from,
-        to: args.to,
-        last: args.last,
-        today: args.today,
-    };
-    let range =
-        dates::select(&dates, chrono::Utc::now().date_naive()).map_err(AnalyzeError::Usage)?;
+    let range = day_range(args)?;
     if args.follow_commits && (!range.is_all() || args.incremental || args.explain) {
         return Err(AnalyzeError::Usage(
             "--follow-commits takes its days from the commit events: leave out --date, --from, --to, --last, --incremental and --explain".into(),
         ));
     }
-    let engine = match &args.cluster {
-        Some(url) => {
-            Engine::parse(url).map_err(|e| AnalyzeError::Usage(format!("--cluster: {e}")))?
-        }
-        // Validated with the file.
-        None => loaded
-            .config
-            .engine
-            .cluster
-            .as_deref()
-            .map_or(Ok(Engine::Embedded), Engine::parse)
-            .map_err(AnalyzeError::Usage)?,
-    };
-    let terminal = std::io::stderr().is_terminal();
-    let opts = RunOptions {
-        lake: args.lake,
-        out: args.out,
+    let engine = query_engine(args, loaded)?;
+    Ok(RunOptions {
+        lake: args.lake.clone(),
+        out: args.out.clone(),
         format,
-        reports: args.reports,
+        reports: args.reports.clone(),
         include_open: args.include_open,
         range,
         incremental: args.incremental,
@@ -329,57 +334,90 @@ async fn run_reports(
             .map(|d| d.0)
             .or((!engine.is_embedded()).then_some(DEFAULT_CLUSTER_QUERY_TIMEOUT)),
         engine,
+    })
+}
+
+/// The days of `--date`, `--from`/`--to`, `--last` (all days without them).
+fn day_range(args: &RunArgs) -> Result<DayRange, AnalyzeError> {
+    let dates = DateArgs {
+        date: args.date.clone(),
+        from: args.from.clone(),
+        to: args.to.clone(),
+        last: args.last.clone(),
+        today: args.today.clone(),
     };
-    let show_summary = !args.quiet && (terminal || args.verbose);
-    let name = loaded.config.name.clone();
-    if args.explain {
-        print!("{}", crate::explain(&loaded, &opts).await?);
-        return Ok(0);
-    }
-    if args.follow_commits {
-        let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-        let s = crate::follow::follow(&loaded, &opts, stdin, |day, summary| {
-            print_reports(summary, format, Some(day));
-            if show_summary {
-                eprintln!("batch-analyze: {name}: {day}: {}", summary.line());
-            }
-            if let Some(m) = metrics.as_deref_mut() {
-                m.add(summary);
-                if let Err(e) = m.write(0) {
-                    eprintln!("batch-analyze: warning: the metrics file: {e}");
-                }
-            }
-        })
-        .await?;
-        if show_summary {
-            eprintln!(
-                "batch-analyze: {name}: followed {} commits: {} day{}, {} rows in {:.2} s",
-                s.commits,
-                s.days.len(),
-                if s.days.len() == 1 { "" } else { "s" },
-                s.rows,
-                s.seconds
-            );
+    dates::select(&dates, chrono::Utc::now().date_naive()).map_err(AnalyzeError::Usage)
+}
+
+/// Where the queries run: `--cluster`, else the pipeline's `engine.cluster`, else embedded.
+fn query_engine(args: &RunArgs, loaded: &LoadedConfig) -> Result<QueryEngine, AnalyzeError> {
+    match &args.cluster {
+        Some(url) => {
+            QueryEngine::parse(url).map_err(|e| AnalyzeError::Usage(format!("--cluster: {e}")))
         }
-        return Ok(if s.days.is_empty() && args.exit_4_if_nothing {
-            EXIT_NOTHING_TO_DO
-        } else {
-            0
-        });
+        // Validated with the file.
+        None => loaded
+            .config
+            .engine
+            .cluster
+            .as_deref()
+            .map_or(Ok(QueryEngine::Embedded), QueryEngine::parse)
+            .map_err(AnalyzeError::Usage),
     }
-    let summary = crate::run(&loaded, &opts).await?;
+}
+
+/// One run; whether it had nothing to do.
+async fn run_once(
+    loaded: &LoadedConfig,
+    opts: &RunOptions,
+    show_summary: bool,
+    metrics: Option<&mut MetricsFile>,
+) -> Result<bool, AnalyzeError> {
+    let summary = crate::run(loaded, opts).await?;
     if let Some(m) = metrics {
         m.add(&summary);
     }
-    print_reports(&summary, format, None);
+    print_reports(&summary, opts.format, None);
     if show_summary {
-        eprintln!("batch-analyze: {name}: {}", summary.line());
+        eprintln!("batch-analyze: {}: {}", loaded.config.name, summary.line());
     }
-    Ok(if summary.nothing_to_do() && args.exit_4_if_nothing {
-        EXIT_NOTHING_TO_DO
-    } else {
-        0
+    Ok(summary.nothing_to_do())
+}
+
+/// `--follow-commits`: the reports of each day as its commits arrive, printed (and counted)
+/// day by day; whether no day was computed.
+async fn follow_commits(
+    loaded: &LoadedConfig,
+    opts: &RunOptions,
+    show_summary: bool,
+    mut metrics: Option<&mut MetricsFile>,
+) -> Result<bool, AnalyzeError> {
+    let name = &loaded.config.name;
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let s = crate::follow::follow(loaded, opts, stdin, |day, summary| {
+        print_reports(summary, opts.format, Some(day));
+        if show_summary {
+            eprintln!("batch-analyze: {name}: {day}: {}", summary.line());
+        }
+        if let Some(m) = metrics.as_deref_mut() {
+            m.add(summary);
+            if let Err(e) = m.write(0) {
+                eprintln!("batch-analyze: warning: the metrics file: {e}");
+            }
+        }
     })
+    .await?;
+    if show_summary {
+        eprintln!(
+            "batch-analyze: {name}: followed {} commits: {} day{}, {} rows in {:.2} s",
+            s.commits,
+            s.days.len(),
+            if s.days.len() == 1 { "" } else { "s" },
+            s.rows,
+            s.seconds
+        );
+    }
+    Ok(s.days.is_empty())
 }
 
 /// Prints the reports (and the HTML page) a run did not write to files.
@@ -406,7 +444,7 @@ fn print_reports(summary: &RunSummary, format: OutputFormat, day: Option<&str>) 
 
 async fn validate(args: ValidateArgs) -> Result<(), AnalyzeError> {
     let loaded = shared::config::load(&args.config)?;
-    crate::check_runnable(&loaded).await?;
+    check_runnable(&loaded).await?;
     let c = &loaded.config;
     println!(
         "{}: ok (pipeline `{}`: {} report{} planned)",
@@ -430,7 +468,7 @@ async fn scheduler(args: SchedulerArgs) -> Result<(), AnalyzeError> {
 }
 
 async fn executor(args: ExecutorArgs) -> Result<(), AnalyzeError> {
-    let Engine::Cluster { host, port } = Engine::parse(&args.scheduler)
+    let QueryEngine::Cluster { host, port } = QueryEngine::parse(&args.scheduler)
         .map_err(|e| AnalyzeError::Usage(format!("--scheduler: {e}")))?
     else {
         return Err(AnalyzeError::Usage(

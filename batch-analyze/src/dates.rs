@@ -17,6 +17,7 @@ pub struct DayRange {
 
 impl DayRange {
     /// Every day.
+    #[cfg(test)]
     pub fn all() -> DayRange {
         DayRange {
             from: None,

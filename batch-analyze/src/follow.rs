@@ -16,10 +16,13 @@ use std::time::Instant;
 
 use chrono::{Days, NaiveDate};
 use shared::commit::CommitEvent;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, Lines};
 
+use crate::compute;
 use crate::dates::DayRange;
-use crate::{AnalyzeError, RunOptions, RunSummary, compute, prepare_to_run};
+use crate::error::AnalyzeError;
+use crate::prepare::{Prepared, RunOptions, prepare_to_run};
+use crate::summary::RunSummary;
 
 /// What a follow run did.
 #[derive(Debug, Default)]
@@ -74,68 +77,95 @@ pub async fn follow<R: AsyncBufRead + Unpin>(
     let started = Instant::now();
     let prep = prepare_to_run(loaded, opts).await?;
     let locks = prep.lock(opts.wait).await?;
-    let delay =
-        chrono::Duration::from_std(loaded.config.partition_commit.delay.0).unwrap_or_default();
     let mut summary = FollowSummary::default();
-    let mut pending: BTreeSet<String> = BTreeSet::new();
-    let mut watermark = i64::MIN;
-    let mut lines = input.lines();
-    let result = async {
-        let mut ended = false;
-        while !ended {
-            // One burst: the stream stage prints the commits of a checkpoint together, so
-            // read until the input pauses, then run the days that are complete.
-            let mut burst = 0;
-            loop {
-                let next = if burst == 0 {
-                    Ok(lines.next_line().await)
-                } else {
-                    tokio::time::timeout(BURST_GAP, lines.next_line()).await
-                };
-                let line = match next {
-                    Err(_) => break, // a pause
-                    Ok(line) => line.map_err(|e| AnalyzeError::Follow(e.to_string()))?,
-                };
-                let Some(line) = line else {
-                    ended = true;
-                    break;
-                };
-                burst += 1;
-                if let Some(event) = parse(&line, &mut summary) {
-                    if let Some(day) = event.day() {
-                        pending.insert(day.to_string());
-                    }
-                    watermark = watermark.max(event.watermark_us);
-                }
-                if burst >= MAX_BURST {
-                    break;
-                }
-            }
-            let ready: Vec<String> = pending
-                .iter()
-                .filter(|d| day_end(d, delay).is_some_and(|end| watermark >= end))
-                .cloned()
-                .collect();
-            for day in ready {
-                pending.remove(&day);
-                run_day(&prep, opts, &day, &mut summary, &mut done).await?;
-            }
-        }
-        // The stream ended: what is left is as complete as it will get.
-        for day in std::mem::take(&mut pending) {
-            run_day(&prep, opts, &day, &mut summary, &mut done).await?;
-        }
-        Ok::<(), AnalyzeError>(())
-    }
-    .await;
+    let result = follow_locked(&prep, opts, input, &mut summary, &mut done).await;
     locks.release().await;
     result?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
+/// [`follow`], with the locks held.
+async fn follow_locked<R: AsyncBufRead + Unpin>(
+    prep: &Prepared<'_>,
+    opts: &RunOptions,
+    input: R,
+    summary: &mut FollowSummary,
+    done: &mut impl FnMut(&str, &RunSummary),
+) -> Result<(), AnalyzeError> {
+    let delay =
+        chrono::Duration::from_std(prep.loaded.config.partition_commit.delay.0).unwrap_or_default();
+    let mut commits = Commits {
+        pending: BTreeSet::new(),
+        watermark: i64::MIN,
+    };
+    let mut lines = input.lines();
+    let mut ended = false;
+    while !ended {
+        ended = read_burst(&mut lines, summary, &mut commits).await?;
+        let ready: Vec<String> = commits
+            .pending
+            .iter()
+            .filter(|d| day_end(d, delay).is_some_and(|end| commits.watermark >= end))
+            .cloned()
+            .collect();
+        for day in ready {
+            commits.pending.remove(&day);
+            run_day(prep, opts, &day, summary, done).await?;
+        }
+    }
+    // The stream ended: what is left is as complete as it will get.
+    for day in std::mem::take(&mut commits.pending) {
+        run_day(prep, opts, &day, summary, done).await?;
+    }
+    Ok(())
+}
+
+/// What the commit events read so far say.
+struct Commits {
+    /// Days with commits whose reports have not run yet.
+    pending: BTreeSet<String>,
+    /// The highest watermark of any event.
+    watermark: i64,
+}
+
+/// Reads one burst of commit events: the stream stage prints the commits of a checkpoint
+/// together, so read until the input pauses (or [`MAX_BURST`] events). `true` when the input
+/// ended.
+async fn read_burst<R: AsyncBufRead + Unpin>(
+    lines: &mut Lines<R>,
+    summary: &mut FollowSummary,
+    commits: &mut Commits,
+) -> Result<bool, AnalyzeError> {
+    let mut burst = 0;
+    loop {
+        let next = if burst == 0 {
+            Ok(lines.next_line().await)
+        } else {
+            tokio::time::timeout(BURST_GAP, lines.next_line()).await
+        };
+        let line = match next {
+            Err(_) => return Ok(false), // a pause
+            Ok(line) => line.map_err(|e| AnalyzeError::Follow(e.to_string()))?,
+        };
+        let Some(line) = line else {
+            return Ok(true);
+        };
+        burst += 1;
+        if let Some(event) = parse(&line, summary) {
+            if let Some(day) = event.day() {
+                commits.pending.insert(day.to_string());
+            }
+            commits.watermark = commits.watermark.max(event.watermark_us);
+        }
+        if burst >= MAX_BURST {
+            return Ok(false);
+        }
+    }
+}
+
 async fn run_day(
-    prep: &crate::Prepared<'_>,
+    prep: &Prepared<'_>,
     opts: &RunOptions,
     day: &str,
     summary: &mut FollowSummary,

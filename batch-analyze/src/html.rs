@@ -279,6 +279,79 @@ fn nice_max(v: f64) -> f64 {
     10.0 * p
 }
 
+/// The values of a bar chart: categories (`x`, in first-seen order), series (in
+/// first-seen order; the `y` column's name when there is no `series`) and the sum of `y`
+/// per category and series.
+struct Stacks<'a> {
+    cats: Vec<&'a str>,
+    names: Vec<&'a str>,
+    values: HashMap<(usize, usize), f64>,
+}
+
+impl<'a> Stacks<'a> {
+    fn new(x: &'a [String], y: &[f64], series: Option<&'a [String]>, y_name: &'a str) -> Self {
+        let mut cats: Vec<&str> = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        let mut values: HashMap<(usize, usize), f64> = HashMap::new();
+        for i in 0..x.len() {
+            let c = position_or_push(&mut cats, &x[i]);
+            let s = position_or_push(&mut names, series.map(|s| s[i].as_str()).unwrap_or(y_name));
+            *values.entry((c, s)).or_default() += y[i];
+        }
+        Stacks {
+            cats,
+            names,
+            values,
+        }
+    }
+
+    fn value(&self, cat: usize, series: usize) -> f64 {
+        self.values.get(&(cat, series)).copied().unwrap_or(0.0)
+    }
+
+    /// The axis maximum: a nice number at or above the highest stack.
+    fn axis_max(&self) -> f64 {
+        let totals = (0..self.cats.len())
+            .map(|c| (0..self.names.len()).map(|s| self.value(c, s)).sum::<f64>());
+        nice_max(totals.fold(0.0, f64::max))
+    }
+}
+
+/// The index of `item` in `items`, pushed at the end when it is not there yet.
+fn position_or_push<'a>(items: &mut Vec<&'a str>, item: &'a str) -> usize {
+    match items.iter().position(|i| *i == item) {
+        Some(p) => p,
+        None => {
+            items.push(item);
+            items.len() - 1
+        }
+    }
+}
+
+/// The size of a bar chart and of its plot area, in pixels.
+struct Frame {
+    w: f64,
+    hgt: f64,
+    left: f64,
+    top: f64,
+    plot_w: f64,
+    plot_h: f64,
+}
+
+impl Frame {
+    fn new() -> Frame {
+        let (w, hgt, left, top, bottom) = (760.0, 340.0, 60.0, 40.0, 50.0);
+        Frame {
+            w,
+            hgt,
+            left,
+            top,
+            plot_w: w - left - 20.0,
+            plot_h: hgt - top - bottom,
+        }
+    }
+}
+
 fn bar_chart(
     x_name: &str,
     y_name: &str,
@@ -286,55 +359,35 @@ fn bar_chart(
     y: &[f64],
     series: Option<&[String]>,
 ) -> String {
-    let mut cats: Vec<&str> = Vec::new();
-    let mut names: Vec<&str> = Vec::new();
-    let mut values: HashMap<(usize, usize), f64> = HashMap::new();
-    for i in 0..x.len() {
-        let c = match cats.iter().position(|c| *c == x[i]) {
-            Some(p) => p,
-            None => {
-                cats.push(&x[i]);
-                cats.len() - 1
-            }
-        };
-        let name = series.map(|s| s[i].as_str()).unwrap_or(y_name);
-        let s = match names.iter().position(|n| *n == name) {
-            Some(p) => p,
-            None => {
-                names.push(name);
-                names.len() - 1
-            }
-        };
-        *values.entry((c, s)).or_default() += y[i];
-    }
-    let totals: Vec<f64> = (0..cats.len())
-        .map(|c| {
-            (0..names.len())
-                .map(|s| values.get(&(c, s)).copied().unwrap_or(0.0))
-                .sum()
-        })
-        .collect();
-    let max = nice_max(totals.iter().copied().fold(0.0, f64::max));
-    let (w, hgt, left, top, bottom) = (760.0, 340.0, 60.0, 40.0, 50.0);
-    let plot_w = w - left - 20.0;
-    let plot_h = hgt - top - bottom;
-    let slot = plot_w / cats.len().max(1) as f64;
-    let bar_w = (slot * 0.7).max(1.0);
+    let stacks = Stacks::new(x, y, series, y_name);
+    let max = stacks.axis_max();
+    let f = Frame::new();
     let mut s = String::new();
     let _ = write!(
         s,
-        "<svg role=\"img\" width=\"{w}\" height=\"{hgt}\" viewBox=\"0 0 {w} {hgt}\"><title>{} per {}{}</title>",
+        "<svg role=\"img\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\"><title>{2} per {3}{4}</title>",
+        f.w,
+        f.hgt,
         escape(y_name),
         escape(x_name),
         if series.is_some() { " and series" } else { "" }
     );
     let _ = write!(
         s,
-        "<text class=\"title\" x=\"{left}\" y=\"16\">{} per {}</text>",
+        "<text class=\"title\" x=\"{}\" y=\"16\">{} per {}</text>",
+        f.left,
         escape(y_name),
         escape(x_name)
     );
-    // Legend.
+    legend(&mut s, &stacks.names, f.left);
+    y_axis(&mut s, &f, max);
+    bars(&mut s, &f, &stacks, max);
+    s.push_str("</svg>");
+    s
+}
+
+/// A colour square and the name of each series, in a row above the plot.
+fn legend(s: &mut String, names: &[&str], left: f64) {
     let mut lx = left;
     for (i, n) in names.iter().enumerate() {
         let _ = write!(
@@ -346,29 +399,39 @@ fn bar_chart(
         );
         lx += 24.0 + 7.0 * n.chars().count() as f64;
     }
-    // Axis and grid.
+}
+
+/// Five grid lines from 0 to `max`, each with its value on the left.
+fn y_axis(s: &mut String, f: &Frame, max: f64) {
     for t in 0..=4 {
         let v = max * t as f64 / 4.0;
-        let yy = top + plot_h - plot_h * t as f64 / 4.0;
+        let yy = f.top + f.plot_h - f.plot_h * t as f64 / 4.0;
         let _ = write!(
             s,
-            "<line x1=\"{left}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#e5e5e5\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            left + plot_w,
-            left - 6.0,
+            "<line x1=\"{}\" x2=\"{}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#e5e5e5\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            f.left,
+            f.left + f.plot_w,
+            f.left - 6.0,
             yy + 4.0,
             short_number(v)
         );
     }
-    let every = cats.len().div_ceil(24).max(1);
-    for (c, cat) in cats.iter().enumerate() {
-        let bx = left + slot * c as f64 + (slot - bar_w) / 2.0;
-        let mut base = top + plot_h;
-        for (si, n) in names.iter().enumerate() {
-            let v = values.get(&(c, si)).copied().unwrap_or(0.0);
+}
+
+/// One stack of bars per category, and its label below (at most 24 labels, evenly spaced).
+fn bars(s: &mut String, f: &Frame, stacks: &Stacks<'_>, max: f64) {
+    let slot = f.plot_w / stacks.cats.len().max(1) as f64;
+    let bar_w = (slot * 0.7).max(1.0);
+    let every = stacks.cats.len().div_ceil(24).max(1);
+    for (c, cat) in stacks.cats.iter().enumerate() {
+        let bx = f.left + slot * c as f64 + (slot - bar_w) / 2.0;
+        let mut base = f.top + f.plot_h;
+        for (si, n) in stacks.names.iter().enumerate() {
+            let v = stacks.value(c, si);
             if v <= 0.0 {
                 continue;
             }
-            let bh = plot_h * v / max;
+            let bh = f.plot_h * v / max;
             base -= bh;
             let _ = write!(
                 s,
@@ -384,13 +447,11 @@ fn bar_chart(
                 s,
                 "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
                 bx + bar_w / 2.0,
-                top + plot_h + 16.0,
+                f.top + f.plot_h + 16.0,
                 escape(cat)
             );
         }
     }
-    s.push_str("</svg>");
-    s
 }
 
 fn hbar_chart(title: &str, rows: &[(String, f64)]) -> String {

@@ -15,9 +15,8 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
-use shared::commit::{
-    CommitError, FileCommitter, PartitionMarker, PendingFile, Replacement, fnv1a64,
-};
+use shared::commit::{CommitError, FileCommitter, PartitionMarker, PendingFile, Replacement};
+use shared::hash::fnv1a64;
 use shared::lake::{COMMIT_MARKER, PartitionPath, is_hidden};
 
 use crate::output::{self, OutputError};
@@ -40,9 +39,9 @@ pub enum LakeOutputError {
     },
 }
 
-/// What a write did.
+/// What writing a report into the lake did, in partitions.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Written {
+pub struct ReportWrite {
     /// Partitions whose files were replaced (or created).
     pub replaced: usize,
     /// Partitions whose content was already there, byte for byte.
@@ -73,24 +72,87 @@ pub async fn write(
     partition_by: &[String],
     schema: &SchemaRef,
     batches: &[RecordBatch],
-) -> Result<Written, LakeOutputError> {
-    let key_idx: Vec<usize> = partition_by
-        .iter()
-        .map(|c| {
-            schema
-                .index_of(c)
-                .map_err(|_| LakeOutputError::NoColumn(c.clone()))
-        })
-        .collect::<Result<_, _>>()?;
-    let keep: Vec<usize> = (0..schema.fields().len())
-        .filter(|i| !key_idx.contains(i))
-        .collect();
-    let file_schema = std::sync::Arc::new(schema.project(&keep)?);
+) -> Result<ReportWrite, LakeOutputError> {
+    let layout = Layout::new(partition_by, schema)?;
+    let parts = layout.split(batches)?;
+    let mut written = ReportWrite::default();
+    for (partition, batches) in parts {
+        let data = output::encode(output::OutputFormat::Parquet, &layout.file_schema, &batches)?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        if write_partition(committer, table, &partition, data, rows).await? {
+            written.replaced += 1;
+            crate::fault::fault("after-partition");
+        } else {
+            written.unchanged += 1;
+        }
+    }
+    Ok(written)
+}
 
-    // Rows of each partition, in result order.
-    let mut parts: BTreeMap<PartitionPath, Vec<RecordBatch>> = BTreeMap::new();
-    for batch in batches {
-        let keys: Vec<arrow::array::ArrayRef> = key_idx
+/// Where a report's columns go: the partition keys into the path, the rest into the file.
+struct Layout<'a> {
+    partition_by: &'a [String],
+    /// Indexes of the partition keys in the report.
+    keys: Vec<usize>,
+    /// Indexes of the other columns, those in the file.
+    kept: Vec<usize>,
+    file_schema: SchemaRef,
+}
+
+impl<'a> Layout<'a> {
+    fn new(partition_by: &'a [String], schema: &SchemaRef) -> Result<Self, LakeOutputError> {
+        let keys: Vec<usize> = partition_by
+            .iter()
+            .map(|c| {
+                schema
+                    .index_of(c)
+                    .map_err(|_| LakeOutputError::NoColumn(c.clone()))
+            })
+            .collect::<Result<_, _>>()?;
+        let kept: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !keys.contains(i))
+            .collect();
+        let file_schema = std::sync::Arc::new(schema.project(&kept)?);
+        Ok(Layout {
+            partition_by,
+            keys,
+            kept,
+            file_schema,
+        })
+    }
+
+    /// The rows of each partition, in result order, without the key columns.
+    fn split(
+        &self,
+        batches: &[RecordBatch],
+    ) -> Result<BTreeMap<PartitionPath, Vec<RecordBatch>>, LakeOutputError> {
+        let mut parts: BTreeMap<PartitionPath, Vec<RecordBatch>> = BTreeMap::new();
+        for batch in batches {
+            let rows = self.rows_by_partition(batch)?;
+            let projected = batch.project(&self.kept)?;
+            for (p, idx) in rows {
+                let idx = UInt32Array::from(idx);
+                let cols = projected
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::compute::take(c, &idx, None))
+                    .collect::<Result<Vec<_>, _>>()?;
+                parts
+                    .entry(p)
+                    .or_default()
+                    .push(RecordBatch::try_new(self.file_schema.clone(), cols)?);
+            }
+        }
+        Ok(parts)
+    }
+
+    /// The row numbers of `batch` in each partition (NULL keys: Hive's default partition).
+    fn rows_by_partition(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<BTreeMap<PartitionPath, Vec<u32>>, LakeOutputError> {
+        let keys: Vec<arrow::array::ArrayRef> = self
+            .keys
             .iter()
             .map(|&i| arrow::compute::cast(batch.column(i), &DataType::Utf8))
             .collect::<Result<_, _>>()?;
@@ -101,61 +163,51 @@ pub async fn write(
         let mut rows: BTreeMap<PartitionPath, Vec<u32>> = BTreeMap::new();
         for row in 0..batch.num_rows() {
             let mut p = PartitionPath { segments: vec![] };
-            for (c, k) in partition_by.iter().zip(&keys) {
+            for (c, k) in self.partition_by.iter().zip(&keys) {
                 p.push_value(c, (!k.is_null(row)).then(|| k.value(row)));
             }
             rows.entry(p).or_default().push(row as u32);
         }
-        let projected = batch.project(&keep)?;
-        for (p, idx) in rows {
-            let idx = UInt32Array::from(idx);
-            let cols = projected
-                .columns()
-                .iter()
-                .map(|c| arrow::compute::take(c, &idx, None))
-                .collect::<Result<Vec<_>, _>>()?;
-            parts
-                .entry(p)
-                .or_default()
-                .push(RecordBatch::try_new(file_schema.clone(), cols)?);
-        }
+        Ok(rows)
     }
+}
 
-    let mut written = Written::default();
-    for (partition, batches) in parts {
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let data = output::encode(output::OutputFormat::Parquet, &file_schema, &batches)?;
-        let name = format!("part-{:016x}.parquet", fnv1a64(&data));
-        let marker = PartitionMarker {
-            table: table.to_string(),
-            partition: partition.segments.clone(),
-            rows,
-            files: vec![name.clone()],
-            watermark: 0,
-            checkpoint: 0,
-        };
-        let lake = committer.lake();
-        let dir = lake.data_file(table, &partition, COMMIT_MARKER);
-        let existing = existing_files(committer, &partition, table).await?;
-        let marker_now = committer.read_marker(&dir).await.ok();
-        if marker_now.as_ref() == Some(&marker) && existing == [name.clone()] {
-            written.unchanged += 1;
-            continue;
-        }
-        let staged = committer
-            .stage(table, &partition, &name, Bytes::from(data), rows)
-            .await?;
-        crate::fault("after-stage");
-        let replacement = Replacement {
-            file: PendingFile::from(&staged),
-            replaces: existing.into_iter().filter(|f| *f != name).collect(),
-            marker,
-        };
-        committer.replace(&replacement).await?;
-        written.replaced += 1;
-        crate::fault("after-partition");
+/// Replaces one partition with the file `data` (named by its hash) and its marker; `false`
+/// when the partition already holds exactly that.
+async fn write_partition(
+    committer: &FileCommitter,
+    table: &str,
+    partition: &PartitionPath,
+    data: Vec<u8>,
+    rows: u64,
+) -> Result<bool, LakeOutputError> {
+    let name = format!("part-{:016x}.parquet", fnv1a64(&data));
+    let marker = PartitionMarker {
+        table: table.to_string(),
+        partition: partition.segments.clone(),
+        rows,
+        files: vec![name.clone()],
+        watermark: 0,
+        checkpoint: 0,
+    };
+    let lake = committer.lake();
+    let dir = lake.data_file(table, partition, COMMIT_MARKER);
+    let existing = existing_files(committer, partition, table).await?;
+    let marker_now = committer.read_marker(&dir).await.ok();
+    if marker_now.as_ref() == Some(&marker) && existing == [name.clone()] {
+        return Ok(false);
     }
-    Ok(written)
+    let staged = committer
+        .stage(table, partition, &name, Bytes::from(data), rows)
+        .await?;
+    crate::fault::fault("after-stage");
+    let replacement = Replacement {
+        file: PendingFile::from(&staged),
+        replaces: existing.into_iter().filter(|f| *f != name).collect(),
+        marker,
+    };
+    committer.replace(&replacement).await?;
+    Ok(true)
 }
 
 /// The data files in a partition directory of `table`.

@@ -14,7 +14,7 @@ pub use shared::lock::Locks;
 use shared::lock::{self, LockTarget};
 
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub(crate) enum ReportLockError {
     #[error(
         "report `{report}` is locked by {owner} ({path}); another run is computing it. Try again later, or pass --wait 10m to wait for it"
     )]
@@ -33,7 +33,7 @@ pub enum LockError {
 
 /// The lock object of a report.
 pub fn lock_path(lake: &Lake, pipeline: &str, report: &str) -> Path {
-    lake.state_dir(crate::TOOL, pipeline)
+    lake.state_dir(crate::state::TOOL, pipeline)
         .join(format!("{report}.lock"))
 }
 
@@ -43,7 +43,7 @@ pub async fn acquire(
     pipeline: &str,
     reports: &[String],
     wait: Option<Duration>,
-) -> Result<Locks, LockError> {
+) -> Result<Locks, ReportLockError> {
     let mut names: Vec<&String> = reports.iter().collect();
     names.sort();
     names.dedup();
@@ -57,13 +57,13 @@ pub async fn acquire(
     lock::acquire(lake, targets, wait)
         .await
         .map_err(|e| match e {
-            lock::LockError::Busy { name, owner, path } => LockError::Busy {
+            lock::LockError::Busy { name, owner, path } => ReportLockError::Busy {
                 report: name,
                 owner,
                 path,
             },
             lock::LockError::Failed { name, path, reason }
-            | lock::LockError::Lost { name, path, reason } => LockError::Failed {
+            | lock::LockError::Lost { name, path, reason } => ReportLockError::Failed {
                 report: name,
                 path,
                 reason,

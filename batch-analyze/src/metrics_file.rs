@@ -22,8 +22,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::RunSummary;
+use crate::error::EXIT_NOTHING_TO_DO;
 use crate::output::{self, OutputError};
+use crate::summary::RunSummary;
 
 /// What successful runs added up for one report.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -105,7 +106,7 @@ pub const FAMILIES: [(&str, &str, &str); 8] = [
 
 /// Exit statuses that count as a success: done, or nothing to do.
 pub fn is_success(exit_status: u8) -> bool {
-    exit_status == 0 || exit_status == crate::cli::EXIT_NOTHING_TO_DO
+    exit_status == 0 || exit_status == EXIT_NOTHING_TO_DO
 }
 
 /// One sample line: `name{label="value",…} value`.
@@ -136,49 +137,10 @@ pub fn parse_sample(line: &str) -> Option<Sample> {
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         return None;
     }
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(after) = rest.strip_prefix('{') {
-        let mut chars = after.char_indices().peekable();
-        loop {
-            // Skip separators; `}` ends the set.
-            while let Some(&(_, c)) = chars.peek() {
-                if c == ',' || c == ' ' {
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            let (start, c) = chars.next()?;
-            if c == '}' {
-                rest = &after[start + 1..];
-                break;
-            }
-            let mut key = String::from(c);
-            loop {
-                let (_, c) = chars.next()?;
-                if c == '=' {
-                    break;
-                }
-                key.push(c);
-            }
-            if chars.next()?.1 != '"' {
-                return None;
-            }
-            let mut value = String::new();
-            loop {
-                match chars.next()?.1 {
-                    '"' => break,
-                    '\\' => match chars.next()?.1 {
-                        'n' => value.push('\n'),
-                        c => value.push(c),
-                    },
-                    c => value.push(c),
-                }
-            }
-            labels.push((key.trim().to_string(), value));
-        }
-    }
+    let (labels, rest) = match line[name_end..].strip_prefix('{') {
+        Some(after) => parse_labels(after)?,
+        None => (Vec::new(), &line[name_end..]),
+    };
     let mut fields = rest.split_whitespace();
     let value: f64 = fields.next()?.parse().ok()?;
     if let Some(ts) = fields.next() {
@@ -192,6 +154,53 @@ pub fn parse_sample(line: &str) -> Option<Sample> {
         labels,
         value,
     })
+}
+
+/// The labels after a sample's `{`, and what follows its `}`.
+fn parse_labels(after: &str) -> Option<(Vec<(String, String)>, &str)> {
+    let mut labels = Vec::new();
+    let mut chars = after.char_indices().peekable();
+    loop {
+        // Skip separators; `}` ends the set.
+        while let Some(&(_, c)) = chars.peek() {
+            if c == ',' || c == ' ' {
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let (start, c) = chars.next()?;
+        if c == '}' {
+            return Some((labels, &after[start + 1..]));
+        }
+        let mut key = String::from(c);
+        loop {
+            let (_, c) = chars.next()?;
+            if c == '=' {
+                break;
+            }
+            key.push(c);
+        }
+        if chars.next()?.1 != '"' {
+            return None;
+        }
+        labels.push((key.trim().to_string(), quoted_value(&mut chars)?));
+    }
+}
+
+/// A label value after its opening quote, unescaped, through its closing quote.
+fn quoted_value(chars: &mut impl Iterator<Item = (usize, char)>) -> Option<String> {
+    let mut value = String::new();
+    loop {
+        match chars.next()?.1 {
+            '"' => return Some(value),
+            '\\' => match chars.next()?.1 {
+                'n' => value.push('\n'),
+                c => value.push(c),
+            },
+            c => value.push(c),
+        }
+    }
 }
 
 /// A label value as the text format writes it.
@@ -363,10 +372,6 @@ impl MetricsFile {
             fallback_pipeline: fallback_pipeline.to_string(),
             metrics: None,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The previous file's figures for `pipeline` (any pipeline when `None`).

@@ -15,6 +15,9 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use shared::lake::Lake;
 
+/// The tool's name in the lake's `_state/` folder (its state, and its locks: [`crate::lock`]).
+pub(crate) const TOOL: &str = "batch-analyze";
+
 const VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -47,7 +50,7 @@ pub enum StateError {
 }
 
 pub fn state_path(lake: &Lake, pipeline: &str, report: &str) -> Path {
-    lake.state_dir(crate::TOOL, pipeline)
+    lake.state_dir(TOOL, pipeline)
         .join(format!("{report}.json"))
 }
 

@@ -27,6 +27,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
+use crate::hash::fnv1a64;
 use crate::lake::{COMMIT_MARKER, Lake, PartitionPath, STAGING_DIR};
 
 /// A step of the protocol that failed. Paths are written as the user writes the lake root
@@ -555,16 +556,6 @@ pub enum MarkerError {
     },
     #[error("the commit marker {path} is not valid JSON: {reason}")]
     Invalid { path: String, reason: String },
-}
-
-/// FNV-1a, 64 bits: stable across Rust versions and platforms, unlike `DefaultHasher`.
-pub fn fnv1a64(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 #[cfg(test)]

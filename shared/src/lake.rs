@@ -258,7 +258,7 @@ impl Lake {
     /// most of the cost of small files on a local disk. The staged path is recorded with the
     /// target in each checkpoint, so nothing needs to decode it.
     pub fn staging_file(&self, table: &str, partition: &PartitionPath, file: &str) -> Path {
-        let hash = crate::commit::fnv1a64(partition.segments.join("/").as_bytes());
+        let hash = crate::hash::fnv1a64(partition.segments.join("/").as_bytes());
         let staged = format!("{hash:016x}-{file}{STAGING_SUFFIX}");
         let segments = std::iter::once(STAGING_DIR).chain(table.split('/'));
         below(&self.root, segments.chain([staged.as_str()]))

@@ -14,6 +14,8 @@
 //!   with DataFusion.
 //! - [`sketch`]: the HyperLogLog and t-digest sketches both stages keep and merge, and their
 //!   bytes in the lake.
+//! - [`types`]: the Arrow type of each declared field type, and the one timestamp type.
+//! - [`hash`]: the content hash (FNV-1a) that names files and checks bytes.
 //! - [`duration`]: durations written the same way everywhere (`250ms`, `10s`, `5m`).
 //! - [`lock`]: one writer per unit of state (a report, a pipeline's checkpoints): an OS lock
 //!   on local disk, a conditional `PUT` with a lease on object storage.
@@ -25,12 +27,14 @@ pub mod config;
 pub mod duration;
 pub mod expr;
 pub mod fault;
+pub mod hash;
 pub mod lake;
 pub mod lock;
 pub mod logging;
 pub mod schema;
 pub mod sketch;
 pub mod store_metrics;
+pub mod types;
 
 pub use bytesize::ByteSize;
 pub use config::{ConfigError, PipelineConfig};

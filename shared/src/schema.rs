@@ -11,9 +11,13 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::config::{AggregateFn, FieldType, FormatConfig, TableConfig, TimePartitioning};
+use crate::config::model::{
+    AggregateFn, DimensionConfig, FieldConfig, FormatConfig, LookupConfig, PipelineConfig,
+    ReportConfig, SourceConfig, TableConfig, TimePartitioning,
+};
+use crate::types::{arrow_type, timestamp_type};
 
 pub const WINDOW_START: &str = "window_start";
 pub const WINDOW_END: &str = "window_end";
@@ -26,22 +30,6 @@ pub const LATE_TABLE: &str = "table";
 /// Column of the late-events table holding the watermark when the event was dropped.
 pub const LATE_WATERMARK: &str = "watermark";
 
-/// The one timestamp type of the project: microseconds, UTC.
-pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
-pub fn arrow_type(t: FieldType) -> DataType {
-    match t {
-        FieldType::String => DataType::Utf8,
-        FieldType::Int32 => DataType::Int32,
-        FieldType::Int64 => DataType::Int64,
-        FieldType::Float64 => DataType::Float64,
-        FieldType::Bool => DataType::Boolean,
-        FieldType::Timestamp => timestamp_type(),
-    }
-}
-
 /// The fields a Kafka source adds to every event, after the parsed ones: the record's
 /// partition, offset and timestamp (usable as keys, filters, aggregate inputs, event time).
 pub const KAFKA_FIELDS: [&str; 3] = ["kafka_partition", "kafka_offset", "kafka_timestamp"];
@@ -49,15 +37,12 @@ pub const KAFKA_FIELDS: [&str; 3] = ["kafka_partition", "kafka_offset", "kafka_t
 /// Columns of an event of a pipeline as it reaches the tables: [`source_events_of`], then
 /// the `derive` columns, then the `lookup` columns. (A `derive` expression that does not
 /// compile ends the list there; validation reports it.)
-pub fn events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
+pub fn events_of(config: &PipelineConfig) -> SchemaRef {
     with_lookup_columns(config, derived_events_of(config))
 }
 
 /// `derived` (the events after `derive`) with the `lookup` columns appended.
-pub fn with_lookup_columns(
-    config: &crate::config::PipelineConfig,
-    derived: SchemaRef,
-) -> SchemaRef {
+pub fn with_lookup_columns(config: &PipelineConfig, derived: SchemaRef) -> SchemaRef {
     if config.lookup.is_empty() {
         return derived;
     }
@@ -78,7 +63,7 @@ pub fn with_lookup_columns(
 
 /// Columns of an event of a pipeline before `lookup`: [`source_events_of`], then the
 /// `derive` columns (up to the first that does not compile; validation reports it).
-pub fn derived_events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
+pub fn derived_events_of(config: &PipelineConfig) -> SchemaRef {
     let source = source_events_of(config);
     match crate::expr::Derivations::compile(&source, &config.derive) {
         Ok(d) => d.schema(&source).clone(),
@@ -88,10 +73,7 @@ pub fn derived_events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
 
 /// The dimension columns a lookup adds: those it names (unknown names skipped; validation
 /// reports them), or every column but the key.
-pub fn lookup_columns<'a>(
-    l: &crate::config::LookupConfig,
-    d: &'a crate::config::DimensionConfig,
-) -> Vec<&'a crate::config::FieldConfig> {
+pub fn lookup_columns<'a>(l: &LookupConfig, d: &'a DimensionConfig) -> Vec<&'a FieldConfig> {
     if l.columns.is_empty() {
         return d
             .columns
@@ -107,9 +89,9 @@ pub fn lookup_columns<'a>(
 
 /// Columns of an event of a pipeline before `derive`: the parsed ones ([`event_schema`]),
 /// then what the source adds ([`KAFKA_FIELDS`] for a Kafka source).
-pub fn source_events_of(config: &crate::config::PipelineConfig) -> SchemaRef {
+pub fn source_events_of(config: &PipelineConfig) -> SchemaRef {
     let parsed = event_schema(&config.format);
-    if !matches!(config.source, crate::config::SourceConfig::Kafka(_)) {
+    if !matches!(config.source, SourceConfig::Kafka(_)) {
         return parsed;
     }
     let mut fields: Vec<Field> = parsed.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -267,10 +249,44 @@ pub fn late_schema(events: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The Arrow schema of a dimension table.
+pub fn dimension_schema(d: &DimensionConfig) -> SchemaRef {
+    Arc::new(Schema::new(
+        d.columns
+            .iter()
+            .map(|f| Field::new(&f.name, arrow_type(f.data_type), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The type of `col` in a declared report's input: the `from` table's read schema, then the
+/// joined dimensions' columns (the first that has it).
+pub fn report_column_type(
+    cfg: &PipelineConfig,
+    r: &ReportConfig,
+    input: &Schema,
+    col: &str,
+) -> Option<DataType> {
+    if let Ok(f) = input.field_with_name(col) {
+        return Some(f.data_type().clone());
+    }
+    r.join
+        .iter()
+        .filter_map(|j| cfg.dimension(&j.table))
+        .flat_map(|d| &d.columns)
+        .find(|f| f.name == col)
+        .map(|f| arrow_type(f.data_type))
+}
+
+/// Lookup keys match by value: the same type, or two integer types.
+pub fn lookup_key_types_match(a: &DataType, b: &DataType) -> bool {
+    a == b || (is_integer(a) && is_integer(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AggregateConfig, WindowConfig};
+    use crate::config::model::{AggregateConfig, FieldType, WindowConfig};
     use crate::duration::HumanDuration;
 
     fn status_table() -> TableConfig {
@@ -358,5 +374,48 @@ mod tests {
             aggregate_output_type(AggregateFn::Max, Some(&timestamp_type())).unwrap(),
             timestamp_type()
         );
+    }
+
+    #[test]
+    fn dimension_columns_are_nullable_and_typed() {
+        let d = DimensionConfig {
+            name: "codes".into(),
+            path: "codes.csv".into(),
+            columns: vec![
+                FieldConfig {
+                    name: "status".into(),
+                    data_type: FieldType::Int32,
+                },
+                FieldConfig {
+                    name: "seen".into(),
+                    data_type: FieldType::Timestamp,
+                },
+            ],
+            delimiter: ',',
+        };
+        let s = dimension_schema(&d);
+        let cols: Vec<_> = s
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone(), f.is_nullable()))
+            .collect();
+        assert_eq!(
+            cols,
+            vec![
+                ("status", DataType::Int32, true),
+                ("seen", timestamp_type(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn lookup_keys_match_same_types_and_any_two_integers() {
+        assert!(lookup_key_types_match(&DataType::Int32, &DataType::Int64));
+        assert!(lookup_key_types_match(&DataType::Utf8, &DataType::Utf8));
+        assert!(!lookup_key_types_match(&DataType::Utf8, &DataType::Int32));
+        assert!(!lookup_key_types_match(
+            &DataType::Float64,
+            &DataType::Int64
+        ));
     }
 }

@@ -1,15 +1,15 @@
 //! Commits of tables that several units write (one engine per Kafka partition).
 //!
-//! An engine knows only its own partition of the topic: it can say that it will write no
-//! more rows into a lake partition (its *horizon* passed the partition's end), not that the
-//! other partitions of the topic will not. So with units, a lake partition is committed —
+//! An engine knows only its own Kafka partition of the topic: it can say that it will write
+//! no more rows into a lake partition (its *horizon* passed the partition's end), not that
+//! the other Kafka partitions of the topic will not. So with units, a lake partition is committed —
 //! `_SUCCESS` written, listing the files of every unit — only once every unit's horizon
 //! passed its end. Each unit posts its horizon and the markers it made but could not commit
 //! yet on a board in the lake, after each of its checkpoints; then it reads the other units'
-//! posts and commits every partition that all of them passed. Any unit may do it: the
+//! posts and commits every lake partition that all of them passed. Any unit may do it: the
 //! marker's content is a function of the posts (files sorted, rows summed), so two units that
-//! commit the same partition write the same bytes. A unit that never posted (a partition
-//! never processed yet) holds every commit back, as Flink's watermark alignment does.
+//! commit the same lake partition write the same bytes. A unit that never posted (a Kafka
+//! partition never processed yet) holds every commit back, as Flink's watermark alignment does.
 //!
 //! ```text
 //! _checkpoints/<pipeline>/units/p0.json   {"unit":"p0","checkpoint":12,"horizon":…,"awaiting":[marker…]}
@@ -37,7 +37,7 @@ pub struct BoardError {
 struct Post {
     unit: String,
     checkpoint: u64,
-    /// No partition ending at or before this (µs) gets rows from the unit any more.
+    /// No lake partition ending at or before this (µs) gets rows from the unit any more.
     horizon: i64,
     /// The unit's markers whose partitions are not committed yet.
     awaiting: Vec<PartitionMarker>,
@@ -105,7 +105,7 @@ impl Board {
             .map_err(|e| self.error(&path, e))
     }
 
-    /// Whether every unit has read its partition to the end (a bounded input): its engine
+    /// Whether every unit has read its Kafka partition to the end (a bounded input): its engine
     /// flushed everything, so its horizon is the end of time.
     pub async fn all_ended(&self) -> Result<bool, BoardError> {
         for unit in &self.units {
@@ -118,7 +118,7 @@ impl Board {
     }
 
     /// After a checkpoint of the unit is durable and its files published: posts its horizon
-    /// and markers, then commits every partition all units passed. Returns the markers
+    /// and markers, then commits every lake partition all units passed. Returns the markers
     /// this unit wrote.
     pub async fn after_checkpoint(
         &mut self,

@@ -27,7 +27,8 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
-use shared::commit::{PartitionMarker, PendingFile, fnv1a64};
+use shared::commit::{PartitionMarker, PendingFile};
+use shared::hash::fnv1a64;
 use shared::lake::Lake;
 
 use crate::engine::EngineSnapshot;
@@ -354,7 +355,10 @@ impl CheckpointStore {
     /// Writes a checkpoint atomically. Returns its size, the oldest checkpoint that stays
     /// once the older ones are pruned, and those older ones: [`CheckpointStore::prune`] them
     /// after whatever must happen while they still exist.
-    pub async fn write(&self, checkpoint: &mut Checkpoint) -> Result<Written, CheckpointError> {
+    pub async fn write(
+        &self,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<WrittenCheckpoint, CheckpointError> {
         checkpoint.dimension_files = self.store_versions(checkpoint).await?;
         let data = checkpoint.encode()?;
         let size = data.len() as u64;
@@ -372,7 +376,7 @@ impl CheckpointStore {
             .last()
             .map_or(checkpoint.id, |(id, _)| *id);
         let stale = ids.into_iter().skip(self.keep).map(|(_, p)| p).collect();
-        Ok(Written {
+        Ok(WrittenCheckpoint {
             bytes: size,
             oldest_kept,
             stale,
@@ -450,9 +454,10 @@ impl CheckpointStore {
     }
 }
 
-/// A checkpoint written: see [`CheckpointStore::write`].
+/// What writing a checkpoint left in the store: its size, the oldest checkpoint kept, and
+/// the older ones to prune (see [`CheckpointStore::write`]).
 #[derive(Debug)]
-pub struct Written {
+pub struct WrittenCheckpoint {
     pub bytes: u64,
     pub oldest_kept: u64,
     pub stale: Vec<Path>,
@@ -528,7 +533,7 @@ not a log line
         )
         .unwrap();
         let names: Vec<String> = config.tables.iter().map(|t| t.name.clone()).collect();
-        let telemetry = crate::telemetry::Telemetry::new(&names);
+        let telemetry = crate::metrics::Telemetry::new(&names);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("codes.csv"), "status,label\n200,ok\n").unwrap();
         let lookups = crate::lookup::Lookups::open(config, |p| dir.path().join(p)).unwrap();

@@ -15,18 +15,20 @@
 use std::time::Instant;
 
 use arrow::array::{RecordBatch, RecordBatchReader};
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use shared::commit::{
     FileCommitter, PartitionMarker, PendingFile, Replacement, checkpoint_of, data_file_name,
 };
-use shared::config::LoadedConfig;
-use shared::lake::{COMMIT_MARKER, Lake};
+use shared::config::{LoadedConfig, PipelineConfig};
+use shared::lake::{COMMIT_MARKER, Lake, PartitionPath};
 
 use crate::IngestError;
 use crate::checkpoint::CheckpointStore;
 use crate::sink::{SinkError, write_parquet};
+use crate::unit::{Unit, lock_unit};
 
 /// What to compact.
 #[derive(Debug, Clone)]
@@ -107,21 +109,10 @@ pub async fn compact(
     let committer = FileCommitter::new(lake.clone());
     // A run of the pipeline merges too: one process at a time (a dry run only reads).
     let locks = match opts.dry_run {
-        false => Some(crate::lock_unit(&lake, &config.name, &crate::Unit::whole(), None).await?),
+        false => Some(lock_unit(&lake, &config.name, &Unit::whole(), None).await?),
         true => None,
     };
-    let tables: Vec<&str> = match &opts.table {
-        Some(t) if config.tables.iter().any(|c| &c.name == t) => vec![t.as_str()],
-        Some(t) => {
-            let names: Vec<&str> = config.tables.iter().map(|c| c.name.as_str()).collect();
-            return Err(IngestError::Usage(format!(
-                "--table: `{t}` is not a windowed table of `{}` (tables: {})",
-                config.name,
-                names.join(", ")
-            )));
-        }
-        None => config.tables.iter().map(|c| c.name.as_str()).collect(),
-    };
+    let tables = selected_tables(config, opts.table.as_deref())?;
     let store = CheckpointStore::new(lake.clone(), &config.name, config.checkpoint.keep as usize);
     let oldest = store.oldest().await?.unwrap_or(u64::MAX);
     let mut summary = CompactSummary {
@@ -137,7 +128,7 @@ pub async fn compact(
             .await
             .map_err(|e| IngestError::Internal(e.to_string()))?
         {
-            let partition = shared::lake::PartitionPath { segments };
+            let partition = PartitionPath { segments };
             let marker_path = lake.data_file(table, &partition, COMMIT_MARKER);
             let marker = committer.read_marker(&marker_path).await?;
             if marker.files.len() < opts.min_files.max(2) {
@@ -166,6 +157,25 @@ pub async fn compact(
     Ok(summary)
 }
 
+/// The windowed tables to compact: `--table`, or all of them.
+fn selected_tables<'a>(
+    config: &'a PipelineConfig,
+    table: Option<&'a str>,
+) -> Result<Vec<&'a str>, IngestError> {
+    Ok(match table {
+        Some(t) if config.tables.iter().any(|c| c.name == t) => vec![t],
+        Some(t) => {
+            let names: Vec<&str> = config.tables.iter().map(|c| c.name.as_str()).collect();
+            return Err(IngestError::Usage(format!(
+                "--table: `{t}` is not a windowed table of `{}` (tables: {})",
+                config.name,
+                names.join(", ")
+            )));
+        }
+        None => config.tables.iter().map(|c| c.name.as_str()).collect(),
+    })
+}
+
 /// What merging one partition did.
 #[derive(Debug, Clone, Default)]
 pub struct Merged {
@@ -185,25 +195,7 @@ pub async fn merge(
     dry_run: bool,
 ) -> Result<Merged, IngestError> {
     let partition = marker.partition_path();
-    let mut batches: Vec<RecordBatch> = Vec::new();
-    let mut schema = None;
-    let mut bytes_before = 0u64;
-    for name in &marker.files {
-        let path = lake.data_file(&marker.table, &partition, name);
-        let read = async { lake.store.get(&path).await?.bytes().await };
-        let data: Bytes = read
-            .await
-            .map_err(|e| IngestError::Internal(format!("cannot read {path}: {e}")))?;
-        bytes_before += data.len() as u64;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(data)
-            .and_then(|b| b.build())
-            .map_err(|e| IngestError::Internal(format!("cannot read {path}: {e}")))?;
-        schema.get_or_insert_with(|| reader.schema());
-        for b in reader {
-            batches.push(b.map_err(|e| IngestError::Internal(format!("{path}: {e}")))?);
-        }
-    }
-    let schema = schema.expect("at least two files");
+    let (schema, batches, bytes_before) = read_files(lake, marker, &partition).await?;
     let (data, rows) = write_parquet(&schema, &batches, compression).map_err(|e: SinkError| {
         IngestError::Internal(format!("cannot encode the merged file of {partition}: {e}"))
     })?;
@@ -223,19 +215,7 @@ pub async fn merge(
         tracing::info!(table = %marker.table, %partition, files = marker.files.len(), "would merge");
         return Ok(merged);
     }
-    // The merged file keeps the time label of the first file and the newest checkpoint id.
-    let label = marker.files[0]
-        .strip_prefix("part-")
-        .and_then(|r| r.split("-c").next())
-        .unwrap_or("compacted")
-        .to_string();
-    let checkpoint = marker
-        .files
-        .iter()
-        .filter_map(|f| checkpoint_of(f))
-        .max()
-        .unwrap_or(marker.checkpoint);
-    let name = data_file_name(&label, checkpoint, &data);
+    let name = merged_file_name(marker, &data);
     let staged = committer
         .stage(&marker.table, &partition, &name, Bytes::from(data), rows)
         .await?;
@@ -249,6 +229,50 @@ pub async fn merge(
     };
     committer.replace(&replacement).await?;
     Ok(merged)
+}
+
+/// The rows of a committed partition's files, their schema, and the files' size.
+async fn read_files(
+    lake: &Lake,
+    marker: &PartitionMarker,
+    partition: &PartitionPath,
+) -> Result<(SchemaRef, Vec<RecordBatch>, u64), IngestError> {
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut schema = None;
+    let mut bytes_before = 0u64;
+    for name in &marker.files {
+        let path = lake.data_file(&marker.table, partition, name);
+        let read = async { lake.store.get(&path).await?.bytes().await };
+        let data: Bytes = read
+            .await
+            .map_err(|e| IngestError::Internal(format!("cannot read {path}: {e}")))?;
+        bytes_before += data.len() as u64;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(data)
+            .and_then(|b| b.build())
+            .map_err(|e| IngestError::Internal(format!("cannot read {path}: {e}")))?;
+        schema.get_or_insert_with(|| reader.schema());
+        for b in reader {
+            batches.push(b.map_err(|e| IngestError::Internal(format!("{path}: {e}")))?);
+        }
+    }
+    let schema = schema.expect("at least two files");
+    Ok((schema, batches, bytes_before))
+}
+
+/// The merged file keeps the time label of the first file and the newest checkpoint id.
+fn merged_file_name(marker: &PartitionMarker, data: &[u8]) -> String {
+    let label = marker.files[0]
+        .strip_prefix("part-")
+        .and_then(|r| r.split("-c").next())
+        .unwrap_or("compacted")
+        .to_string();
+    let checkpoint = marker
+        .files
+        .iter()
+        .filter_map(|f| checkpoint_of(f))
+        .max()
+        .unwrap_or(marker.checkpoint);
+    data_file_name(&label, checkpoint, data)
 }
 
 #[cfg(test)]

@@ -31,11 +31,11 @@ use shared::expr::Derivations;
 
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::lookup::{LookupSnapshot, Lookups};
+use crate::metrics::{EngineStats, TableMetrics, Telemetry};
 use crate::parallel::ParsedChunk;
-use crate::sink::{EncodedFile, SinkError, SinkSnapshot, TableSink};
+use crate::sink::{EncodedFile, SinkError, SinkOptions, SinkSnapshot, TableSink, complete_through};
 use crate::sources::{Advance, Position};
 use crate::table::{LateRow, TableSnapshot, WindowedTable};
-use crate::telemetry::{TableMetrics, Telemetry};
 use crate::window::Watermark;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,24 +50,6 @@ pub enum EngineError {
     Build { table: String, message: String },
     #[error(transparent)]
     Lookup(#[from] crate::lookup::LookupError),
-}
-
-/// The counters a checkpoint carries (read from and restored into [`Telemetry`], which
-/// owns them while the stage runs).
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct EngineStats {
-    pub lines: u64,
-    pub parsed: u64,
-    pub invalid: u64,
-    /// Events dropped as late, summed over tables.
-    pub late: u64,
-    pub windows_emitted: u64,
-    pub rows_emitted: u64,
-    /// The largest open state seen (bytes, estimated: windows × keys × aggregates, distinct
-    /// values, rows waiting for their partition).
-    pub state_bytes_peak: u64,
-    /// Times the open state grew past `state.memory_budget`.
-    pub state_budget_exceeded: u64,
 }
 
 /// The engine's state in a checkpoint: where the source is, the watermark, every table's
@@ -90,9 +72,9 @@ pub struct EngineSnapshot<L = LookupSnapshot> {
     pub dead_letter_len: Option<u64>,
     /// Partitions to commit once this checkpoint's files are published.
     pub markers: Vec<PartitionMarker>,
-    /// No partition ending at or before this instant (µs) gets rows from this engine any
-    /// more: where several engines write one table (one per Kafka partition), a partition is
-    /// committed once every engine's horizon passed its end.
+    /// No lake partition ending at or before this instant (µs) gets rows from this engine
+    /// any more: where several engines write one table (one per Kafka partition), a lake
+    /// partition is committed once every engine's horizon passed its end.
     pub horizon: i64,
     /// The version of each lookup's dimension the events after this checkpoint see.
     pub lookups: Vec<L>,
@@ -166,7 +148,7 @@ fn with_record_fields(
 ) -> Result<RecordBatch, EngineError> {
     use arrow::array::{Int32Builder, Int64Builder, TimestampMicrosecondBuilder};
     let rows = parsed.batch.num_rows();
-    let (mut partition, mut offset) = (
+    let (mut kafka_partition, mut offset) = (
         Int32Builder::with_capacity(rows),
         Int64Builder::with_capacity(rows),
     );
@@ -178,19 +160,19 @@ fn with_record_fields(
         }
         match &parsed.records {
             Some(r) => {
-                partition.append_value(r.partition);
+                kafka_partition.append_value(r.kafka_partition);
                 offset.append_option(r.offsets.get(line).copied());
                 ts.append_option(r.timestamps.get(line).copied().flatten());
             }
             None => {
-                partition.append_null();
+                kafka_partition.append_null();
                 offset.append_null();
                 ts.append_null();
             }
         }
     }
     let mut columns = parsed.batch.columns().to_vec();
-    columns.push(Arc::new(partition.finish()));
+    columns.push(Arc::new(kafka_partition.finish()));
     columns.push(Arc::new(offset.finish()));
     columns.push(Arc::new(ts.finish().with_timezone("UTC")));
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| EngineError::Build {
@@ -224,48 +206,8 @@ impl Engine {
                     table: "(event time)".into(),
                     message: e.to_string(),
                 })?;
-        let mut tables = Vec::new();
-        let mut sinks = Vec::new();
-        for t in &config.tables {
-            let table = WindowedTable::new(t, &events, ts_column).map_err(|message| {
-                EngineError::Build {
-                    table: t.name.clone(),
-                    message,
-                }
-            })?;
-            sinks.push(
-                TableSink::new(
-                    &t.name,
-                    table.schema().clone(),
-                    0,
-                    &t.partition_by,
-                    &t.rolling,
-                    true,
-                    &lake,
-                )
-                .with_compression(config.lake.compression.codec()),
-            );
-            tables.push(table);
-        }
-        let late = config.late_events.as_ref().map(|l| {
-            let schema = shared::schema::late_schema(&events);
-            // Late events are partitioned by their own event time.
-            let time_column = 2 + ts_column;
-            LateOutput {
-                sink: TableSink::new(
-                    &l.table,
-                    schema.clone(),
-                    time_column,
-                    &[],
-                    &l.rolling,
-                    false,
-                    &lake,
-                )
-                .with_compression(config.lake.compression.codec()),
-                schema,
-                metrics: telemetry.table(&l.table),
-            }
-        });
+        let (tables, sinks) = windowed_tables(config, &events, ts_column, &lake)?;
+        let late = late_output(config, &events, ts_column, &lake, &telemetry);
         let metrics = config
             .tables
             .iter()
@@ -300,16 +242,6 @@ impl Engine {
     /// With more than one thread, tables process a batch and emit windows in parallel.
     pub fn set_threads(&mut self, threads: usize) {
         self.parallel_tables = threads > 1;
-    }
-
-    /// The counters a checkpoint carries.
-    pub fn stats(&self) -> EngineStats {
-        self.telemetry.engine_stats()
-    }
-
-    /// The current watermark (µs; `i64::MIN` before the first event).
-    pub fn watermark(&self) -> i64 {
-        self.watermark.current()
     }
 
     /// Applies a chunk the parsers finished (in source order): its events, then where the
@@ -397,7 +329,7 @@ impl Engine {
         self.emit(files)
     }
 
-    /// Emits complete windows and writes complete partitions. (Late events belong to
+    /// Emits complete windows and writes complete lake partitions. (Late events belong to
     /// partitions already written: their table's rolling policy writes them.)
     fn emit(&mut self, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
         let wm = self.watermark.current();
@@ -517,18 +449,22 @@ impl Engine {
         &self.position
     }
 
-    /// See [`EngineSnapshot::horizon`]: the watermark less the commit delay, held back by
-    /// open windows and by partitions with rows not written yet (the conditions under which
-    /// a sink commits a partition, for any partition).
+    /// See [`EngineSnapshot::horizon`]: where every table's lake partitions are complete
+    /// ([`complete_through`], the rule by which a sink commits a partition), held back by
+    /// partitions with rows not written yet.
     fn commit_horizon(&self) -> i64 {
         if self.idle_empty && self.watermark.max_ts().is_none() {
-            // Past every partition, short of the end of input (see `Board::all_ended`).
+            // Past every lake partition, short of the end of input (see `Board::all_ended`).
             return i64::MAX / 4;
         }
         let wm = self.watermark.current();
         let mut horizon = wm.saturating_sub(self.commit_delay);
         for (table, sink) in self.tables.iter().zip(&self.sinks) {
-            horizon = horizon.min(table.low_water_start(wm));
+            horizon = horizon.min(complete_through(
+                table.low_water_start(wm),
+                wm,
+                self.commit_delay,
+            ));
             if let Some(end) = sink.earliest_buffered_end() {
                 horizon = horizon.min(end.saturating_sub(1));
             }
@@ -620,7 +556,7 @@ impl Engine {
                     .into(),
             });
         }
-        self.position = s.source;
+        self.position = s.source.normalized();
         self.next_line = s.next_line;
         self.watermark.restore(s.max_ts);
         self.telemetry.restore(&s.stats);
@@ -639,6 +575,61 @@ impl Engine {
         self.lookups.restore(s.lookups)?;
         Ok(())
     }
+}
+
+/// The pipeline's windowed tables over `events`, each with the sink of its files.
+fn windowed_tables(
+    config: &PipelineConfig,
+    events: &SchemaRef,
+    ts_column: usize,
+    lake: &Lake,
+) -> Result<(Vec<WindowedTable>, Vec<TableSink>), EngineError> {
+    let mut tables = Vec::new();
+    let mut sinks = Vec::new();
+    for t in &config.tables {
+        let table =
+            WindowedTable::new(t, events, ts_column).map_err(|message| EngineError::Build {
+                table: t.name.clone(),
+                message,
+            })?;
+        let options = SinkOptions {
+            time_column: 0,
+            partition_by: &t.partition_by,
+            rolling: &t.rolling,
+            commit_markers: true,
+        };
+        sinks.push(
+            TableSink::new(&t.name, table.schema().clone(), options, lake)
+                .with_compression(config.lake.compression.codec()),
+        );
+        tables.push(table);
+    }
+    Ok((tables, sinks))
+}
+
+/// The late-events table's sink, if the pipeline has one.
+fn late_output(
+    config: &PipelineConfig,
+    events: &SchemaRef,
+    ts_column: usize,
+    lake: &Lake,
+    telemetry: &Telemetry,
+) -> Option<LateOutput> {
+    let l = config.late_events.as_ref()?;
+    let schema = shared::schema::late_schema(events);
+    let options = SinkOptions {
+        // Late events are partitioned by their own event time.
+        time_column: 2 + ts_column,
+        partition_by: &[],
+        rolling: &l.rolling,
+        commit_markers: false,
+    };
+    Some(LateOutput {
+        sink: TableSink::new(&l.table, schema.clone(), options, lake)
+            .with_compression(config.lake.compression.codec()),
+        schema,
+        metrics: telemetry.table(&l.table),
+    })
 }
 
 /// Runs `f` on every (table, sink) pair, on one scoped thread each when `parallel`, and

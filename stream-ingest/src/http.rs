@@ -21,13 +21,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::IngestError;
-use crate::telemetry::Telemetry;
+use crate::metrics::Telemetry;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The running server; dropping it stops accepting connections.
 pub struct MetricsServer {
-    pub addr: SocketAddr,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -75,7 +74,7 @@ pub async fn serve(addr: &str, telemetry: Arc<Telemetry>) -> Result<MetricsServe
             });
         }
     });
-    Ok(MetricsServer { addr, accept })
+    Ok(MetricsServer { accept })
 }
 
 /// The answer to one request.

@@ -62,7 +62,7 @@ impl LookupSnapshot {
     pub fn new(table: &str, data: Arc<[u8]>) -> Self {
         LookupSnapshot {
             table: table.to_string(),
-            digest: shared::commit::fnv1a64(&data),
+            digest: shared::hash::fnv1a64(&data),
             len: data.len() as u64,
             data,
         }
@@ -75,7 +75,7 @@ impl LookupSnapshot {
 
     /// Takes the bytes of the version's file, checked against the digest.
     pub fn fill(&mut self, data: &[u8]) -> Result<(), String> {
-        if data.len() as u64 != self.len || shared::commit::fnv1a64(data) != self.digest {
+        if data.len() as u64 != self.len || shared::hash::fnv1a64(data) != self.digest {
             return Err(format!(
                 "dimension version {} of lookup `{}` is damaged",
                 self.file_name(),
@@ -194,7 +194,7 @@ impl Lookups {
                 .map(|c| {
                     Arc::new(arrow::datatypes::Field::new(
                         &c.name,
-                        schema::arrow_type(c.data_type),
+                        shared::types::arrow_type(c.data_type),
                         true,
                     ))
                 })
@@ -335,7 +335,7 @@ impl Lookup {
 
     /// Parses one version of the file.
     fn load(&self, version: LookupSnapshot) -> Result<Loaded, LookupError> {
-        let full = shared::config::validate::dimension_schema(&self.dim);
+        let full = shared::schema::dimension_schema(&self.dim);
         let data = &version.data;
         let batch = if self.dim.is_parquet() {
             read_parquet(data, &full)

@@ -33,10 +33,14 @@ use shared::config::{KafkaConfig, KafkaStart, LoadedConfig};
 use shared::lake::Lake;
 use tokio::runtime::Handle;
 
+use crate::metrics::Telemetry;
 use crate::sources::kafka::{RecordBuffer, client_config};
 use crate::sources::{Chunk, SourceError};
-use crate::telemetry::Telemetry;
-use crate::{DriveOptions, IngestError, RunOptions, RunSummary, Unit};
+use crate::unit::{
+    DriveOptions, Recovered, Unit, execute, lock_unit, recover, summarize, table_names,
+};
+use crate::writer::OnDurable;
+use crate::{IngestError, RunOptions, RunSummary};
 
 /// How long a new owner waits for a unit's lock (a lease on S3 lives 60 s).
 const LOCK_WAIT: Duration = Duration::from_secs(90);
@@ -46,15 +50,15 @@ const HANDOVER: Duration = Duration::from_millis(100);
 /// A Kafka partition, and the tag of its unit: `p3`, or `p1_3` for partition 3 of the
 /// second of several topics.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct TopicPartition {
+struct KafkaPartition {
     topic: String,
     partition: i32,
 }
 
-fn unit_tag(topics: &[String], tp: &TopicPartition) -> String {
-    match topics.iter().position(|t| *t == tp.topic) {
-        Some(i) if topics.len() > 1 => format!("p{i}_{}", tp.partition),
-        _ => format!("p{}", tp.partition),
+fn unit_tag(topics: &[String], kp: &KafkaPartition) -> String {
+    match topics.iter().position(|t| *t == kp.topic) {
+        Some(i) if topics.len() > 1 => format!("p{i}_{}", kp.partition),
+        _ => format!("p{}", kp.partition),
     }
 }
 
@@ -84,14 +88,14 @@ struct Shared {
     /// The commit board, read to see whether every unit has ended (bounded).
     board: crate::board::Board,
     runtime: Handle,
-    units: Mutex<BTreeMap<TopicPartition, RunningUnit>>,
+    units: Mutex<BTreeMap<KafkaPartition, RunningUnit>>,
     /// Units stopped or finished: their summaries, by unit (the counters since the start of
     /// the pipeline are the last instance's; what this process wrote adds up).
-    done: Mutex<BTreeMap<TopicPartition, RunSummary>>,
+    done: Mutex<BTreeMap<KafkaPartition, RunSummary>>,
     /// The first error of a unit (or of a rebalance): the member stops.
     error: Mutex<Option<IngestError>>,
     /// Offsets of durable checkpoints, to commit to the group.
-    offsets: Mutex<Vec<(TopicPartition, i64)>>,
+    offsets: Mutex<Vec<(KafkaPartition, i64)>>,
     assigned_once: AtomicBool,
     member_telemetry: Arc<Telemetry>,
 }
@@ -112,13 +116,13 @@ impl ConsumerContext for MemberContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut assigned = TopicPartitionList::new();
                 for e in tpl.elements() {
-                    let tp = TopicPartition {
+                    let kp = KafkaPartition {
                         topic: e.topic().to_string(),
                         partition: e.partition(),
                     };
-                    match shared.start_unit(consumer, &tp) {
+                    match shared.start_unit(consumer, &kp) {
                         Ok(offset) => {
-                            let _ = assigned.add_partition_offset(&tp.topic, tp.partition, offset);
+                            let _ = assigned.add_partition_offset(&kp.topic, kp.partition, offset);
                         }
                         Err(e) => shared.fail(e),
                     }
@@ -130,10 +134,10 @@ impl ConsumerContext for MemberContext {
                 shared.member_telemetry.set_ready(true);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let revoked: Vec<TopicPartition> = tpl
+                let revoked: Vec<KafkaPartition> = tpl
                     .elements()
                     .iter()
-                    .map(|e| TopicPartition {
+                    .map(|e| KafkaPartition {
                         topic: e.topic().to_string(),
                         partition: e.partition(),
                     })
@@ -163,31 +167,16 @@ impl Shared {
     }
 
     /// Takes the unit's lock, restores its checkpoint and starts its engine; returns where
-    /// the partition is to be read from.
+    /// the Kafka partition is to be read from.
     fn start_unit(
         self: &Arc<Self>,
         consumer: &BaseConsumer<MemberContext>,
-        tp: &TopicPartition,
+        kp: &KafkaPartition,
     ) -> Result<Offset, IngestError> {
-        let config = &self.loaded.config;
-        let unit = Unit::tagged(unit_tag(&self.topics, tp), self.all.clone());
-        let telemetry = Telemetry::new(&crate::table_names(config));
-        let identity = format!("kafka:{}/{}", tp.topic, tp.partition);
-        tracing::info!(unit = %unit, topic = %tp.topic, partition = tp.partition, "assigned");
-        let recovered = self.runtime.block_on(async {
-            let locks = crate::lock_unit(&self.lake, &config.name, &unit, Some(LOCK_WAIT)).await?;
-            crate::recover(
-                &self.loaded,
-                &self.opts,
-                &self.lake,
-                identity,
-                &telemetry,
-                locks,
-                &unit,
-            )
-            .await
-        })?;
-        let mut recovered = recovered;
+        let unit = Unit::tagged(unit_tag(&self.topics, kp), self.all.clone());
+        let telemetry = Telemetry::new(&table_names(&self.loaded.config));
+        tracing::info!(unit = %unit, topic = %kp.topic, partition = kp.partition, "assigned");
+        let mut recovered = self.recover_unit(&unit, kp, &telemetry)?;
         let position = recovered.engine.position().offset();
         tracing::info!(unit = %unit, position = ?position, "recovered");
         let offset = match (position, self.kafka.start) {
@@ -195,87 +184,132 @@ impl Shared {
             (None, KafkaStart::Earliest) => Offset::Beginning,
             (None, KafkaStart::Latest) => Offset::End,
         };
-        let end = if self.kafka.bounded {
-            let (_, high) = consumer
-                .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(30))
-                .map_err(|e| IngestError::Kafka(format!("end offset of {}: {e}", unit)))?;
-            Some(high)
-        } else {
-            None
-        };
+        let end = self.end_offset(consumer, kp, &unit)?;
         let next = match offset {
             Offset::Offset(n) => n,
             _ => -1,
         };
-        let me = Arc::clone(self);
-        let durable_tp = tp.clone();
-        recovered.writer.on_durable = Some(Box::new(move |p| {
-            if let Some(next) = p.offset() {
-                let mut offsets = me.offsets.lock().expect("not poisoned");
-                offsets.push((durable_tp.clone(), next));
-            }
-        }));
+        recovered.writer.on_durable = Some(self.on_durable(kp));
         let (tx, rx) = sync_channel(2);
         let stop = Arc::new(AtomicBool::new(false));
         let resumed_from = recovered.resumed_from;
         let pace = DriveOptions::of(&self.loaded, &self.opts);
         let task = self
             .runtime
-            .spawn(crate::execute(recovered, rx, pace, 1, stop.clone()));
+            .spawn(execute(recovered, rx, pace, 1, stop.clone()));
         let mut unit = RunningUnit {
             tx: Some(tx),
             stop,
             task: Some(task),
             telemetry,
             resumed_from,
-            records: RecordBuffer::starting_at(tp.partition, next),
+            records: RecordBuffer::starting_at(kp.partition, next),
             end,
         };
-        let nothing_to_read = match (end, next) {
-            (Some(e), n) if n >= 0 => n >= e,
-            (Some(e), _) => e == 0 || self.kafka.start == KafkaStart::Latest,
-            (None, _) => false,
-        };
-        if nothing_to_read {
+        if self.nothing_to_read(end, next) {
             unit.tx = None; // the unit finishes at once
         }
         self.units
             .lock()
             .expect("not poisoned")
-            .insert(tp.clone(), unit);
+            .insert(kp.clone(), unit);
         Ok(offset)
+    }
+
+    /// Takes the lock of a Kafka partition's unit (waiting for a previous owner) and
+    /// recovers it.
+    fn recover_unit(
+        &self,
+        unit: &Unit,
+        kp: &KafkaPartition,
+        telemetry: &Arc<Telemetry>,
+    ) -> Result<Recovered, IngestError> {
+        let config = &self.loaded.config;
+        let identity = format!("kafka:{}/{}", kp.topic, kp.partition);
+        self.runtime.block_on(async {
+            let locks = lock_unit(&self.lake, &config.name, unit, Some(LOCK_WAIT)).await?;
+            recover(
+                &self.loaded,
+                &self.opts,
+                &self.lake,
+                identity,
+                telemetry,
+                locks,
+                unit,
+            )
+            .await
+        })
+    }
+
+    /// Bounded: the end offset the Kafka partition has now (the unit ends there).
+    fn end_offset(
+        &self,
+        consumer: &BaseConsumer<MemberContext>,
+        kp: &KafkaPartition,
+        unit: &Unit,
+    ) -> Result<Option<i64>, IngestError> {
+        if !self.kafka.bounded {
+            return Ok(None);
+        }
+        let (_, high) = consumer
+            .fetch_watermarks(&kp.topic, kp.partition, Duration::from_secs(30))
+            .map_err(|e| IngestError::Kafka(format!("end offset of {}: {e}", unit)))?;
+        Ok(Some(high))
+    }
+
+    /// Whether a bounded unit starting at `next` (-1: not known, the start setting's) has
+    /// nothing to read before `end`.
+    fn nothing_to_read(&self, end: Option<i64>, next: i64) -> bool {
+        match (end, next) {
+            (Some(e), n) if n >= 0 => n >= e,
+            (Some(e), _) => e == 0 || self.kafka.start == KafkaStart::Latest,
+            (None, _) => false,
+        }
+    }
+
+    /// What a unit's writer calls once a checkpoint is durable: keep its offset to commit to
+    /// the group.
+    fn on_durable(self: &Arc<Self>, kp: &KafkaPartition) -> OnDurable {
+        let me = Arc::clone(self);
+        let durable_kp = kp.clone();
+        Box::new(move |p| {
+            if let Some(next) = p.offset() {
+                let mut offsets = me.offsets.lock().expect("not poisoned");
+                offsets.push((durable_kp.clone(), next));
+            }
+        })
     }
 
     /// Stops units: `checkpoint` (a revocation, a signal) keeps their windows open in a last
     /// checkpoint; waits for them.
-    fn stop_units(&self, which: &[TopicPartition], checkpoint: bool) {
+    fn stop_units(&self, which: &[KafkaPartition], checkpoint: bool) {
         let mut stopped = Vec::new();
         {
             let mut units = self.units.lock().expect("not poisoned");
-            for tp in which {
-                if let Some(mut u) = units.remove(tp) {
+            for kp in which {
+                if let Some(mut u) = units.remove(kp) {
                     if checkpoint {
                         u.stop.store(true, Ordering::SeqCst);
                     }
                     hand_over(&mut u);
                     u.tx = None;
-                    stopped.push((tp.clone(), u));
+                    stopped.push((kp.clone(), u));
                 }
             }
         }
-        for (tp, u) in stopped {
-            tracing::info!(topic = %tp.topic, partition = tp.partition, "unit stopping");
-            self.join(tp, u);
+        for (kp, u) in stopped {
+            tracing::info!(topic = %kp.topic, partition = kp.partition, "unit stopping");
+            self.join(kp, u);
         }
     }
 
     /// Waits for a unit's task; keeps its summary or its error.
-    fn join(&self, tp: TopicPartition, mut u: RunningUnit) {
+    fn join(&self, kp: KafkaPartition, mut u: RunningUnit) {
         let Some(task) = u.task.take() else { return };
         let result = self.runtime.block_on(task);
         match result {
             Ok(Ok(interrupted)) => {
-                let summary = crate::summarize(&u.telemetry, u.resumed_from, interrupted);
+                let summary = summarize(&u.telemetry, u.resumed_from, interrupted);
                 tracing::info!(
                     lines = summary.stats.lines,
                     next = u.records.next,
@@ -284,10 +318,10 @@ impl Shared {
                 );
                 let mut done = self.done.lock().expect("not poisoned");
                 let mut summary = summary;
-                if let Some(earlier) = done.get(&tp) {
+                if let Some(earlier) = done.get(&kp) {
                     summary.add_written(earlier);
                 }
-                done.insert(tp, summary);
+                done.insert(kp, summary);
             }
             Ok(Err(e)) => self.fail(e),
             Err(e) => self.fail(IngestError::Internal(format!("unit panicked: {e}"))),
@@ -387,11 +421,11 @@ fn all_units(kafka: &KafkaConfig, topics: &[String]) -> Result<Vec<String>, Inge
             )));
         }
         for partition in 0..partitions as i32 {
-            let tp = TopicPartition {
+            let kp = KafkaPartition {
                 topic: topic.clone(),
                 partition,
             };
-            all.push(unit_tag(topics, &tp));
+            all.push(unit_tag(topics, &kp));
         }
     }
     Ok(all)
@@ -418,7 +452,7 @@ fn consume(
     tracing::info!(group = %shared.kafka.group, topics = ?shared.topics, "joined the group");
     poll_loop(&shared, &consumer, chunk_bytes, &shutdown);
     // Stop what still runs: keep open windows in a last checkpoint (a signal, an error).
-    let running: Vec<TopicPartition> = shared
+    let running: Vec<KafkaPartition> = shared
         .units
         .lock()
         .expect("not poisoned")
@@ -454,19 +488,19 @@ fn poll_loop(
         }
         match consumer.poll(HANDOVER) {
             Some(Ok(msg)) => {
-                let tp = TopicPartition {
+                let kp = KafkaPartition {
                     topic: msg.topic().to_string(),
                     partition: msg.partition(),
                 };
                 let mut units = shared.units.lock().expect("not poisoned");
-                if let Some(u) = units.get_mut(&tp)
+                if let Some(u) = units.get_mut(&kp)
                     && u.tx.is_some()
                 {
                     let value = msg.payload().unwrap_or_default();
                     let ts = msg.timestamp().to_millis();
                     if let Some(missing) = u.records.push(value, msg.offset(), ts) {
                         tracing::warn!(
-                            partition = tp.partition,
+                            partition = kp.partition,
                             first = msg.offset(),
                             missing,
                             "records missing after the checkpoint's offset: the broker skipped them (tansu 0.6 answers a fetch inside a batch with the next batch) or the topic is compacted"
@@ -497,13 +531,13 @@ fn finish_ended(shared: &Arc<Shared>, started: Instant, last_board_check: &mut I
     let mut finished = Vec::new();
     {
         let mut units = shared.units.lock().expect("not poisoned");
-        for (tp, u) in units.iter_mut() {
+        for (kp, u) in units.iter_mut() {
             hand_over(u);
             if u.end.is_some_and(|e| u.records.next >= e) {
                 u.tx = None;
             }
             if u.tx.is_none() && u.task.as_ref().is_some_and(|t| t.is_finished()) {
-                finished.push(tp.clone());
+                finished.push(kp.clone());
             }
         }
     }
@@ -511,15 +545,15 @@ fn finish_ended(shared: &Arc<Shared>, started: Instant, last_board_check: &mut I
         let mut done = Vec::new();
         {
             let mut units = shared.units.lock().expect("not poisoned");
-            for tp in finished {
-                if let Some(u) = units.remove(&tp) {
-                    tracing::info!(topic = %tp.topic, partition = tp.partition, "unit finished");
-                    done.push((tp, u));
+            for kp in finished {
+                if let Some(u) = units.remove(&kp) {
+                    tracing::info!(topic = %kp.topic, partition = kp.partition, "unit finished");
+                    done.push((kp, u));
                 }
             }
         }
-        for (tp, u) in done {
-            shared.join(tp, u);
+        for (kp, u) in done {
+            shared.join(kp, u);
         }
     }
     // A member given no partition (more members than partitions) waits a little for one.
@@ -552,14 +586,14 @@ fn commit_offsets(shared: &Shared, consumer: &BaseConsumer<MemberContext>) {
     if durable.is_empty() {
         return;
     }
-    let mut offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-    for (tp, next) in durable {
-        let o = offsets.entry(tp).or_insert(next);
+    let mut offsets: BTreeMap<KafkaPartition, i64> = BTreeMap::new();
+    for (kp, next) in durable {
+        let o = offsets.entry(kp).or_insert(next);
         *o = (*o).max(next);
     }
     let mut tpl = TopicPartitionList::new();
-    for (tp, next) in offsets {
-        let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(next));
+    for (kp, next) in offsets {
+        let _ = tpl.add_partition_offset(&kp.topic, kp.partition, Offset::Offset(next));
     }
     if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
         tracing::debug!(error = %e, "cannot commit offsets to the group");

@@ -35,7 +35,6 @@ pub struct InvalidLine {
 pub struct ParsedChunk {
     pub batch: RecordBatch,
     pub lines: u64,
-    pub bytes: u64,
     pub invalid: Vec<InvalidLine>,
     /// Kafka: each line's record (the fields the source adds to its events).
     pub records: Option<RecordMeta>,
@@ -58,7 +57,6 @@ pub fn parse_chunk(parser: &mut dyn EventParser, data: &[u8], at_start: bool) ->
     ParsedChunk {
         batch: parsed.batch,
         lines: parsed.lines,
-        bytes: data.len() as u64,
         invalid,
         records: None,
     }

@@ -150,60 +150,23 @@ pub async fn produce(
             )));
         }
     }
-    let mut input: Box<dyn Read + Send> = match &opts.input {
-        Some(p) => {
-            Box::new(
-                std::fs::File::open(p).map_err(|source| crate::sources::SourceError {
-                    input: p.display().to_string(),
-                    source,
-                })?,
-            )
-        }
-        None => Box::new(std::io::stdin()),
-    };
+    let input = open_input(opts.input.as_deref())?;
     let config = loaded.config.clone();
     let kafka = kafka.clone();
     let key = opts.key.clone();
     let batch_records = opts.batch_records.max(1);
     tokio::task::spawn_blocking(move || {
-        let producer: BaseProducer<Deliveries> = crate::sources::kafka::client_of(&kafka)
-            // One request in flight per broker: a retried batch cannot land after the next
-            // one (the records of a host stay in order without an idempotent producer), and
-            // brokers never see two writes of one partition at once (a test against tansu 0.6
-            // lost one whole batch of a partition in about one million-line run in ten).
-            .set("max.in.flight.requests.per.connection", "1")
-            .set("linger.ms", "20")
-            .set("batch.size", "1000000")
-            .set("batch.num.messages", batch_records.to_string())
-            .create_with_context(Deliveries::default())
-            .map_err(|e| IngestError::Kafka(format!("cannot create a producer: {e}")))?;
-        let mut summary = ProduceSummary::default();
+        let producer = producer_of(&kafka, batch_records)?;
         let mut parser = parser_for(&config.format);
-        let mut rest = Vec::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = input
-                .read(&mut buf)
-                .map_err(|e| IngestError::Internal(format!("reading the input: {e}")))?;
-            let mut data = std::mem::take(&mut rest);
-            data.extend_from_slice(&buf[..n]);
-            let cut = if n == 0 {
-                data.len()
-            } else {
-                data.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
+        let mut summary = ProduceSummary::default();
+        let mut send = |data: &[u8]| {
+            let keys = match &key {
+                Some(k) => line_keys(parser.as_mut(), data, k),
+                None => Vec::new(),
             };
-            rest = data.split_off(cut);
-            if !data.is_empty() {
-                let keys = match &key {
-                    Some(k) => line_keys(parser.as_mut(), &data, k),
-                    None => Vec::new(),
-                };
-                send_lines(&producer, &topic, &data, &keys, &mut summary)?;
-            }
-            if n == 0 {
-                break;
-            }
-        }
+            send_lines(&producer, &topic, data, &keys, &mut summary)
+        };
+        read_in_lines(input, &mut send)?;
         producer
             .flush(Duration::from_secs(120))
             .map_err(|e| IngestError::Kafka(format!("cannot deliver every record: {e}")))?;
@@ -213,6 +176,68 @@ pub async fn produce(
     })
     .await
     .map_err(|e| IngestError::Internal(format!("the producer panicked: {e}")))?
+}
+
+/// The file to produce, or standard input.
+fn open_input(path: Option<&std::path::Path>) -> Result<Box<dyn Read + Send>, IngestError> {
+    Ok(match path {
+        Some(p) => {
+            Box::new(
+                std::fs::File::open(p).map_err(|source| crate::sources::SourceError {
+                    input: p.display().to_string(),
+                    source,
+                })?,
+            )
+        }
+        None => Box::new(std::io::stdin()),
+    })
+}
+
+/// A producer of the pipeline's brokers that keeps each key's records in order.
+fn producer_of(
+    kafka: &KafkaConfig,
+    batch_records: u32,
+) -> Result<BaseProducer<Deliveries>, IngestError> {
+    crate::sources::kafka::client_of(kafka)
+        // One request in flight per broker: a retried batch cannot land after the next
+        // one (the records of a host stay in order without an idempotent producer), and
+        // brokers never see two writes of one Kafka partition at once (a test against tansu
+        // 0.6 lost one whole batch of a partition in about one million-line run in ten).
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("batch.num.messages", batch_records.to_string())
+        .create_with_context(Deliveries::default())
+        .map_err(|e| IngestError::Kafka(format!("cannot create a producer: {e}")))
+}
+
+/// Reads `input` to its end and hands `send` its complete lines, a read at a time (the last
+/// line even without its `\n`).
+fn read_in_lines(
+    mut input: Box<dyn Read + Send>,
+    send: &mut impl FnMut(&[u8]) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let mut rest = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = input
+            .read(&mut buf)
+            .map_err(|e| IngestError::Internal(format!("reading the input: {e}")))?;
+        let mut data = std::mem::take(&mut rest);
+        data.extend_from_slice(&buf[..n]);
+        let cut = if n == 0 {
+            data.len()
+        } else {
+            data.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
+        };
+        rest = data.split_off(cut);
+        if !data.is_empty() {
+            send(&data)?;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// The key of each line of `data`: the parsed `field` (`None` for an invalid line or a NULL).

@@ -1,8 +1,10 @@
 //! From emitted rows to Parquet files in the lake.
 //!
-//! Rows are buffered per partition (`dt`/`hour` of the row's time column, then any
+//! Rows are buffered per lake partition (`dt`/`hour` of the row's time column, then any
 //! `partition_by` keys) until the partition is complete, i.e. no open or future window can
-//! still add a row to it: a complete partition becomes one file. The table's rolling policy
+//! still add a row to it: a complete partition becomes one file, and is committed (its
+//! `_SUCCESS` marker) once the watermark passed its end by the commit delay
+//! ([`complete_through`], the one rule for both). The table's rolling policy
 //! ([`RollingConfig`]) writes a partition's rows early, at a checkpoint, when it holds too
 //! many rows or bytes or waited too long ([`TableSink::roll`]): so a partition gets at most
 //! one file per checkpoint, and memory is bounded by what arrives between two checkpoints.
@@ -69,7 +71,7 @@ struct Buffer {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SinkSnapshot {
     partitions: Vec<BufferSnapshot>,
-    written: Vec<(Vec<String>, Written)>,
+    written: Vec<(Vec<String>, UncommittedFiles)>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -81,9 +83,9 @@ struct BufferSnapshot {
     ipc: Vec<u8>,
 }
 
-/// Files written to a partition that is not committed yet.
+/// Files written to a lake partition that is not committed yet.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct Written {
+struct UncommittedFiles {
     files: Vec<String>,
     rows: u64,
     time_end: i64,
@@ -92,9 +94,7 @@ struct Written {
 /// Buffers one table's rows by partition and cuts them into files.
 pub struct TableSink {
     table: String,
-    /// Schema of the rows it receives.
-    schema: SchemaRef,
-    /// Schema of the files: `schema` minus the `partition_by` columns.
+    /// Schema of the files: the rows' schema minus the `partition_by` columns.
     file_schema: SchemaRef,
     time_column: usize,
     partition_keys: Vec<(String, usize)>,
@@ -102,9 +102,9 @@ pub struct TableSink {
     time_partitioning: TimePartitioning,
     buffers: BTreeMap<PartitionPath, Buffer>,
     /// Partitions with files, not yet committed.
-    written: BTreeMap<PartitionPath, Written>,
+    written: BTreeMap<PartitionPath, UncommittedFiles>,
     /// Whether partitions get `_SUCCESS` markers (not the late table: it has no end).
-    commits: bool,
+    commit_markers: bool,
     rolling: RollingConfig,
     /// The checkpoint that will commit the files cut now.
     checkpoint: u64,
@@ -113,18 +113,27 @@ pub struct TableSink {
     unit: Option<String>,
 }
 
+/// How a [`TableSink`] partitions, rolls and commits a table's rows.
+#[derive(Debug, Clone, Copy)]
+pub struct SinkOptions<'a> {
+    /// The timestamp column that picks `dt`/`hour`.
+    pub time_column: usize,
+    /// Further partition key columns (`partition_by`).
+    pub partition_by: &'a [String],
+    pub rolling: &'a RollingConfig,
+    /// Whether complete partitions get a `_SUCCESS` marker (not the late table: it has no
+    /// end).
+    pub commit_markers: bool,
+}
+
 impl TableSink {
-    /// `time_column` (a timestamp) picks `dt`/`hour`; `partition_by` names further key
-    /// columns; `commits` says whether complete partitions get a marker.
-    pub fn new(
-        table: &str,
-        schema: SchemaRef,
-        time_column: usize,
-        partition_by: &[String],
-        rolling: &RollingConfig,
-        commits: bool,
-        lake: &Lake,
-    ) -> Self {
+    pub fn new(table: &str, schema: SchemaRef, options: SinkOptions<'_>, lake: &Lake) -> Self {
+        let SinkOptions {
+            time_column,
+            partition_by,
+            rolling,
+            commit_markers,
+        } = options;
         let partition_keys: Vec<(String, usize)> = partition_by
             .iter()
             .map(|k| {
@@ -140,7 +149,6 @@ impl TableSink {
         let file_schema = Arc::new(schema.project(&file_columns).expect("indices are in range"));
         TableSink {
             table: table.to_string(),
-            schema,
             file_schema,
             time_column,
             partition_keys,
@@ -148,7 +156,7 @@ impl TableSink {
             time_partitioning: lake.time_partitioning,
             buffers: BTreeMap::new(),
             written: BTreeMap::new(),
-            commits,
+            commit_markers,
             rolling: rolling.clone(),
             checkpoint: 1,
             compression: Compression::SNAPPY,
@@ -177,17 +185,19 @@ impl TableSink {
         self.unit = unit;
     }
 
-    pub fn file_schema(&self) -> &SchemaRef {
+    #[cfg(test)]
+    fn file_schema(&self) -> &SchemaRef {
         &self.file_schema
     }
 
-    /// Rows waiting in open partitions.
     /// Arrow memory of the rows waiting for their partition.
     pub fn buffered_bytes(&self) -> usize {
         self.buffers.values().map(|b| b.bytes).sum()
     }
 
-    pub fn buffered_rows(&self) -> usize {
+    /// Rows waiting for their partition.
+    #[cfg(test)]
+    fn buffered_rows(&self) -> usize {
         self.buffers.values().map(|b| b.rows).sum()
     }
 
@@ -269,12 +279,13 @@ impl TableSink {
         Ok(files)
     }
 
-    /// Files for every partition whose time range ends at or before `low_water`.
-    pub fn complete(&mut self, low_water: i64) -> Result<Vec<EncodedFile>, SinkError> {
+    /// Files for every partition whose time range ends at or before `low_water_start` (no
+    /// open window can add a row to it: see [`crate::table::WindowedTable::low_water_start`]).
+    pub fn complete(&mut self, low_water_start: i64) -> Result<Vec<EncodedFile>, SinkError> {
         let done: Vec<PartitionPath> = self
             .buffers
             .iter()
-            .filter(|(_, b)| b.time_end <= low_water)
+            .filter(|(_, b)| b.time_end <= low_water_start)
             .map(|(p, _)| p.clone())
             .collect();
         let mut files = Vec::new();
@@ -362,22 +373,19 @@ impl TableSink {
         (start, start.saturating_add(len))
     }
 
-    /// Partitions to commit: files written, nothing buffered, no open window can add to them
-    /// (`low_water`), and the watermark past their end plus `delay`.
+    /// Partitions to commit: files written, nothing buffered, and complete
+    /// ([`complete_through`]).
     pub fn ready_markers(
         &mut self,
-        low_water: i64,
+        low_water_start: i64,
         watermark: i64,
-        delay: i64,
+        commit_delay: i64,
     ) -> Vec<PartitionMarker> {
+        let complete = complete_through(low_water_start, watermark, commit_delay);
         let ready: Vec<PartitionPath> = self
             .written
             .iter()
-            .filter(|(p, w)| {
-                w.time_end <= low_water
-                    && w.time_end.saturating_add(delay) <= watermark
-                    && !self.buffers.contains_key(p)
-            })
+            .filter(|(p, w)| w.time_end <= complete && !self.buffers.contains_key(p))
             .map(|(p, _)| p.clone())
             .collect();
         ready
@@ -400,7 +408,7 @@ impl TableSink {
     fn cut(&mut self, partition: PartitionPath, buf: Buffer) -> Result<EncodedFile, SinkError> {
         let time_end = buf.time_end;
         let file = self.encode(partition, buf)?;
-        if self.commits {
+        if self.commit_markers {
             let w = self.written.entry(file.partition.clone()).or_default();
             w.files.push(file.name.clone());
             w.rows += file.rows;
@@ -428,10 +436,16 @@ impl TableSink {
             closed: buf.closed,
         })
     }
+}
 
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
+/// The rule for when a lake partition is complete: no open window can still add a row to it
+/// (it ends at or before the table's `low_water_start`), and the watermark passed its end by
+/// the commit delay. Every partition ending at or before the instant returned is complete:
+/// a sink commits those of its partitions whose rows are all written
+/// ([`TableSink::ready_markers`]), and an engine's commit horizon is the earliest of its
+/// tables' (where several engines write one table, `crate::board` commits by it).
+pub fn complete_through(low_water_start: i64, watermark: i64, commit_delay: i64) -> i64 {
+    low_water_start.min(watermark.saturating_sub(commit_delay))
 }
 
 /// Encodes rows as one Parquet file: every data file of the lake is written here. Returns
@@ -476,6 +490,16 @@ mod tests {
 
     const H: i64 = 3_600_000_000;
 
+    /// A windowed table's options: time in column 0, markers on.
+    fn windowed<'a>(partition_by: &'a [String], rolling: &'a RollingConfig) -> SinkOptions<'a> {
+        SinkOptions {
+            time_column: 0,
+            partition_by,
+            rolling,
+            commit_markers: true,
+        }
+    }
+
     fn test_lake(dir: &std::path::Path) -> Lake {
         Lake::open(
             dir.to_str().unwrap(),
@@ -490,7 +514,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = test_lake(dir.path());
         let schema = Arc::new(Schema::new(vec![
-            Field::new("window_start", shared::schema::timestamp_type(), false),
+            Field::new("window_start", shared::types::timestamp_type(), false),
             Field::new("path", DataType::Utf8, true),
         ]));
         let batch = RecordBatch::try_new(
@@ -508,15 +532,9 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut sink = TableSink::new(
-            "t",
-            schema,
-            0,
-            &["path".to_string()],
-            &RollingConfig::default(),
-            true,
-            &lake,
-        );
+        let partition_by = ["path".to_string()];
+        let rolling = RollingConfig::default();
+        let mut sink = TableSink::new("t", schema, windowed(&partition_by, &rolling), &lake);
         sink.add(&batch, &lake, None).unwrap();
         assert_eq!(sink.buffered_rows(), 4);
         let first = sink.complete(H).unwrap();
@@ -549,7 +567,7 @@ mod tests {
     fn starts_schema() -> SchemaRef {
         Arc::new(Schema::new(vec![Field::new(
             "window_start",
-            shared::schema::timestamp_type(),
+            shared::types::timestamp_type(),
             false,
         )]))
     }
@@ -570,15 +588,8 @@ mod tests {
         let lake = test_lake(dir.path());
         let schema = starts_schema();
         let batch = starts;
-        let mut sink = TableSink::new(
-            "t",
-            schema.clone(),
-            0,
-            &[],
-            &RollingConfig::default(),
-            true,
-            &lake,
-        );
+        let rolling = RollingConfig::default();
+        let mut sink = TableSink::new("t", schema.clone(), windowed(&[], &rolling), &lake);
         let closed = Instant::now();
         sink.add(&batch(vec![0]), &lake, Some(closed)).unwrap();
         sink.add(&batch(vec![H]), &lake, None).unwrap();
@@ -589,15 +600,12 @@ mod tests {
         assert!(files[1].closed.is_empty());
         assert!(sink.roll(now_ms()).unwrap().is_empty());
         // The late table's default keeps rows until its limits.
-        let mut late = TableSink::new(
-            "l",
-            schema.clone(),
-            0,
-            &[],
-            &RollingConfig::late_default(),
-            false,
-            &lake,
-        );
+        let late_rolling = RollingConfig::late_default();
+        let options = SinkOptions {
+            commit_markers: false,
+            ..windowed(&[], &late_rolling)
+        };
+        let mut late = TableSink::new("l", schema.clone(), options, &lake);
         late.add(&batch(vec![0]), &lake, None).unwrap();
         assert!(late.roll(now_ms()).unwrap().is_empty());
     }
@@ -614,7 +622,7 @@ mod tests {
             max_open_time: Some(shared::HumanDuration::from_secs(60)),
             ..RollingConfig::default()
         };
-        let mut sink = TableSink::new("t", schema.clone(), 0, &[], &rolling, true, &lake);
+        let mut sink = TableSink::new("t", schema.clone(), windowed(&[], &rolling), &lake);
         sink.set_checkpoint(7);
         sink.add(&rows(vec![0, 1]), &lake, None).unwrap();
         sink.add(&rows(vec![H, H + 1, H + 2]), &lake, None).unwrap();
@@ -637,7 +645,7 @@ mod tests {
             max_bytes: shared::ByteSize(1 << 31),
             ..RollingConfig::default()
         };
-        let mut sink = TableSink::new("t", schema.clone(), 0, &[], &small, true, &lake);
+        let mut sink = TableSink::new("t", schema.clone(), windowed(&[], &small), &lake);
         sink.add(&rows(vec![0, 1]), &lake, None).unwrap();
         assert!(sink.roll(now).unwrap().is_empty());
         assert_eq!(sink.flush_all().unwrap().len(), 1);

@@ -109,6 +109,58 @@ struct Session {
     accs: Vec<Acc>,
 }
 
+/// The sessions of a key an event's session `[start, end)` touches or overlaps, taken out
+/// of `list` and merged into one.
+struct Bridged {
+    merged: Option<Session>,
+    /// The merged range: the event's session and every session it joins.
+    start: i64,
+    end: i64,
+    /// Sessions joined.
+    joined: usize,
+    /// Bytes of the sessions joined, counted again as one after the merge (only when two or
+    /// more merge: a merge of sets can shrink them).
+    released: usize,
+}
+
+/// Takes out of `list` every session that touches or overlaps `[start, end)`, widening the
+/// range by each, and merges them.
+fn take_bridged(list: &mut Vec<Session>, key: &[u8], start: i64, end: i64) -> Bridged {
+    let mut b = Bridged {
+        merged: None,
+        start,
+        end,
+        joined: 0,
+        released: 0,
+    };
+    let mut i = 0;
+    while i < list.len() {
+        let s = &list[i];
+        if s.start <= b.end && s.end >= b.start {
+            let s = list.swap_remove(i);
+            b.joined += 1;
+            b.start = b.start.min(s.start);
+            b.end = b.end.max(s.end);
+            b.merged = Some(match b.merged.take() {
+                None => s,
+                Some(mut m) => {
+                    if b.joined == 2 {
+                        b.released += session_bytes(key, &m.accs);
+                    }
+                    b.released += session_bytes(key, &s.accs);
+                    for (a, c) in m.accs.iter_mut().zip(s.accs) {
+                        a.merge(c);
+                    }
+                    m
+                }
+            });
+        } else {
+            i += 1;
+        }
+    }
+    b
+}
+
 /// A session, ready to become an output row.
 struct EmittedSession {
     start: i64,
@@ -332,51 +384,23 @@ impl WindowedTable {
         inputs: &[AggInput],
         row: usize,
     ) -> bool {
-        let (mut start, mut end) = self.assigner.session_of(ts);
+        let (start, end) = self.assigner.session_of(ts);
         let fresh = self.new_accs();
         let list = self.sessions.entry_ref(key).or_default();
-        let mut merged: Option<Session> = None;
-        // Bytes of the sessions this event joins, counted again as one after the merge (only
-        // when two or more merge: a merge of sets can shrink them).
-        let mut joined = 0;
-        let mut released = 0;
-        let mut i = 0;
-        while i < list.len() {
-            let s = &list[i];
-            if s.start <= end && s.end >= start {
-                let s = list.swap_remove(i);
-                joined += 1;
-                start = start.min(s.start);
-                end = end.max(s.end);
-                merged = Some(match merged {
-                    None => s,
-                    Some(mut m) => {
-                        if joined == 2 {
-                            released += session_bytes(key, &m.accs);
-                        }
-                        released += session_bytes(key, &s.accs);
-                        for (a, b) in m.accs.iter_mut().zip(s.accs) {
-                            a.merge(b);
-                        }
-                        m
-                    }
-                });
-            } else {
-                i += 1;
-            }
-        }
-        if merged.is_none() && end <= wm {
+        let bridged = take_bridged(list, key, start, end);
+        let (start, end) = (bridged.start, bridged.end);
+        if bridged.merged.is_none() && end <= wm {
             if list.is_empty() {
                 self.sessions.remove(key);
             }
             return false;
         }
-        let mut added = match (&merged, joined) {
+        let mut added = match (&bridged.merged, bridged.joined) {
             (None, _) => session_bytes(key, &fresh),
             (Some(m), 2..) => session_bytes(key, &m.accs),
             (Some(_), _) => 0,
         };
-        let mut session = merged.unwrap_or(Session {
+        let mut session = bridged.merged.unwrap_or(Session {
             start,
             end,
             accs: fresh,
@@ -387,7 +411,7 @@ impl WindowedTable {
             added += acc.update(input, row);
         }
         list.push(session);
-        self.state_bytes = (self.state_bytes + added).saturating_sub(released);
+        self.state_bytes = (self.state_bytes + added).saturating_sub(bridged.released);
         true
     }
 
@@ -395,47 +419,14 @@ impl WindowedTable {
     /// schema ordered by window start, then key. `None` when no window is complete.
     pub fn emit(&mut self, watermark: i64) -> Result<Option<RecordBatch>, ArrowError> {
         if self.assigner.is_session() {
-            let mut out: Vec<EmittedSession> = Vec::new();
-            let mut emptied = Vec::new();
-            for (key, list) in self.sessions.iter_mut() {
-                let mut i = 0;
-                while i < list.len() {
-                    if list[i].end <= watermark {
-                        let s = list.swap_remove(i);
-                        self.state_bytes =
-                            self.state_bytes.saturating_sub(session_bytes(key, &s.accs));
-                        out.push(EmittedSession {
-                            start: s.start,
-                            end: s.end,
-                            key: key.clone(),
-                            accs: s.accs,
-                        });
-                    } else {
-                        i += 1;
-                    }
-                }
-                if list.is_empty() {
-                    emptied.push(key.clone());
-                }
-            }
-            for k in emptied {
-                self.sessions.remove(&k);
-            }
-            if out.is_empty() {
-                return Ok(None);
-            }
-            out.sort_by(|a, b| (a.start, &a.key).cmp(&(b.start, &b.key)));
-            self.windows_emitted += out
-                .iter()
-                .map(|o| o.start)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len() as u64;
-            let rows: Vec<RowRef> = out
-                .iter()
-                .map(|o| (o.start, o.end, &o.key[..], &o.accs[..]))
-                .collect();
-            return self.rows_to_batch(&rows).map(Some);
+            self.emit_sessions(watermark)
+        } else {
+            self.emit_windows(watermark)
         }
+    }
+
+    /// [`WindowedTable::emit`] for fixed windows (tumbling, hopping).
+    fn emit_windows(&mut self, watermark: i64) -> Result<Option<RecordBatch>, ArrowError> {
         let span = self.assigner.span();
         let mut done = Vec::new();
         while let Some(entry) = self.windows.first_entry() {
@@ -463,6 +454,56 @@ impl WindowedTable {
             }));
         }
         self.rows_to_batch(&rows).map(Some)
+    }
+
+    /// [`WindowedTable::emit`] for sessions; a window is a distinct session start.
+    fn emit_sessions(&mut self, watermark: i64) -> Result<Option<RecordBatch>, ArrowError> {
+        let mut out = self.take_closed_sessions(watermark);
+        if out.is_empty() {
+            return Ok(None);
+        }
+        out.sort_by(|a, b| (a.start, &a.key).cmp(&(b.start, &b.key)));
+        self.windows_emitted += out
+            .iter()
+            .map(|o| o.start)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as u64;
+        let rows: Vec<RowRef> = out
+            .iter()
+            .map(|o| (o.start, o.end, &o.key[..], &o.accs[..]))
+            .collect();
+        self.rows_to_batch(&rows).map(Some)
+    }
+
+    /// Removes the sessions that end at or before the watermark (and keys left without
+    /// any), in no particular order.
+    fn take_closed_sessions(&mut self, watermark: i64) -> Vec<EmittedSession> {
+        let mut out: Vec<EmittedSession> = Vec::new();
+        let mut emptied = Vec::new();
+        for (key, list) in self.sessions.iter_mut() {
+            let mut i = 0;
+            while i < list.len() {
+                if list[i].end <= watermark {
+                    let s = list.swap_remove(i);
+                    self.state_bytes = self.state_bytes.saturating_sub(session_bytes(key, &s.accs));
+                    out.push(EmittedSession {
+                        start: s.start,
+                        end: s.end,
+                        key: key.clone(),
+                        accs: s.accs,
+                    });
+                } else {
+                    i += 1;
+                }
+            }
+            if list.is_empty() {
+                emptied.push(key.clone());
+            }
+        }
+        for k in emptied {
+            self.sessions.remove(&k);
+        }
+        out
     }
 
     fn rows_to_batch(&self, rows: &[RowRef]) -> Result<RecordBatch, ArrowError> {
@@ -612,7 +653,7 @@ mod tests {
 
     fn events() -> SchemaRef {
         Arc::new(Schema::new(vec![
-            Field::new("ts", shared::schema::timestamp_type(), false),
+            Field::new("ts", shared::types::timestamp_type(), false),
             Field::new("k", DataType::Utf8, true),
             Field::new("n", DataType::Int32, false),
         ]))

@@ -35,9 +35,9 @@ use crate::board::Board;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::engine::EngineSnapshot;
 use crate::fault;
+use crate::metrics::Telemetry;
 use crate::sink::EncodedFile;
 use crate::sources::Position;
-use crate::telemetry::Telemetry;
 
 /// Object-store requests of one kind (stage, publish, marker) in flight at once. On a local
 /// disk each is a blocking call on tokio's blocking pool, so small files overlap their
@@ -98,8 +98,8 @@ pub struct CommitWriter {
     last: Option<EngineSnapshot>,
     /// The pipeline's lock, asked before every checkpoint and publish.
     locks: Locks,
-    /// For a unit of a Kafka pipeline: where its partitions are committed with the other
-    /// units' ([`Board`]); `None`: this writer commits its partitions itself.
+    /// For a unit of a Kafka pipeline: where its lake partitions are committed with the
+    /// other units' ([`Board`]); `None`: this writer commits its partitions itself.
     pub board: Option<Board>,
     /// Called with each checkpoint's source position once it is durable (a Kafka unit
     /// commits its offset to the group then, for lag monitoring).

@@ -2,32 +2,25 @@
 //!
 //! DataFusion's plan serialization knows listing tables and views, not the tables a run
 //! registers: a lake table is a [`SnapshotTable`] (a fixed list of files), a dimension in
-//! cluster mode a [`DimensionTable`] (its rows, read once by the client). [`LakeCodec`]
-//! writes both as a tag byte and a payload and reads them back on the scheduler; everything
-//! else goes to Ballista's own codec. The scheduler then plans a snapshot table into a plain
-//! Parquet scan, which Ballista's physical codec carries to the executors as it is.
+//! cluster mode a [`DimensionTable`] (its rows, read once by the client); both are defined in
+//! [`crate::tables`]. [`LakeCodec`] writes both as a tag byte and a payload and reads them
+//! back on the scheduler; everything else goes to Ballista's own codec. The scheduler then
+//! plans a snapshot table into a plain Parquet scan, which Ballista's physical codec carries
+//! to the executors as it is.
 
-use std::io::Cursor;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::StreamWriter;
-use async_trait::async_trait;
 use ballista_core::serde::BallistaLogicalExtensionCodec;
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
-use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormatFactory;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{AggregateUDF, Expr, Extension, LogicalPlan, ScalarUDF, WindowUDF};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, WindowUDF};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 
-use crate::catalog::SnapshotTable;
+use crate::tables::{DimensionTable, SnapshotTable};
 
 const SNAPSHOT: u8 = 1;
 const DIMENSION: u8 = 2;
@@ -124,101 +117,5 @@ impl LogicalExtensionCodec for LakeCodec {
 
     fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
         self.inner.try_encode_udwf(node, buf)
-    }
-}
-
-/// A dimension's rows, read by the client and shipped inside the plan: executors need no
-/// copy of the file (dimensions are small; the lake is what is big).
-#[derive(Debug)]
-pub struct DimensionTable {
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-}
-
-impl DimensionTable {
-    pub fn new(schema: SchemaRef, batches: Vec<RecordBatch>) -> DimensionTable {
-        DimensionTable { schema, batches }
-    }
-
-    fn write_ipc(&self, buf: &mut Vec<u8>) -> Result<()> {
-        let mut writer = StreamWriter::try_new(buf, &self.schema)?;
-        for b in &self.batches {
-            writer.write(b)?;
-        }
-        writer.finish()?;
-        Ok(())
-    }
-
-    fn from_ipc(payload: &[u8]) -> Result<DimensionTable> {
-        let reader = StreamReader::try_new(Cursor::new(payload), None)?;
-        let schema = reader.schema();
-        let batches = reader
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(DataFusionError::from)?;
-        Ok(DimensionTable { schema, batches })
-    }
-}
-
-#[async_trait]
-impl TableProvider for DimensionTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(MemorySourceConfig::try_new_exec(
-            std::slice::from_ref(&self.batches),
-            self.schema.clone(),
-            projection.cloned(),
-        )?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use arrow::array::{Int32Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
-
-    use super::*;
-
-    #[test]
-    fn a_dimension_round_trips() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("status", DataType::Int32, false),
-            Field::new("description", DataType::Utf8, true),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Int32Array::from(vec![200, 404])),
-                Arc::new(StringArray::from(vec![Some("OK"), None])),
-            ],
-        )
-        .unwrap();
-        let table: Arc<dyn TableProvider> =
-            Arc::new(DimensionTable::new(schema.clone(), vec![batch.clone()]));
-        let codec = LakeCodec::default();
-        let mut buf = Vec::new();
-        let name = TableReference::bare("status_codes");
-        codec
-            .try_encode_table_provider(&name, table, &mut buf)
-            .unwrap();
-        let ctx = TaskContext::default();
-        let back = codec
-            .try_decode_table_provider(&buf, &name, schema.clone(), &ctx)
-            .unwrap();
-        let back = back.downcast_ref::<DimensionTable>().unwrap();
-        assert_eq!(back.schema, schema);
-        assert_eq!(back.batches, vec![batch]);
     }
 }

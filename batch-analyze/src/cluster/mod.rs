@@ -3,24 +3,26 @@
 //! Only the execution of a report's query moves: the run still locks, takes its snapshot of
 //! the lake, plans the report, writes outputs and state on this machine. The query's logical
 //! plan goes to a Ballista scheduler, which cuts it into stages for its executors; the rows
-//! come back here and are written exactly as the embedded engine's.
+//! come back here and are written exactly as the embedded engine's. The sessions of both
+//! engines are made here ([`embedded_session`], [`session_on`]).
 //!
 //! Why our own scheduler and executor processes (`batch-analyze scheduler`,
 //! `batch-analyze executor`) and not the stock Ballista binaries: a lake table is a
-//! [`SnapshotTable`](crate::catalog) (the exact files the commit markers name), which the
-//! stock scheduler cannot decode, and the sketch functions ([`crate::sketch`]) must exist on
-//! every process that plans or runs a query. Both processes are the Ballista crates with our
-//! codec ([`codec`]), our functions and an object-store registry that opens `s3://` lakes
-//! with the query's `lake.s3` settings ([`stores`]). Dimension tables travel inside the plan (they
-//! are read once, here), so executors need nothing but the lake.
+//! [`SnapshotTable`](crate::tables::SnapshotTable) (the exact files the commit markers
+//! name), which the stock scheduler cannot decode, and the sketch functions
+//! ([`crate::sketch`]) must exist on every process that plans or runs a query. Both
+//! processes are the Ballista crates with our codec ([`codec`]), our functions and an
+//! object-store registry that opens `s3://` lakes with the query's `lake.s3` settings
+//! ([`stores`]). Dimension tables travel inside the plan (they are read once, here), so
+//! executors need nothing but the lake.
 //!
 //! Where Ballista's answers could differ from the embedded engine's (it has open
 //! wrong-result bugs around window functions and joins), the tests compare both engines'
 //! outputs byte for byte on the reference pipelines.
 
-pub mod codec;
-pub mod process;
-pub mod stores;
+pub(crate) mod codec;
+pub(crate) mod process;
+pub(crate) mod stores;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,35 +35,61 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
-pub use shared::config::Engine;
-use shared::config::S3Config;
+use shared::config::{QueryEngine, S3Config};
 use stores::LakeS3Options;
 use tokio::sync::OnceCell;
+
+use crate::error::first_line;
+
+/// The options every report session has, embedded or on a cluster: no information schema
+/// (reports read only the lake's tables).
+fn our_options(config: SessionConfig) -> SessionConfig {
+    config.with_information_schema(false)
+}
+
+/// A session for reports in this process: the lake's sketch functions ([`crate::sketch`])
+/// are registered in it.
+pub fn embedded_session() -> SessionContext {
+    let ctx = SessionContext::new_with_config(our_options(SessionConfig::new()));
+    crate::sketch::register(&ctx);
+    ctx
+}
+
+/// A session whose queries run on `engine`: embedded, or on a cluster; the error is one line
+/// that names the engine.
+pub async fn session_on(engine: &QueryEngine, s3: &S3Config) -> Result<SessionContext, String> {
+    if engine.is_embedded() {
+        return Ok(embedded_session());
+    }
+    session(engine, s3)
+        .await
+        .map_err(|e| format!("{engine}: {}", first_line(&e.to_string())))
+}
 
 /// The session configuration every cluster process shares: Ballista's defaults, our
 /// options (as the embedded session's), our codec, and room for a query's S3 settings.
 pub fn config() -> SessionConfig {
-    crate::our_options(SessionConfig::new_with_ballista())
+    our_options(SessionConfig::new_with_ballista())
         .with_ballista_logical_extension_codec(Arc::new(codec::LakeCodec::default()))
         .with_option_extension(LakeS3Options::default())
 }
 
 /// A session whose queries run on `engine` (which must not be embedded), with the sketch
 /// functions registered; its queries carry the pipeline's `lake.s3` settings to executors.
-pub async fn session(engine: &Engine, s3: &S3Config) -> Result<SessionContext, DataFusionError> {
+async fn session(engine: &QueryEngine, s3: &S3Config) -> Result<SessionContext, DataFusionError> {
     let url = match engine {
-        Engine::Embedded => {
+        QueryEngine::Embedded => {
             return Err(DataFusionError::Internal(
                 "the embedded engine has no cluster session".into(),
             ));
         }
-        Engine::Standalone => {
+        QueryEngine::Standalone => {
             let port = STANDALONE.get_or_try_init(start_standalone).await?;
             format!("df://localhost:{port}")
         }
-        Engine::Cluster { .. } => engine.to_string(),
+        QueryEngine::Cluster { .. } => engine.to_string(),
     };
-    let mut state = state()?;
+    let mut state = session_state()?;
     state
         .config_mut()
         .options_mut()
@@ -94,7 +122,7 @@ fn runtime() -> Result<Arc<RuntimeEnv>, DataFusionError> {
 
 /// A session state for cluster queries: our codec, the process's [`runtime()`], and the
 /// functions a standalone scheduler and executor (built from this state) plan and run with.
-fn state() -> Result<SessionState, DataFusionError> {
+fn session_state() -> Result<SessionState, DataFusionError> {
     let mut state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config())
@@ -106,7 +134,7 @@ fn state() -> Result<SessionState, DataFusionError> {
 
 /// Starts a scheduler and an executor (one slot per core) inside this process.
 async fn start_standalone() -> Result<u16, DataFusionError> {
-    let state = state()?;
+    let state = session_state()?;
     let failed = |e: ballista_core::error::BallistaError| {
         DataFusionError::Execution(format!("the standalone cluster did not start: {e}"))
     };
@@ -138,8 +166,8 @@ async fn start_standalone() -> Result<u16, DataFusionError> {
 
 /// Fails with one line when the scheduler cannot be reached (it is otherwise found out at
 /// the first query, deep in a gRPC error).
-pub async fn check_reachable(engine: &Engine) -> Result<(), String> {
-    let Engine::Cluster { host, port } = engine else {
+pub async fn check_reachable(engine: &QueryEngine) -> Result<(), String> {
+    let QueryEngine::Cluster { host, port } = engine else {
         return Ok(());
     };
     let address = format!("{host}:{port}");

@@ -126,108 +126,117 @@ fn tokenize(s: &str) -> Result<Vec<Token>, String> {
     let mut i = 0;
     let mut out = Vec::new();
     while i < b.len() {
-        let c = b[i];
-        match c {
-            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
-            b'(' => {
-                out.push(Token::LParen);
-                i += 1
-            }
-            b')' => {
-                out.push(Token::RParen);
-                i += 1
-            }
-            b',' => {
-                out.push(Token::Comma);
-                i += 1
-            }
-            b'=' | b'!' | b'<' | b'>' => {
-                let two = b.get(i + 1).copied();
-                let (op, len) = match (c, two) {
-                    (b'=', Some(b'=')) => (CmpOp::Eq, 2),
-                    (b'=', _) => (CmpOp::Eq, 1),
-                    (b'!', Some(b'=')) => (CmpOp::NotEq, 2),
-                    (b'<', Some(b'>')) => (CmpOp::NotEq, 2),
-                    (b'<', Some(b'=')) => (CmpOp::LtEq, 2),
-                    (b'<', _) => (CmpOp::Lt, 1),
-                    (b'>', Some(b'=')) => (CmpOp::GtEq, 2),
-                    (b'>', _) => (CmpOp::Gt, 1),
-                    _ => return Err(format!("unexpected `{}` at position {}", c as char, i + 1)),
-                };
-                out.push(Token::Op(op));
-                i += len;
-            }
-            b'\'' | b'"' => {
-                let quote = c;
-                let mut text = String::new();
-                let mut j = i + 1;
-                loop {
-                    match b.get(j) {
-                        None => {
-                            return Err(format!(
-                                "unterminated string starting at position {}",
-                                i + 1
-                            ));
-                        }
-                        Some(&q) if q == quote => {
-                            if b.get(j + 1) == Some(&quote) {
-                                text.push(quote as char);
-                                j += 2;
-                            } else {
-                                j += 1;
-                                break;
-                            }
-                        }
-                        Some(_) => {
-                            let ch = s[j..].chars().next().unwrap_or('\u{FFFD}');
-                            text.push(ch);
-                            j += ch.len_utf8();
-                        }
-                    }
-                }
-                out.push(Token::Lit(Value::Str(text)));
-                i = j;
-            }
-            b'0'..=b'9' | b'-' | b'.' => {
-                let start = i;
+        let (token, len) = match b[i] {
+            b' ' | b'\t' | b'\n' | b'\r' => {
                 i += 1;
-                while i < b.len() && (b[i].is_ascii_digit() || matches!(b[i], b'.' | b'e' | b'E')) {
-                    i += 1;
-                }
-                let text = &s[start..i];
-                let v = if let Ok(v) = text.parse::<i64>() {
-                    Value::Int(v)
-                } else if let Ok(v) = text.parse::<f64>() {
-                    Value::Float(v)
-                } else {
-                    return Err(format!("`{text}` is not a number"));
-                };
-                out.push(Token::Lit(v));
+                continue;
             }
-            c if c.is_ascii_alphabetic() || c == b'_' => {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
-                }
-                let word = &s[start..i];
-                match word.to_ascii_lowercase().as_str() {
-                    "true" => out.push(Token::Lit(Value::Bool(true))),
-                    "false" => out.push(Token::Lit(Value::Bool(false))),
-                    _ => out.push(Token::Ident(word.to_string())),
-                }
-            }
+            b'(' => (Token::LParen, 1),
+            b')' => (Token::RParen, 1),
+            b',' => (Token::Comma, 1),
+            b'=' | b'!' | b'<' | b'>' => lex_op(b, i)?,
+            b'\'' | b'"' => lex_string(s, i)?,
+            b'0'..=b'9' | b'-' | b'.' => lex_number(s, i)?,
+            c if c.is_ascii_alphabetic() || c == b'_' => lex_word(s, i),
             _ => {
                 let ch = s[i..].chars().next().unwrap_or('?');
                 return Err(format!("unexpected `{ch}` at position {}", i + 1));
             }
-        }
+        };
+        out.push(token);
+        i += len;
     }
     Ok(out)
+}
+
+/// The operator at `i` (`=`, `==`, `!=`, `<>`, `<`, `<=`, `>`, `>=`) and its length.
+fn lex_op(b: &[u8], i: usize) -> Result<(Token, usize), String> {
+    let (op, len) = match (b[i], b.get(i + 1).copied()) {
+        (b'=', Some(b'=')) => (CmpOp::Eq, 2),
+        (b'=', _) => (CmpOp::Eq, 1),
+        (b'!', Some(b'=')) => (CmpOp::NotEq, 2),
+        (b'<', Some(b'>')) => (CmpOp::NotEq, 2),
+        (b'<', Some(b'=')) => (CmpOp::LtEq, 2),
+        (b'<', _) => (CmpOp::Lt, 1),
+        (b'>', Some(b'=')) => (CmpOp::GtEq, 2),
+        (b'>', _) => (CmpOp::Gt, 1),
+        (c, _) => return Err(format!("unexpected `{}` at position {}", c as char, i + 1)),
+    };
+    Ok((Token::Op(op), len))
+}
+
+/// The string quoted at `i` (by `'` or `"`, the quote doubled inside) and its length.
+fn lex_string(s: &str, i: usize) -> Result<(Token, usize), String> {
+    let b = s.as_bytes();
+    let quote = b[i];
+    let mut text = String::new();
+    let mut j = i + 1;
+    loop {
+        match b.get(j) {
+            None => {
+                return Err(format!(
+                    "unterminated string starting at position {}",
+                    i + 1
+                ));
+            }
+            Some(&q) if q == quote => {
+                if b.get(j + 1) == Some(&quote) {
+                    text.push(quote as char);
+                    j += 2;
+                } else {
+                    j += 1;
+                    break;
+                }
+            }
+            Some(_) => {
+                let ch = s[j..].chars().next().unwrap_or('\u{FFFD}');
+                text.push(ch);
+                j += ch.len_utf8();
+            }
+        }
+    }
+    Ok((Token::Lit(Value::Str(text)), j - i))
+}
+
+/// The number at `i` (an integer, else a float) and its length.
+fn lex_number(s: &str, i: usize) -> Result<(Token, usize), String> {
+    let b = s.as_bytes();
+    let mut end = i + 1;
+    while end < b.len() && (b[end].is_ascii_digit() || matches!(b[end], b'.' | b'e' | b'E')) {
+        end += 1;
+    }
+    let text = &s[i..end];
+    let v = if let Ok(v) = text.parse::<i64>() {
+        Value::Int(v)
+    } else if let Ok(v) = text.parse::<f64>() {
+        Value::Float(v)
+    } else {
+        return Err(format!("`{text}` is not a number"));
+    };
+    Ok((Token::Lit(v), end - i))
+}
+
+/// The word at `i`: `true` or `false` (any case), else a name; and its length.
+fn lex_word(s: &str, i: usize) -> (Token, usize) {
+    let b = s.as_bytes();
+    let mut end = i;
+    while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
+        end += 1;
+    }
+    let word = &s[i..end];
+    let token = match word.to_ascii_lowercase().as_str() {
+        "true" => Token::Lit(Value::Bool(true)),
+        "false" => Token::Lit(Value::Bool(false)),
+        _ => Token::Ident(word.to_string()),
+    };
+    (token, end - i)
 }
 
 fn is_kw(t: Option<&Token>, kw: &str) -> bool {
     matches!(t, Some(Token::Ident(w)) if w.eq_ignore_ascii_case(kw))
 }
+
+type Tokens = std::iter::Peekable<std::vec::IntoIter<Token>>;
 
 /// Parses a filter condition.
 pub fn parse(s: &str) -> Result<Filter, String> {
@@ -240,61 +249,7 @@ pub fn parse(s: &str) -> Result<Filter, String> {
             Some(t) => return Err(format!("expected a field name, found {t:?}")),
             None => return Err("expected a condition such as `status >= 400`".into()),
         };
-        let test = match it.next() {
-            Some(Token::Op(op)) => match it.next() {
-                Some(Token::Lit(v)) => Test::Cmp(op, v),
-                _ => {
-                    return Err(format!(
-                        "expected a literal after the comparison on `{field}`"
-                    ));
-                }
-            },
-            Some(Token::Ident(w)) if w.eq_ignore_ascii_case("is") => {
-                let not = is_kw(it.peek(), "not");
-                if not {
-                    it.next();
-                }
-                if !is_kw(it.next().as_ref(), "null") {
-                    return Err(format!("expected `null` after `{field} is`"));
-                }
-                if not { Test::IsNotNull } else { Test::IsNull }
-            }
-            Some(Token::Ident(w))
-                if w.eq_ignore_ascii_case("in") || w.eq_ignore_ascii_case("not") =>
-            {
-                let not = w.eq_ignore_ascii_case("not");
-                if not && !is_kw(it.next().as_ref(), "in") {
-                    return Err(format!("expected `in` after `{field} not`"));
-                }
-                if it.next() != Some(Token::LParen) {
-                    return Err(format!("expected `(` after `{field} in`"));
-                }
-                let mut values = Vec::new();
-                loop {
-                    match it.next() {
-                        Some(Token::Lit(v)) => values.push(v),
-                        _ => return Err(format!("expected a literal in the list of `{field} in`")),
-                    }
-                    match it.next() {
-                        Some(Token::Comma) => continue,
-                        Some(Token::RParen) => break,
-                        _ => {
-                            return Err(format!("expected `,` or `)` in the list of `{field} in`"));
-                        }
-                    }
-                }
-                if not {
-                    Test::NotIn(values)
-                } else {
-                    Test::In(values)
-                }
-            }
-            _ => {
-                return Err(format!(
-                    "expected a comparison after `{field}` (=, !=, <, <=, >, >=, is null, in (...))"
-                ));
-            }
-        };
+        let test = parse_test(&mut it, &field)?;
         all.push(Comparison { field, test });
         match it.next() {
             None => break,
@@ -309,6 +264,65 @@ pub fn parse(s: &str) -> Result<Filter, String> {
         }
     }
     Ok(Filter { all })
+}
+
+/// What follows `field`: `op literal`, `is [not] null` or `[not] in (literal, ...)`.
+fn parse_test(it: &mut Tokens, field: &str) -> Result<Test, String> {
+    match it.next() {
+        Some(Token::Op(op)) => match it.next() {
+            Some(Token::Lit(v)) => Ok(Test::Cmp(op, v)),
+            _ => Err(format!(
+                "expected a literal after the comparison on `{field}`"
+            )),
+        },
+        Some(Token::Ident(w)) if w.eq_ignore_ascii_case("is") => {
+            let not = is_kw(it.peek(), "not");
+            if not {
+                it.next();
+            }
+            if !is_kw(it.next().as_ref(), "null") {
+                return Err(format!("expected `null` after `{field} is`"));
+            }
+            Ok(if not { Test::IsNotNull } else { Test::IsNull })
+        }
+        Some(Token::Ident(w)) if w.eq_ignore_ascii_case("in") || w.eq_ignore_ascii_case("not") => {
+            let not = w.eq_ignore_ascii_case("not");
+            if not && !is_kw(it.next().as_ref(), "in") {
+                return Err(format!("expected `in` after `{field} not`"));
+            }
+            let values = parse_list(it, field)?;
+            Ok(if not {
+                Test::NotIn(values)
+            } else {
+                Test::In(values)
+            })
+        }
+        _ => Err(format!(
+            "expected a comparison after `{field}` (=, !=, <, <=, >, >=, is null, in (...))"
+        )),
+    }
+}
+
+/// `(literal, ...)` after `field in`.
+fn parse_list(it: &mut Tokens, field: &str) -> Result<Vec<Value>, String> {
+    if it.next() != Some(Token::LParen) {
+        return Err(format!("expected `(` after `{field} in`"));
+    }
+    let mut values = Vec::new();
+    loop {
+        match it.next() {
+            Some(Token::Lit(v)) => values.push(v),
+            _ => return Err(format!("expected a literal in the list of `{field} in`")),
+        }
+        match it.next() {
+            Some(Token::Comma) => continue,
+            Some(Token::RParen) => break,
+            _ => {
+                return Err(format!("expected `,` or `)` in the list of `{field} in`"));
+            }
+        }
+    }
+    Ok(values)
 }
 
 #[cfg(test)]
@@ -344,6 +358,26 @@ mod tests {
         assert_eq!(
             parse("x not in (1.5)").unwrap().all[0].test,
             Test::NotIn(vec![Value::Float(1.5)])
+        );
+    }
+
+    #[test]
+    fn the_lexer_names_what_it_cannot_read() {
+        assert_eq!(parse("a ! 1").unwrap_err(), "unexpected `!` at position 3");
+        assert_eq!(parse("a = #").unwrap_err(), "unexpected `#` at position 5");
+        assert_eq!(
+            parse("a = 'x").unwrap_err(),
+            "unterminated string starting at position 5"
+        );
+        assert_eq!(parse("a = 1.2.3").unwrap_err(), "`1.2.3` is not a number");
+        let f = parse("a == \"é\"\"x\" AND b<=-2e3 and c = TRUE").unwrap();
+        assert_eq!(
+            f.all.iter().map(|c| c.test.clone()).collect::<Vec<_>>(),
+            [
+                Test::Cmp(CmpOp::Eq, Value::Str("é\"x".into())),
+                Test::Cmp(CmpOp::LtEq, Value::Float(-2000.0)),
+                Test::Cmp(CmpOp::Eq, Value::Bool(true)),
+            ]
         );
     }
 

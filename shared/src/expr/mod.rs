@@ -25,9 +25,9 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
-use crate::config::DerivedColumn;
 use crate::config::filter;
-use crate::schema::timestamp_type;
+use crate::config::model::DerivedColumn;
+use crate::types::timestamp_type;
 
 /// An expression planned against one schema, ready to evaluate on its batches.
 #[derive(Debug, Clone)]

@@ -80,10 +80,6 @@ fn split_fields(
 }
 
 impl EventParser for CsvParser {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
     fn parse(&mut self, chunk: &[u8], at_start: bool, invalid: &mut dyn InvalidSink) -> Parsed {
         let mut cols = TypedColumns::new(self.schema.clone());
         let n_fields = self.schema.fields().len();

@@ -13,10 +13,11 @@ mod typed;
 use std::borrow::Cow;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use shared::config::FormatConfig;
 
-pub use apache::{Access, ApacheParser, parse_access_line};
+use apache::ApacheParser;
+#[cfg(test)]
+pub use apache::parse_access_line;
 
 /// Receives invalid lines: the line's 0-based index in the chunk, reason, raw bytes (without
 /// the `\n`).
@@ -41,9 +42,6 @@ pub struct Parsed {
 
 /// Parses chunks of complete lines into record batches of the format's schema.
 pub trait EventParser: Send {
-    /// The schema of the batches it produces ([`shared::schema::event_schema`]).
-    fn schema(&self) -> SchemaRef;
-
     /// Parses every line of `chunk` (the last line may lack its `\n`); `at_start` says
     /// whether its first line is the first line of the input (a CSV header). The result
     /// depends on nothing else, so chunks can be parsed on any thread, in any order.

@@ -47,10 +47,6 @@ enum Scalar<'a> {
 }
 
 impl EventParser for NdjsonParser {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
     fn parse(&mut self, chunk: &[u8], _at_start: bool, invalid: &mut dyn InvalidSink) -> Parsed {
         let mut cols = TypedColumns::new(self.schema.clone());
         let lines = for_each_line(chunk, |no, raw| {

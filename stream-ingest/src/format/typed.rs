@@ -28,7 +28,8 @@ pub enum Raw<'a> {
     Bool(bool),
 }
 
-/// Builders for every field of a declared schema. A row is appended with [`Row`] so that a
+/// Builders for every field of a declared schema. A row is converted into `pending` first
+/// ([`TypedColumns::set`]) and appended whole ([`TypedColumns::finish_row`]), so that a
 /// failed conversion in the middle of a line leaves no partial row behind.
 pub struct TypedColumns {
     schema: SchemaRef,
@@ -44,6 +45,53 @@ enum Value {
     I64(i64),
     F64(f64),
     Bool(bool),
+}
+
+/// Any value, as text appended to `text_buf`.
+#[inline]
+fn text_value(raw: Raw<'_>, text_buf: &mut String) -> Value {
+    let start = text_buf.len();
+    match raw {
+        Raw::Null => return Value::Null,
+        Raw::Text(s) => text_buf.push_str(s),
+        Raw::Int(v) => text_buf.push_str(&v.to_string()),
+        Raw::Float(v) => text_buf.push_str(&v.to_string()),
+        Raw::Bool(v) => text_buf.push_str(if v { "true" } else { "false" }),
+    }
+    Value::Str(start..text_buf.len())
+}
+
+/// Text parsed for a column of another type (a CSV field, a JSON string).
+#[inline]
+fn parse_text(column: &Column, name: &str, s: &str) -> Result<Value, String> {
+    Ok(match column {
+        Column::Str(_) => unreachable!("text columns take text as it is"),
+        Column::I32(_) => {
+            let v: i32 = s
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{name}`: `{s}` is not an int32"))?;
+            Value::I64(i64::from(v))
+        }
+        Column::I64(_) => Value::I64(
+            s.trim()
+                .parse()
+                .map_err(|_| format!("`{name}`: `{s}` is not an int64"))?,
+        ),
+        Column::F64(_) => Value::F64(
+            s.trim()
+                .parse()
+                .map_err(|_| format!("`{name}`: `{s}` is not a number"))?,
+        ),
+        Column::Bool(_) => match s.trim() {
+            "true" | "TRUE" | "True" | "1" => Value::Bool(true),
+            "false" | "FALSE" | "False" | "0" => Value::Bool(false),
+            _ => return Err(format!("`{name}`: `{s}` is not a bool")),
+        },
+        Column::Ts(_) => Value::I64(parse_timestamp(s).ok_or_else(|| {
+            format!("`{name}`: `{s}` is not a timestamp (RFC 3339, e.g. 2024-05-17T10:00:00Z)")
+        })?),
+    })
 }
 
 impl TypedColumns {
@@ -82,63 +130,20 @@ impl TypedColumns {
         let name = self.schema.field(i).name();
         let v = match (&self.columns[i], raw) {
             (_, Raw::Null) => Value::Null,
-            (Column::Str(_), Raw::Text(s)) => {
-                let start = text_buf.len();
-                text_buf.push_str(s);
-                Value::Str(start..text_buf.len())
-            }
-            (Column::Str(_), Raw::Int(v)) => {
-                let start = text_buf.len();
-                text_buf.push_str(&v.to_string());
-                Value::Str(start..text_buf.len())
-            }
-            (Column::Str(_), Raw::Float(v)) => {
-                let start = text_buf.len();
-                text_buf.push_str(&v.to_string());
-                Value::Str(start..text_buf.len())
-            }
-            (Column::Str(_), Raw::Bool(v)) => {
-                let start = text_buf.len();
-                text_buf.push_str(if v { "true" } else { "false" });
-                Value::Str(start..text_buf.len())
-            }
+            (Column::Str(_), raw) => text_value(raw, text_buf),
+            (column, Raw::Text(s)) => parse_text(column, name, s)?,
             (Column::I32(_), Raw::Int(v)) => {
                 i32::try_from(v).map_err(|_| format!("`{name}`: {v} does not fit in int32"))?;
                 Value::I64(v)
             }
             (Column::I64(_), Raw::Int(v)) => Value::I64(v),
-            (Column::I32(_), Raw::Text(s)) => {
-                let v: i32 = s
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("`{name}`: `{s}` is not an int32"))?;
-                Value::I64(i64::from(v))
-            }
-            (Column::I64(_), Raw::Text(s)) => Value::I64(
-                s.trim()
-                    .parse()
-                    .map_err(|_| format!("`{name}`: `{s}` is not an int64"))?,
-            ),
             (Column::F64(_), Raw::Int(v)) => Value::F64(v as f64),
             (Column::F64(_), Raw::Float(v)) => Value::F64(v),
-            (Column::F64(_), Raw::Text(s)) => Value::F64(
-                s.trim()
-                    .parse()
-                    .map_err(|_| format!("`{name}`: `{s}` is not a number"))?,
-            ),
             (Column::Bool(_), Raw::Bool(v)) => Value::Bool(v),
-            (Column::Bool(_), Raw::Text(s)) => match s.trim() {
-                "true" | "TRUE" | "True" | "1" => Value::Bool(true),
-                "false" | "FALSE" | "False" | "0" => Value::Bool(false),
-                _ => return Err(format!("`{name}`: `{s}` is not a bool")),
-            },
             (Column::Ts(_), Raw::Int(ms)) => Value::I64(
                 ms.checked_mul(1000)
                     .ok_or_else(|| format!("`{name}`: {ms} ms is out of range"))?,
             ),
-            (Column::Ts(_), Raw::Text(s)) => Value::I64(parse_timestamp(s).ok_or_else(|| {
-                format!("`{name}`: `{s}` is not a timestamp (RFC 3339, e.g. 2024-05-17T10:00:00Z)")
-            })?),
             (_, _) => {
                 return Err(format!(
                     "`{name}`: wrong JSON type for {}",

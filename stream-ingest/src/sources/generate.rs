@@ -170,6 +170,35 @@ impl Zipf {
     }
 }
 
+/// The random fields of one line, drawn before any byte is written.
+struct LineDraw {
+    /// Event time, UTC seconds.
+    ts: i64,
+    host: usize,
+    path_rank: usize,
+    status: u16,
+    method: &'static str,
+    /// Which request form (see [`Generator::write_request`]).
+    shape: u64,
+    /// The kind of invalid line (index in [`INVALID_KINDS`]), if it is one.
+    invalid: Option<usize>,
+    /// Combined log format (referer and agent), not common.
+    combined: bool,
+    agent: &'static str,
+    referer: &'static str,
+    size_jitter: u32,
+    protocol: &'static str,
+}
+
+/// The whole text of the invalid kinds that are not a damaged access line (empty, binary).
+fn whole_invalid_line(kind: usize) -> Option<&'static [u8]> {
+    match kind {
+        0 => Some(b"\n"),
+        4 => Some(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\xd7\x1a\n"),
+        _ => None,
+    }
+}
+
 /// A deterministic stream of access-log lines.
 pub struct Generator {
     config: GenerateConfig,
@@ -275,6 +304,42 @@ impl Generator {
             return false;
         }
         self.produced += 1;
+        let line = self.draw();
+        if let Some(kind) = line.invalid {
+            self.invalid[kind] += 1;
+            if let Some(whole) = whole_invalid_line(kind) {
+                out.extend_from_slice(whole);
+                return true;
+            }
+        }
+        if self.write_host_and_time(out, &line) {
+            return true;
+        }
+        out.extend_from_slice(b"] \"");
+        self.write_request(out, &line);
+        out.extend_from_slice(b"\" ");
+        push_u64(out, u64::from(line.status));
+        if line.invalid == Some(5) {
+            out.push(b'\n');
+            return true;
+        }
+        out.push(b' ');
+        self.write_bytes(out, &line);
+        if line.combined {
+            out.extend_from_slice(b" \"");
+            out.extend_from_slice(line.referer.as_bytes());
+            out.extend_from_slice(b"\" \"");
+            out.extend_from_slice(line.agent.as_bytes());
+            out.push(b'"');
+        }
+        out.push(b'\n');
+        true
+    }
+
+    /// Moves the clock and draws every random field of the next line, in a fixed order (the
+    /// order is the output: changing it changes every line after).
+    // Flat on purpose: one draw per field, in the order the sequence fixes.
+    fn draw(&mut self) -> LineDraw {
         let rng = &mut self.rng;
         // Exponential gaps: a Poisson process of `events_per_second`.
         let gap_s = -(1.0 - rng.unit()).ln() / self.config.events_per_second;
@@ -305,100 +370,86 @@ impl Generator {
         } else {
             "HTTP/1.1"
         };
-
-        if let Some(kind) = invalid {
-            self.invalid[kind] += 1;
-            match kind {
-                0 => {
-                    out.push(b'\n');
-                    return true;
-                }
-                4 => {
-                    out.extend_from_slice(
-                        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\xd7\x1a\n",
-                    );
-                    return true;
-                }
-                _ => {}
-            }
+        LineDraw {
+            ts,
+            host,
+            path_rank,
+            status,
+            method,
+            shape,
+            invalid,
+            combined,
+            agent,
+            referer,
+            size_jitter,
+            protocol,
         }
+    }
+
+    /// `host - - [time`, damaged as an invalid kind 1-3 says; true when the line ends there
+    /// (cut inside the timestamp).
+    fn write_host_and_time(&self, out: &mut Vec<u8>, line: &LineDraw) -> bool {
         let start = out.len();
-        out.extend_from_slice(&self.hosts[host]);
+        let host = &self.hosts[line.host];
+        out.extend_from_slice(host);
         out.extend_from_slice(b" - - [");
-        let offset_min = self.host_offsets[host];
-        write_time(out, ts + i64::from(offset_min) * 60, offset_min);
-        match invalid {
+        let offset_min = self.host_offsets[line.host];
+        write_time(out, line.ts + i64::from(offset_min) * 60, offset_min);
+        let time = start + host.len() + 6;
+        match line.invalid {
             Some(1) => {
                 // Cut inside the timestamp.
-                out.truncate(start + self.hosts[host].len() + 6 + 12);
+                out.truncate(time + 12);
                 out.push(b'\n');
                 return true;
             }
-            Some(2) => {
-                let m = start + self.hosts[host].len() + 6 + 3;
-                out[m] = out[m].to_ascii_lowercase();
-            }
-            Some(3) => {
-                let h = start + self.hosts[host].len() + 6 + 12;
-                out[h..h + 2].copy_from_slice(b"25");
-            }
+            Some(2) => out[time + 3] = out[time + 3].to_ascii_lowercase(),
+            Some(3) => out[time + 12..time + 14].copy_from_slice(b"25"),
             _ => {}
         }
-        out.extend_from_slice(b"] \"");
-        let path: &[u8] = if self.config.unique_paths {
-            &[]
-        } else {
-            &self.paths[path_rank]
-        };
+        false
+    }
+
+    /// The request: `-`, a method alone, a method and path, or all three with the protocol.
+    fn write_request(&self, out: &mut Vec<u8>, line: &LineDraw) {
         let write_path = |out: &mut Vec<u8>| {
             if self.config.unique_paths {
                 out.extend_from_slice(b"/u/");
                 push_u64(out, self.produced);
             } else {
-                out.extend_from_slice(path);
+                out.extend_from_slice(&self.paths[line.path_rank]);
             }
         };
-        match shape {
+        match line.shape {
             0..=1 => out.push(b'-'),
-            2..=3 => out.extend_from_slice(method.as_bytes()),
+            2..=3 => out.extend_from_slice(line.method.as_bytes()),
             4..=8 => {
-                out.extend_from_slice(method.as_bytes());
+                out.extend_from_slice(line.method.as_bytes());
                 out.push(b' ');
                 write_path(out);
             }
             _ => {
-                out.extend_from_slice(method.as_bytes());
+                out.extend_from_slice(line.method.as_bytes());
                 out.push(b' ');
                 write_path(out);
                 out.push(b' ');
-                out.extend_from_slice(protocol.as_bytes());
+                out.extend_from_slice(line.protocol.as_bytes());
             }
         }
-        out.extend_from_slice(b"\" ");
-        push_u64(out, u64::from(status));
-        if invalid == Some(5) {
-            out.push(b'\n');
-            return true;
-        }
-        out.push(b' ');
-        match status {
+    }
+
+    /// The bytes field: the path's size for a full response, often `-` for errors and 304.
+    fn write_bytes(&self, out: &mut Vec<u8>, line: &LineDraw) {
+        let jitter = line.size_jitter;
+        match line.status {
             200 | 206 => push_u64(
                 out,
-                u64::from(self.path_sizes[path_rank % self.path_sizes.len()] + size_jitter),
+                u64::from(self.path_sizes[line.path_rank % self.path_sizes.len()] + jitter),
             ),
-            304 | 500..=599 | 499 if size_jitter.is_multiple_of(2) => out.push(b'-'),
+            304 | 500..=599 | 499 if jitter.is_multiple_of(2) => out.push(b'-'),
             304 => out.push(b'0'),
-            _ => push_u64(out, 150 + u64::from(size_jitter)),
+            _ => push_u64(out, 150 + u64::from(jitter)),
         }
-        if combined {
-            out.extend_from_slice(b" \"");
-            out.extend_from_slice(referer.as_bytes());
-            out.extend_from_slice(b"\" \"");
-            out.extend_from_slice(agent.as_bytes());
-            out.push(b'"');
-        }
-        out.push(b'\n');
-        true
     }
 
     /// Fills `out` with whole lines until it holds at least `bytes` bytes, the generator is

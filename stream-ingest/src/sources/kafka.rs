@@ -1,5 +1,5 @@
-//! Kafka partitions as sources: each record's value is one input line, and a partition's
-//! records are handed to its own engine in chunks whose position is the offset after them.
+//! Kafka partitions as sources: each record's value is one input line, and a Kafka
+//! partition's records are handed to its own engine in chunks whose position is the offset after them.
 //! The consumer group itself (assignment, rebalances, units) is [`crate::member`]'s.
 
 use rdkafka::config::ClientConfig;
@@ -61,7 +61,7 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// The records of one partition not handed to its engine yet.
+/// The records of one Kafka partition not handed to its engine yet.
 #[derive(Debug, Default)]
 pub struct RecordBuffer {
     data: Vec<u8>,
@@ -74,11 +74,11 @@ pub struct RecordBuffer {
 
 impl RecordBuffer {
     /// A buffer that takes records from `next` on (`-1`: from the first one it gets).
-    pub fn starting_at(partition: i32, next: i64) -> RecordBuffer {
+    pub fn starting_at(kafka_partition: i32, next: i64) -> RecordBuffer {
         RecordBuffer {
             data: Vec::new(),
             records: RecordMeta {
-                partition,
+                kafka_partition,
                 ..RecordMeta::default()
             },
             next,
@@ -88,7 +88,7 @@ impl RecordBuffer {
 
     /// Appends a record's value as one line; a record before the start (a fetch that began
     /// before the checkpoint's offset) is skipped. Returns the offsets missing before the
-    /// first record taken after the start: a partition resumed at its checkpoint's offset
+    /// first record taken after the start: a Kafka partition resumed at its checkpoint's offset
     /// must deliver that record first (a compacted topic may not; nor does a broker that
     /// answers a fetch inside a batch with the next batch, as tansu 0.6 does).
     pub fn push(&mut self, value: &[u8], offset: i64, timestamp_ms: Option<i64>) -> Option<i64> {
@@ -117,20 +117,21 @@ impl RecordBuffer {
         self.data.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
-    /// The buffered lines as a chunk that moves the partition's position past them.
+    /// The buffered lines as a chunk that moves the Kafka partition's position past them.
     pub fn take_chunk(&mut self) -> Option<Chunk> {
-        let partition = self.records.partition;
+        let kafka_partition = self.records.kafka_partition;
         (!self.data.is_empty()).then(|| Chunk {
             data: std::mem::take(&mut self.data),
             advance: Advance::Offset(self.next),
             records: Some(std::mem::replace(
                 &mut self.records,
                 RecordMeta {
-                    partition,
+                    kafka_partition,
                     ..RecordMeta::default()
                 },
             )),
@@ -154,14 +155,14 @@ mod tests {
         assert_eq!(c.data, b"a\nb\nc\n\n");
         assert_eq!(c.advance, Advance::Offset(10));
         let records = c.records.unwrap();
-        assert_eq!(records.partition, 3);
+        assert_eq!(records.kafka_partition, 3);
         assert_eq!(records.offsets, vec![5, 6, 6, 9]);
         assert_eq!(
             records.timestamps,
             vec![Some(1_000_000), Some(2_000_000), Some(2_000_000), None]
         );
         assert!(b.take_chunk().is_none());
-        // A resumed partition whose first record is past the position: reported once.
+        // A resumed Kafka partition whose first record is past the position: reported once.
         let mut gap = RecordBuffer::starting_at(0, 100);
         assert_eq!(gap.push(b"x", 130, None), Some(30));
         assert_eq!(gap.push(b"y", 140, None), None);

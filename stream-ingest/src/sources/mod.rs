@@ -47,7 +47,7 @@ pub enum Input {
     },
     /// The built-in access-log generator.
     Generate(GenerateConfig),
-    /// Kafka topics read by a consumer group: each partition is a unit of state of its own
+    /// Kafka topics read by a consumer group: each Kafka partition is a unit of state of its own
     /// (see [`crate::member`]), fed by [`kafka`].
     Kafka(KafkaConfig),
 }
@@ -85,10 +85,10 @@ pub struct Chunk {
     pub records: Option<RecordMeta>,
 }
 
-/// The Kafka record of each line of a chunk: partition, offset and timestamp (µs).
+/// The Kafka record of each line of a chunk: Kafka partition, offset and timestamp (µs).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecordMeta {
-    pub partition: i32,
+    pub kafka_partition: i32,
     pub offsets: Vec<i64>,
     pub timestamps: Vec<Option<i64>>,
 }
@@ -120,15 +120,19 @@ pub enum Advance {
 
 /// Where a source is: what a checkpoint stores and a restart resumes from. Only the
 /// sources look inside.
+///
+/// "Nothing read yet" is always [`Position::Start`]: [`Position::advance`] never leaves
+/// `Bytes(0)` or an empty `Files`, and [`Position::normalized`] turns those of older
+/// checkpoints into `Start`. (The variants and their order are the checkpoint format.)
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub enum Position {
-    /// Nothing read yet.
+    /// Nothing read yet (or every followed file forgotten).
     #[default]
     Start,
-    /// Bytes consumed of a file, standard input or the generator's output.
+    /// Bytes consumed of a file, standard input or the generator's output (more than 0).
     Bytes(u64),
     /// Followed files (`tail`): each one's identity and the offset after its last complete
-    /// line, in identity order.
+    /// line, in identity order (at least one).
     Files(Vec<TailPosition>),
     /// A Kafka partition: the offset of the next record to read.
     Offset(i64),
@@ -137,33 +141,54 @@ pub enum Position {
 impl Position {
     /// Moves the position past a chunk.
     pub fn advance(&mut self, advance: Advance) {
-        match advance {
-            Advance::Bytes(n) => *self = Position::Bytes(self.bytes() + n),
+        *self = match advance {
+            Advance::Bytes(n) => Position::of_bytes(self.bytes() + n),
             Advance::File(p) => {
                 let mut files = self.files();
                 match files.binary_search_by(|f| f.id.cmp(&p.id)) {
                     Ok(i) => files[i] = p,
                     Err(i) => files.insert(i, p),
                 }
-                *self = Position::Files(files);
+                Position::of_files(files)
             }
             Advance::Forget(id) => {
                 let mut files = self.files();
                 files.retain(|f| f.id != id);
-                *self = Position::Files(files);
+                Position::of_files(files)
             }
-            Advance::Offset(next) => *self = Position::Offset(next),
+            Advance::Offset(next) => Position::Offset(next),
+        };
+    }
+
+    fn of_bytes(n: u64) -> Position {
+        if n == 0 {
+            Position::Start
+        } else {
+            Position::Bytes(n)
+        }
+    }
+
+    fn of_files(files: Vec<TailPosition>) -> Position {
+        if files.is_empty() {
+            Position::Start
+        } else {
+            Position::Files(files)
+        }
+    }
+
+    /// The same position, with "nothing read yet" spelled [`Position::Start`] (a checkpoint
+    /// written before that rule may hold `Bytes(0)` or an empty `Files`).
+    pub fn normalized(self) -> Position {
+        match self {
+            Position::Bytes(n) => Position::of_bytes(n),
+            Position::Files(files) => Position::of_files(files),
+            other => other,
         }
     }
 
     /// Whether nothing was read yet (a CSV header is expected only then).
     pub fn is_start(&self) -> bool {
-        match self {
-            Position::Start => true,
-            Position::Bytes(n) => *n == 0,
-            Position::Files(f) => f.is_empty(),
-            Position::Offset(_) => false,
-        }
+        *self == Position::Start
     }
 
     /// Bytes consumed of a file, standard input or the generator.
@@ -298,5 +323,22 @@ mod tests {
         assert_eq!(p.consumed(), 160);
         p.advance(Advance::Forget(FileId { dev: 1, ino: 3 }));
         assert_eq!(p, Position::Files(vec![file(7, 120)]));
+    }
+
+    #[test]
+    fn nothing_read_is_always_the_start() {
+        let mut p = Position::Start;
+        p.advance(Advance::Bytes(0));
+        assert_eq!(p, Position::Start);
+        p.advance(Advance::File(file(7, 100)));
+        p.advance(Advance::Forget(FileId { dev: 1, ino: 7 }));
+        assert_eq!(p, Position::Start);
+        assert!(p.is_start());
+        // Older checkpoints spelled it three ways.
+        for old in [Position::Bytes(0), Position::Files(vec![])] {
+            assert!(old.normalized().is_start());
+        }
+        assert_eq!(Position::Bytes(3).normalized(), Position::Bytes(3));
+        assert!(!Position::Offset(0).normalized().is_start());
     }
 }

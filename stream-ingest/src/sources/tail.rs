@@ -72,6 +72,48 @@ impl Followed {
             offset: self.sent(),
         }
     }
+
+    /// Reads up to `chunk_bytes` more after `partial` (from the start again when the file
+    /// was truncated below what was read); whether anything was read.
+    fn read_more(&mut self, chunk_bytes: usize) -> io::Result<bool> {
+        let meta = self.file.metadata()?;
+        if meta.len() < self.read {
+            tracing::warn!(path = %self.path.display(), size = meta.len(), position = self.read, "file truncated: reading it from its start");
+            self.file.seek(SeekFrom::Start(0))?;
+            self.read = 0;
+            self.partial.clear();
+        }
+        if let Ok(m) = meta.modified() {
+            self.modified = m;
+        }
+        let mut buf = std::mem::take(&mut self.partial);
+        let start = buf.len();
+        buf.resize(start + chunk_bytes, 0);
+        let n = loop {
+            match self.file.read(&mut buf[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        buf.truncate(start + n);
+        self.read += n as u64;
+        self.partial = buf;
+        Ok(n > 0)
+    }
+
+    /// The complete lines read (a chunk that moves the file's position past them); keeps
+    /// the start of an unfinished one. `None` when no line is complete yet.
+    fn complete_lines(&mut self, id: FileId) -> Option<Chunk> {
+        let pos = self.partial.iter().rposition(|&b| b == b'\n')?;
+        let rest = self.partial.split_off(pos + 1);
+        let data = std::mem::replace(&mut self.partial, rest);
+        Some(Chunk {
+            data,
+            advance: Advance::File(self.position(id)),
+            records: None,
+        })
+    }
 }
 
 /// Follows the files that `pattern` (a path or a glob) names.
@@ -246,48 +288,15 @@ impl Follower {
     ) -> io::Result<Option<bool>> {
         let chunk_bytes = self.chunk_bytes;
         let f = self.files.get_mut(&id).expect("followed");
-        let meta = f.file.metadata()?;
-        if meta.len() < f.read {
-            tracing::warn!(path = %f.path.display(), size = meta.len(), position = f.read, "file truncated: reading it from its start");
-            f.file.seek(SeekFrom::Start(0))?;
-            f.read = 0;
-            f.partial.clear();
-        }
-        if let Ok(m) = meta.modified() {
-            f.modified = m;
-        }
-        let mut buf = std::mem::take(&mut f.partial);
-        let start = buf.len();
-        buf.resize(start + chunk_bytes, 0);
-        let n = loop {
-            match f.file.read(&mut buf[start..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        buf.truncate(start + n);
-        f.read += n as u64;
-        if n > 0 {
+        if f.read_more(chunk_bytes)? {
             f.gone_polls = 0;
-            // Send complete lines; keep the start of an unfinished one.
-            match buf.iter().rposition(|&b| b == b'\n') {
-                Some(pos) => {
-                    f.partial = buf.split_off(pos + 1);
-                    let position = f.position(id);
-                    if !send(Ok(Chunk {
-                        data: buf,
-                        advance: Advance::File(position),
-                        records: None,
-                    })) {
-                        return Ok(None);
-                    }
-                }
-                None => f.partial = buf,
+            if let Some(chunk) = f.complete_lines(id)
+                && !send(Ok(chunk))
+            {
+                return Ok(None);
             }
             return Ok(Some(true));
         }
-        f.partial = buf;
         // Nothing new. A file that left the pattern (rotated away, deleted) is done once it
         // stayed quiet for a few polls: its unfinished last line is final.
         if in_pattern {
@@ -298,6 +307,16 @@ impl Follower {
         if f.gone_polls < GONE_POLLS {
             return Ok(Some(false));
         }
+        Ok(self.finish_rotated(id, send).then_some(true))
+    }
+
+    /// Drops a file rotated away and read to its end: sends its unfinished last line (now
+    /// final), then forgets its position. False when the engine stopped.
+    fn finish_rotated(
+        &mut self,
+        id: FileId,
+        send: &mut impl FnMut(Result<Chunk, SourceError>) -> bool,
+    ) -> bool {
         let mut f = self.files.remove(&id).expect("followed");
         tracing::info!(path = %f.path.display(), "file rotated away and read to its end");
         if !f.partial.is_empty() {
@@ -310,7 +329,7 @@ impl Follower {
                 advance,
                 records,
             })) {
-                return Ok(None);
+                return false;
             }
         }
         let forget = Chunk {
@@ -318,7 +337,7 @@ impl Follower {
             advance: Advance::Forget(id),
             records: None,
         };
-        Ok(send(Ok(forget)).then_some(true))
+        send(Ok(forget))
     }
 }
 

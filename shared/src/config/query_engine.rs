@@ -4,7 +4,7 @@
 
 /// Where a run's queries execute.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Engine {
+pub enum QueryEngine {
     /// DataFusion in this process (the default).
     #[default]
     Embedded,
@@ -18,11 +18,11 @@ pub enum Engine {
 /// Ballista's scheduler port when a URL names none.
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
-impl Engine {
+impl QueryEngine {
     /// `df://HOST[:PORT]` or `standalone`.
-    pub fn parse(text: &str) -> Result<Engine, String> {
+    pub fn parse(text: &str) -> Result<QueryEngine, String> {
         if text == "standalone" {
-            return Ok(Engine::Standalone);
+            return Ok(QueryEngine::Standalone);
         }
         let Some(rest) = text.strip_prefix("df://") else {
             return Err(format!(
@@ -42,23 +42,23 @@ impl Engine {
         if host.is_empty() || host.contains('/') {
             return Err(format!("`{text}`: no scheduler host"));
         }
-        Ok(Engine::Cluster {
+        Ok(QueryEngine::Cluster {
             host: host.to_string(),
             port,
         })
     }
 
     pub fn is_embedded(&self) -> bool {
-        *self == Engine::Embedded
+        *self == QueryEngine::Embedded
     }
 }
 
-impl std::fmt::Display for Engine {
+impl std::fmt::Display for QueryEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Engine::Embedded => f.write_str("embedded"),
-            Engine::Standalone => f.write_str("standalone"),
-            Engine::Cluster { host, port } => write!(f, "df://{host}:{port}"),
+            QueryEngine::Embedded => f.write_str("embedded"),
+            QueryEngine::Standalone => f.write_str("standalone"),
+            QueryEngine::Cluster { host, port } => write!(f, "df://{host}:{port}"),
         }
     }
 }
@@ -70,19 +70,24 @@ mod tests {
     #[test]
     fn parses_cluster_urls() {
         assert_eq!(
-            Engine::parse("df://127.0.0.1:50050").unwrap(),
-            Engine::Cluster {
+            QueryEngine::parse("df://127.0.0.1:50050").unwrap(),
+            QueryEngine::Cluster {
                 host: "127.0.0.1".into(),
                 port: 50050
             }
         );
         assert_eq!(
-            Engine::parse("df://sched.internal").unwrap().to_string(),
+            QueryEngine::parse("df://sched.internal")
+                .unwrap()
+                .to_string(),
             "df://sched.internal:50050"
         );
-        assert_eq!(Engine::parse("standalone").unwrap(), Engine::Standalone);
+        assert_eq!(
+            QueryEngine::parse("standalone").unwrap(),
+            QueryEngine::Standalone
+        );
         for bad in ["http://x:1", "df://:80", "df://x:port", "df://x:70000", "x"] {
-            assert!(Engine::parse(bad).is_err(), "{bad}");
+            assert!(QueryEngine::parse(bad).is_err(), "{bad}");
         }
     }
 }
