@@ -116,31 +116,6 @@ struct Tail {
     combined: Option<((usize, usize), (usize, usize))>,
 }
 
-/// `(\d+|-)` at the start of `b`: the bytes (`None` when out of range; `-` gives 0) and the
-/// field's length; `None` when it does not match.
-#[inline]
-fn bytes_field(b: &[u8]) -> Option<(Option<i64>, usize)> {
-    if b.first() == Some(&b'-') {
-        return Some((Some(0), 1));
-    }
-    let n = b.iter().take_while(|c| c.is_ascii_digit()).count();
-    if n == 0 {
-        return None;
-    }
-    let mut v: i64 = 0;
-    let mut overflow = false;
-    for &c in &b[..n] {
-        match v
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(i64::from(c - b'0')))
-        {
-            Some(x) => v = x,
-            None => overflow = true,
-        }
-    }
-    Some((if overflow { None } else { Some(v) }, n))
-}
-
 fn tail(t: &[u8]) -> Option<Tail> {
     if t.first() != Some(&b' ') {
         return None;
@@ -149,8 +124,29 @@ fn tail(t: &[u8]) -> Option<Tail> {
     if t.get(4) != Some(&b' ') {
         return None;
     }
-    let (bytes, n) = bytes_field(&t[5..])?;
-    let j = 5 + n;
+    let mut j = 5;
+    let bytes = if t.get(j) == Some(&b'-') {
+        j += 1;
+        Some(0)
+    } else {
+        let n = t[j..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        let mut v: i64 = 0;
+        let mut overflow = false;
+        for &c in &t[j..j + n] {
+            match v
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(i64::from(c - b'0')))
+            {
+                Some(x) => v = x,
+                None => overflow = true,
+            }
+        }
+        j += n;
+        if overflow { None } else { Some(v) }
+    };
     let rest = &t[j..];
     let all_space = |b: &[u8]| b.iter().all(|&c| is_space(c));
     // The optional Combined group, greedy: try it first.
@@ -188,12 +184,45 @@ pub fn parse_access_line(line: &str) -> Result<Access<'_>, &'static str> {
     if b.is_empty() {
         return Err("empty line");
     }
-    let (host_len, i) = host_ident_user(b)?;
+    // ^(\S+) \S+ \S+ \[
+    let host_len = non_space_run(b);
+    if host_len == 0 {
+        return Err("no host at the start of the line");
+    }
+    let mut i = host_len;
+    for _ in 0..2 {
+        if b.get(i) != Some(&b' ') {
+            return Err("expected host, ident and user separated by single spaces");
+        }
+        i += 1;
+        let n = non_space_run(&b[i..]);
+        if n == 0 {
+            return Err("expected host, ident and user separated by single spaces");
+        }
+        i += n;
+    }
+    if b.get(i) != Some(&b' ') || b.get(i + 1) != Some(&b'[') {
+        return Err("expected ` [` before the timestamp");
+    }
+    i += 2;
     // dd/Mon/yyyy:HH:MM:SS +hhmm] "
     let d = b.get(i..i + 30).ok_or("truncated timestamp")?;
     let ts = timestamp(d)?;
     let body_start = i + 29;
-    let (req_end, t) = request_and_tail(&b[body_start..])?;
+    let body = &b[body_start..];
+
+    // "(.*)" then the tail: the last quote after which the tail matches.
+    let mut end = body.len();
+    let (req_end, t) = loop {
+        let q = body[..end]
+            .iter()
+            .rposition(|&c| c == b'"')
+            .ok_or("no status and bytes after the request")?;
+        if let Some(t) = tail(&body[q + 1..]) {
+            break (q, t);
+        }
+        end = q;
+    };
     let bytes = t.bytes.ok_or("bytes out of range")?;
     let request = &line[body_start..body_start + req_end];
     let mut tokens = request.split(' ');
@@ -220,31 +249,6 @@ pub fn parse_access_line(line: &str) -> Result<Access<'_>, &'static str> {
         referer,
         user_agent,
     })
-}
-
-/// `^(\S+) \S+ \S+ \[`: the host's length and where the timestamp starts.
-#[inline]
-fn host_ident_user(b: &[u8]) -> Result<(usize, usize), &'static str> {
-    let host_len = non_space_run(b);
-    if host_len == 0 {
-        return Err("no host at the start of the line");
-    }
-    let mut i = host_len;
-    for _ in 0..2 {
-        if b.get(i) != Some(&b' ') {
-            return Err("expected host, ident and user separated by single spaces");
-        }
-        i += 1;
-        let n = non_space_run(&b[i..]);
-        if n == 0 {
-            return Err("expected host, ident and user separated by single spaces");
-        }
-        i += n;
-    }
-    if b.get(i) != Some(&b' ') || b.get(i + 1) != Some(&b'[') {
-        return Err("expected ` [` before the timestamp");
-    }
-    Ok((host_len, i + 2))
 }
 
 /// `dd/Mon/yyyy:HH:MM:SS +hhmm] "` at the start of `d` (30 bytes or more): the event time in
@@ -285,23 +289,6 @@ fn timestamp(d: &[u8]) -> Result<i64, &'static str> {
     let local = days * 86_400 + i64::from(hour * 3600 + min * 60 + sec);
     let offset = i64::from(off_h * 3600 + off_m * 60);
     Ok((local - sign * offset) * 1_000_000)
-}
-
-/// `(.*)" ` and the tail: the request ends at the last quote after which the tail matches.
-/// Returns the request's length and the tail.
-#[inline]
-fn request_and_tail(body: &[u8]) -> Result<(usize, Tail), &'static str> {
-    let mut end = body.len();
-    loop {
-        let q = body[..end]
-            .iter()
-            .rposition(|&c| c == b'"')
-            .ok_or("no status and bytes after the request")?;
-        if let Some(t) = tail(&body[q + 1..]) {
-            return Ok((q, t));
-        }
-        end = q;
-    }
 }
 
 /// Builds batches of access-log events.
