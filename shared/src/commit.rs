@@ -212,6 +212,76 @@ impl FileCommitter {
         Ok(())
     }
 
+    /// Commits a partition: writes its marker or, when an earlier commit marked it already,
+    /// extends that marker with the new files. That happens when a bounded run flushed its
+    /// open windows (`end_of_input: flush`) and a later run's events add rows to a partition
+    /// it committed. The marker keeps the commits it extends (`earlier`), so a retraction
+    /// of the newer commit goes back to them ([`Self::retract`]). A replay of a commit
+    /// already done changes nothing.
+    pub async fn commit_partition(&self, marker: &PartitionMarker) -> Result<(), MarkerError> {
+        let path = self
+            .lake
+            .data_file(&marker.table, &marker.partition_path(), COMMIT_MARKER);
+        let Some(old) = self.read_marker_file(&path).await? else {
+            return self.write_marker(marker).await;
+        };
+        let done = |f: &String| old.marker.files.contains(f);
+        if marker.files.iter().all(done) {
+            return Ok(());
+        }
+        let mut merged = marker.clone();
+        merged.files = old.marker.files.clone();
+        merged
+            .files
+            .extend(marker.files.iter().filter(|f| !done(f)).cloned());
+        merged.rows += old.marker.rows;
+        let mut earlier = old.earlier;
+        earlier.push(old.marker);
+        self.write_marker_file(&MarkerFile {
+            marker: merged,
+            earlier,
+        })
+        .await
+    }
+
+    /// The marker at `path` with the commits it extends; `None` when there is none.
+    async fn read_marker_file(&self, path: &Path) -> Result<Option<MarkerFile>, MarkerError> {
+        let read = async { self.lake.store.get(path).await?.bytes().await };
+        let body = match read.await {
+            Ok(body) => body,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => {
+                return Err(MarkerError::Read {
+                    path: self.lake.display(path),
+                    source,
+                });
+            }
+        };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| MarkerError::Invalid {
+                path: self.lake.display(path),
+                reason: e.to_string(),
+            })
+    }
+
+    async fn write_marker_file(&self, file: &MarkerFile) -> Result<(), MarkerError> {
+        let m = &file.marker;
+        let path = self
+            .lake
+            .data_file(&m.table, &m.partition_path(), COMMIT_MARKER);
+        let body = serde_json::to_vec_pretty(file).expect("a marker serializes");
+        self.lake
+            .store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|source| MarkerError::Write {
+                path: self.lake.display(&path),
+                source,
+            })?;
+        Ok(())
+    }
+
     /// Reads the `_SUCCESS` marker at `path`.
     pub async fn read_marker(&self, path: &Path) -> Result<PartitionMarker, MarkerError> {
         let read = async { self.lake.store.get(path).await?.bytes().await };
@@ -380,8 +450,11 @@ impl FileCommitter {
                 if self.unit.is_some() {
                     continue;
                 }
-                match self.read_marker(&meta.location).await {
-                    Ok(m) => redo(m.checkpoint),
+                match self.read_marker_file(&meta.location).await {
+                    Ok(Some(m)) if redo(m.marker.checkpoint) => {
+                        !self.back_to_earlier(m, &redo).await?
+                    }
+                    Ok(_) => false,
                     // A marker that does not read back is rewritten by the replay.
                     Err(e) => {
                         tracing::warn!(error = %e, "removing an unreadable commit marker");
@@ -399,6 +472,24 @@ impl FileCommitter {
             }
         }
         Ok(removed)
+    }
+
+    /// Rewrites a marker to be redone as the newest commit it extended that stays; whether
+    /// there was one (else the marker goes).
+    async fn back_to_earlier(
+        &self,
+        m: MarkerFile,
+        redo: &impl Fn(u64) -> bool,
+    ) -> Result<bool, MarkerError> {
+        let mut earlier = m.earlier;
+        while let Some(e) = earlier.pop() {
+            if !redo(e.checkpoint) {
+                let back = MarkerFile { marker: e, earlier };
+                self.write_marker_file(&back).await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Removes what a crashed run left in the staging area of `table`. Returns the number of
@@ -466,6 +557,17 @@ pub struct Replacement {
     pub replaces: Vec<String>,
     /// The partition's marker once done.
     pub marker: PartitionMarker,
+}
+
+/// The `_SUCCESS` file's JSON body: the marker, and the earlier commits of the partition
+/// it extends, oldest first (absent unless a later run added files to a committed
+/// partition; see [`FileCommitter::commit_partition`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct MarkerFile {
+    #[serde(flatten)]
+    marker: PartitionMarker,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    earlier: Vec<PartitionMarker>,
 }
 
 /// A committed partition: the `_SUCCESS` file's JSON body.

@@ -186,14 +186,12 @@ pub fn table_schema(table: &TableConfig, events: &Schema) -> Result<SchemaRef, S
             None => None,
         };
         let t = aggregate_output_type(agg.function, input)?;
-        // count is never NULL; the others are NULL when every input was NULL.
-        let nullable = !matches!(
-            agg.function,
-            AggregateFn::Count | AggregateFn::CountDistinct | AggregateFn::ApproxDistinct
-        );
-        fields.push(Field::new(&agg.name, t, nullable));
+        // Every aggregate column is nullable: `sum` and the others are NULL when every
+        // input was NULL, and any of them (`count` too) when it was added to the pipeline
+        // while the window was open (its rows then carry NULL: not every event was seen).
+        fields.push(Field::new(&agg.name, t, true));
         if let Some(sketch) = agg.sketch_column() {
-            fields.push(Field::new(sketch, DataType::Binary, false));
+            fields.push(Field::new(sketch, DataType::Binary, true));
         }
     }
     Ok(Arc::new(Schema::new(fields)))

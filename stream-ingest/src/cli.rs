@@ -51,6 +51,13 @@ pub enum Command {
     Run(RunArgs),
     /// Check a pipeline file without running it; every problem is printed with its line.
     Validate(ValidateArgs),
+    /// Show what the next `run` does with the lake's checkpoint after the pipeline file was
+    /// edited: per table, continue, start, drop, add a column, or refuse (exit 2).
+    #[command(
+        long_about = "Compare the pipeline file with the newest checkpoint in the lake and print, per windowed table, what the next `run` will do: continue it (unchanged), start it at the checkpoint's position (a new table), drop its state and leave its files (a removed table), add or drop a column (an aggregate added or removed; windows open now carry NULL for an added one), or refuse.\n\nA changed window, key, filter, aggregate function, or a `derive`/`lookup` a table reads cannot continue that table's open windows: `run` refuses it, and so does `plan` (exit 2), naming the file, line and field. The ways out: give the table a new name (a new table starts now and the old files stay), or rebuild with --from-scratch. A changed source kind, format or event time is refused for the whole pipeline.\n\nExit status: 0 the next run can go on, 2 it would refuse (or the file is invalid), 1 the lake cannot be read.",
+        after_help = "Example:\n  stream-ingest plan -c pipelines/access-log.yaml --lake ./lake"
+    )]
+    Plan(PlanArgs),
     /// Merge the files of committed partitions into one file per partition.
     #[command(
         long_about = "Merge the files of committed partitions (those with _SUCCESS) into one file each.\n\nA partition gets several files when its table's rolling policy writes it early. Once committed, nothing is added to it, so its files can be merged. The swap is crash-safe: it records its intent in the partition first, and the next `compact` finishes an interrupted one. Rows never change. Partitions committed at or after the oldest kept checkpoint wait for a later run. The stream stage merges committed partitions itself (partition_commit.compact, on by default); this command is for lakes written with it off, and is safe to run while the stream stage runs.",
@@ -197,9 +204,27 @@ pub struct RunArgs {
     /// this machine, at once).
     #[arg(long, value_name = "DURATION")]
     pub wait: Option<HumanDuration>,
+    /// At the end of a bounded input: `flush` emits every open window (a one-shot run);
+    /// `keep` leaves them in the checkpoint for the next run over the grown input (cron).
+    /// Overrides `end_of_input` (default `flush`).
+    #[arg(long, value_name = "flush|keep")]
+    pub end_of_input: Option<shared::config::EndOfInput>,
     /// Print no summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The pipeline file (YAML), as edited.
+    #[arg(short = 'c', long = "config", value_name = "PIPELINE.yaml")]
+    pub config: PathBuf,
+    /// The input the next run reads, if not the pipeline's source (as `run --input`).
+    #[arg(long, value_name = "PATH|-")]
+    pub input: Option<String>,
+    /// The lake root, if not the pipeline's (as `run --lake`).
+    #[arg(long, value_name = "URL")]
+    pub lake: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -214,6 +239,7 @@ pub fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Validate(args) => validate(args),
+        Command::Plan(args) => plan(args),
         Command::Compact(args) => compact(args),
         Command::Gen(args) => generate(args),
         Command::Produce(args) => produce(args),
@@ -240,6 +266,7 @@ fn run(args: RunArgs) -> Result<(), IngestError> {
         threads: args.threads,
         metrics_addr: args.metrics_addr,
         wait: args.wait,
+        end_of_input: args.end_of_input,
     };
     let runtime = runtime()?;
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -338,6 +365,21 @@ fn generate(args: GenArgs) -> Result<(), IngestError> {
         );
     }
     Ok(())
+}
+
+fn plan(args: PlanArgs) -> Result<(), IngestError> {
+    let loaded = shared::config::load(&args.config)?;
+    let opts = RunOptions {
+        input: args.input.as_deref().map(parse_input),
+        lake: args.lake,
+        ..RunOptions::default()
+    };
+    let report = runtime()?.block_on(crate::plan(&loaded, &opts))?;
+    print!("{}", report.text);
+    match report.refused {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 fn validate(args: ValidateArgs) -> Result<(), IngestError> {

@@ -23,19 +23,19 @@ use arrow::array::{
 };
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
-use shared::commit::PartitionMarker;
-use shared::config::PipelineConfig;
+use shared::config::{EndOfInput, PipelineConfig};
 use shared::lake::Lake;
 
 use shared::expr::Derivations;
 
+use crate::checkpoint::EngineSnapshot;
 use crate::dead_letter::{DeadLetter, DeadLetterError};
-use crate::lookup::{LookupSnapshot, Lookups};
-use crate::metrics::{EngineStats, TableMetrics, Telemetry};
+use crate::lookup::Lookups;
+use crate::metrics::{TableMetrics, Telemetry};
 use crate::parallel::ParsedChunk;
-use crate::sink::{EncodedFile, SinkError, SinkOptions, SinkSnapshot, TableSink, complete_through};
+use crate::sink::{EncodedFile, SinkError, SinkOptions, TableSink, complete_through};
 use crate::sources::{Advance, Position};
-use crate::table::{LateRow, TableSnapshot, WindowedTable};
+use crate::table::{LateRow, WindowedTable};
 use crate::window::Watermark;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,54 +50,6 @@ pub enum EngineError {
     Build { table: String, message: String },
     #[error(transparent)]
     Lookup(#[from] crate::lookup::LookupError),
-}
-
-/// The engine's state in a checkpoint: where the source is, the watermark, every table's
-/// open windows and every sink's buffered rows.
-///
-/// `L` is how a lookup's version is written: [`LookupSnapshot`] now, the bytes themselves in
-/// checkpoint format 5 (read by [`crate::checkpoint`]).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct EngineSnapshot<L = LookupSnapshot> {
-    /// The checkpoint this state belongs to: it commits the files cut before it.
-    pub checkpoint: u64,
-    /// Where the source is (only the sources look inside).
-    pub source: Position,
-    pub next_line: u64,
-    pub max_ts: Option<i64>,
-    pub stats: EngineStats,
-    pub tables: Vec<TableSnapshot>,
-    pub sinks: Vec<SinkSnapshot>,
-    pub late: Option<SinkSnapshot>,
-    pub dead_letter_len: Option<u64>,
-    /// Partitions to commit once this checkpoint's files are published.
-    pub markers: Vec<PartitionMarker>,
-    /// No lake partition ending at or before this instant (µs) gets rows from this engine
-    /// any more: where several engines write one table (one per Kafka partition), a lake
-    /// partition is committed once every engine's horizon passed its end.
-    pub horizon: i64,
-    /// The version of each lookup's dimension the events after this checkpoint see.
-    pub lookups: Vec<L>,
-}
-
-impl<L> EngineSnapshot<L> {
-    /// The same state with each lookup's version written another way.
-    pub fn map_lookups<M>(self, f: impl FnMut(L) -> M) -> EngineSnapshot<M> {
-        EngineSnapshot {
-            checkpoint: self.checkpoint,
-            source: self.source,
-            next_line: self.next_line,
-            max_ts: self.max_ts,
-            stats: self.stats,
-            tables: self.tables,
-            sinks: self.sinks,
-            late: self.late,
-            dead_letter_len: self.dead_letter_len,
-            markers: self.markers,
-            horizon: self.horizon,
-            lookups: self.lookups.into_iter().map(f).collect(),
-        }
-    }
 }
 
 struct LateOutput {
@@ -120,6 +72,9 @@ pub struct Engine {
     idle_base: Option<i64>,
     /// Quiet for `idle_timeout` without ever an event: its horizon holds nothing back.
     idle_empty: bool,
+    /// A bounded input ended and every window was emitted (`end_of_input: flush`): every
+    /// partition is complete, while the watermark stays the events' own.
+    ended: bool,
     /// A Kafka source: the event schema, whose last fields come from each line's record.
     with_records: Option<SchemaRef>,
     /// The pipeline's `derive` columns, appended to each batch.
@@ -225,6 +180,7 @@ impl Engine {
             position: Position::Start,
             idle_base: None,
             idle_empty: false,
+            ended: false,
             with_records: matches!(config.source, shared::config::SourceConfig::Kafka(_))
                 .then(|| source_events.clone()),
             derive,
@@ -332,7 +288,11 @@ impl Engine {
     /// Emits complete windows and writes complete lake partitions. (Late events belong to
     /// partitions already written: their table's rolling policy writes them.)
     fn emit(&mut self, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
-        let wm = self.watermark.current();
+        self.emit_through(self.watermark.current(), files)
+    }
+
+    /// [`Engine::emit`] as if the watermark were `wm` (the end of time for a flush).
+    fn emit_through(&mut self, wm: i64, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
         let lake = &self.lake;
         let now = Instant::now();
         let emitted = for_each_table(
@@ -356,7 +316,8 @@ impl Engine {
                 .windows_emitted(&self.metrics[t], windows, rows);
             files.extend(done);
         }
-        self.telemetry.watermark_moved(wm, self.watermark.max_ts());
+        self.telemetry
+            .watermark_moved(self.watermark.current(), self.watermark.max_ts());
         self.check_budget();
         Ok(())
     }
@@ -426,15 +387,25 @@ impl Engine {
         Ok(())
     }
 
-    /// End of a bounded input: every open window is emitted, every buffer written.
-    pub fn finish(&mut self, files: &mut Vec<EncodedFile>) -> Result<(), EngineError> {
-        self.watermark.end_of_input();
-        self.emit(files)?;
-        for sink in &mut self.sinks {
-            files.extend(sink.flush_all()?);
-        }
-        if let Some(out) = &mut self.late {
-            files.extend(out.sink.flush_all()?);
+    /// End of a bounded input. `Flush`: every open window is emitted and every buffer
+    /// written, and each table remembers the windows it emitted before the watermark passed
+    /// them (the watermark itself stays the events'). `Keep`: the open state stays for the
+    /// next run, which continues it.
+    pub fn finish(
+        &mut self,
+        end: EndOfInput,
+        files: &mut Vec<EncodedFile>,
+    ) -> Result<(), EngineError> {
+        if end == EndOfInput::Flush {
+            self.tables.iter_mut().for_each(WindowedTable::mark_flushed);
+            self.ended = true;
+            self.emit_through(i64::MAX, files)?;
+            for sink in &mut self.sinks {
+                files.extend(sink.flush_all()?);
+            }
+            if let Some(out) = &mut self.late {
+                files.extend(out.sink.flush_all()?);
+            }
         }
         if let Some(dl) = &mut self.dead_letter {
             dl.flush()?;
@@ -444,6 +415,16 @@ impl Engine {
 }
 
 impl Engine {
+    /// The watermark that decides which lake partitions are complete: the end of time once a
+    /// flush emitted everything, else the events'.
+    fn completion_watermark(&self) -> i64 {
+        if self.ended {
+            i64::MAX
+        } else {
+            self.watermark.current()
+        }
+    }
+
     /// Where the source is: a restart's reader starts there.
     pub fn position(&self) -> &Position {
         &self.position
@@ -457,7 +438,7 @@ impl Engine {
             // Past every lake partition, short of the end of input (see `Board::all_ended`).
             return i64::MAX / 4;
         }
-        let wm = self.watermark.current();
+        let wm = self.completion_watermark();
         let mut horizon = wm.saturating_sub(self.commit_delay);
         for (table, sink) in self.tables.iter().zip(&self.sinks) {
             horizon = horizon.min(complete_through(
@@ -516,10 +497,12 @@ impl Engine {
         // A changed dimension file is taken here: the events after this checkpoint (and a
         // replay of them) see the new version.
         self.lookups.refresh();
-        let wm = self.watermark.current();
+        let (wm, real) = (self.completion_watermark(), self.watermark.current());
         let mut markers = Vec::new();
-        for (table, sink) in self.tables.iter().zip(&mut self.sinks) {
-            markers.extend(sink.ready_markers(table.low_water_start(wm), wm, self.commit_delay));
+        for (table, sink) in self.tables.iter_mut().zip(&mut self.sinks) {
+            table.forget_flushed(real);
+            let complete = complete_through(table.low_water_start(wm), wm, self.commit_delay);
+            markers.extend(sink.ready_markers(complete, real));
         }
         let snapshot = EngineSnapshot {
             checkpoint: self.checkpoint,

@@ -48,7 +48,7 @@ use std::time::Instant;
 
 use shared::HumanDuration;
 use shared::commit::{CommitError, MarkerError};
-use shared::config::{ConfigError, LoadedConfig, SourceConfig};
+use shared::config::{ConfigError, EndOfInput, LoadedConfig, SourceConfig};
 use shared::lake::{Lake, LakeError};
 use shared::lock::LockError;
 
@@ -137,6 +137,8 @@ pub struct RunOptions {
     pub metrics_addr: Option<String>,
     /// Wait this long for another process's lock on the pipeline (default: exit 3 at once).
     pub wait: Option<HumanDuration>,
+    /// Overrides `end_of_input`.
+    pub end_of_input: Option<EndOfInput>,
 }
 
 /// What a run did.
@@ -354,6 +356,23 @@ pub async fn run(
     let mut summary = summarize(&telemetry, resumed_from, interrupted);
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// `stream-ingest plan`: what the next `run` with these options does with the newest
+/// checkpoint of each unit of state (see [`checkpoint::plan`]).
+pub async fn plan(
+    loaded: &LoadedConfig,
+    opts: &RunOptions,
+) -> Result<checkpoint::plan::PlanReport, IngestError> {
+    check_runnable(loaded, opts)?;
+    let config = &loaded.config;
+    let root = opts
+        .lake
+        .clone()
+        .unwrap_or_else(|| config.lake.root.clone());
+    let lake = Lake::open(&root, &config.lake.s3, config.lake.partition_time)?;
+    let identity = input_identity(&resolve_input(loaded, opts));
+    Ok(checkpoint::plan::next_run(loaded, &lake, &identity).await?)
 }
 
 /// The input named by `--input`: a path, or `-` for standard input.

@@ -342,7 +342,9 @@ impl TableSink {
         for b in snapshot.partitions {
             let reader =
                 arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(b.ipc), None)?;
-            let batches = reader.collect::<Result<Vec<_>, _>>()?;
+            let batches = reader
+                .map(|b| conform(b?, &self.file_schema))
+                .collect::<Result<Vec<_>, _>>()?;
             let rows = batches.iter().map(|b| b.num_rows()).sum();
             let bytes = batches.iter().map(|b| b.get_array_memory_size()).sum();
             let part = PartitionPath {
@@ -373,15 +375,9 @@ impl TableSink {
         (start, start.saturating_add(len))
     }
 
-    /// Partitions to commit: files written, nothing buffered, and complete
-    /// ([`complete_through`]).
-    pub fn ready_markers(
-        &mut self,
-        low_water_start: i64,
-        watermark: i64,
-        commit_delay: i64,
-    ) -> Vec<PartitionMarker> {
-        let complete = complete_through(low_water_start, watermark, commit_delay);
+    /// Partitions to commit: files written, nothing buffered, and ending at or before
+    /// `complete` ([`complete_through`]). Their markers record `watermark`.
+    pub fn ready_markers(&mut self, complete: i64, watermark: i64) -> Vec<PartitionMarker> {
         let ready: Vec<PartitionPath> = self
             .written
             .iter()
@@ -436,6 +432,27 @@ impl TableSink {
             closed: buf.closed,
         })
     }
+}
+
+/// Rows buffered under an earlier pipeline file, in today's columns (matched by name): a
+/// column added since is NULL, a column removed since is dropped.
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => arrow::compute::cast(c, f.data_type()),
+            None => Ok(arrow::array::new_null_array(
+                f.data_type(),
+                batch.num_rows(),
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 /// The rule for when a lake partition is complete: no open window can still add a row to it

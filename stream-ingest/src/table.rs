@@ -26,6 +26,8 @@ use std::hash::BuildHasher;
 use std::mem::size_of;
 
 use crate::aggregate::{Acc, AggInput, AggSpec};
+use crate::checkpoint::state::SessionSnapshot;
+use crate::checkpoint::{Flushed, TableSnapshot};
 use crate::window::WindowAssigner;
 use shared::expr::Predicate;
 
@@ -179,21 +181,6 @@ pub struct LateRow {
     pub watermark: i64,
 }
 
-/// A group of a window in a checkpoint: key bytes and aggregate states.
-type GroupSnapshot = (Vec<u8>, Vec<Acc>);
-/// A session in a checkpoint: start, end, aggregate states.
-type SessionSnapshot = (i64, i64, Vec<Acc>);
-
-/// The state of a windowed table in a checkpoint.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct TableSnapshot {
-    /// Open fixed windows: start, then (key bytes, states) per group.
-    windows: Vec<(i64, Vec<GroupSnapshot>)>,
-    /// Open sessions: key bytes, then (start, end, states) per session.
-    sessions: Vec<(Vec<u8>, Vec<SessionSnapshot>)>,
-    windows_emitted: u64,
-}
-
 /// One windowed table's state and logic.
 pub struct WindowedTable {
     pub name: String,
@@ -213,6 +200,11 @@ pub struct WindowedTable {
     hasher: DefaultHashBuilder,
     /// Windows emitted so far.
     pub windows_emitted: u64,
+    /// Starts of the fixed windows an end of input emitted early, ascending (see
+    /// [`Flushed`]): an event of a later run is late for them.
+    flushed_windows: Vec<i64>,
+    /// The sessions an end of input emitted early, by key.
+    flushed_sessions: HashMap<Box<[u8]>, Vec<(i64, i64)>>,
 }
 
 impl WindowedTable {
@@ -270,6 +262,8 @@ impl WindowedTable {
             state_bytes: 0,
             hasher: DefaultHashBuilder::default(),
             windows_emitted: 0,
+            flushed_windows: Vec::new(),
+            flushed_sessions: HashMap::new(),
         })
     }
 
@@ -354,8 +348,11 @@ impl WindowedTable {
         let aggs = &self.aggs;
         let hasher = &self.hasher;
         let windows = &mut self.windows;
+        let flushed = &self.flushed_windows;
         assigner.for_each_start(ts, |start| {
-            if start.saturating_add(span) <= wm {
+            if start.saturating_add(span) <= wm
+                || (!flushed.is_empty() && flushed.binary_search(&start).is_ok())
+            {
                 return; // this window was emitted: late for it
             }
             accepted = true;
@@ -385,6 +382,9 @@ impl WindowedTable {
         row: usize,
     ) -> bool {
         let (start, end) = self.assigner.session_of(ts);
+        if !self.flushed_sessions.is_empty() && self.joins_flushed(key, start, end) {
+            return false;
+        }
         let fresh = self.new_accs();
         let list = self.sessions.entry_ref(key).or_default();
         let bridged = take_bridged(list, key, start, end);
@@ -413,6 +413,38 @@ impl WindowedTable {
         list.push(session);
         self.state_bytes = (self.state_bytes + added).saturating_sub(bridged.released);
         true
+    }
+
+    /// Whether a session `[start, end)` of `key` would join one an end of input emitted.
+    fn joins_flushed(&self, key: &[u8], start: i64, end: i64) -> bool {
+        self.flushed_sessions
+            .get(key)
+            .is_some_and(|list| list.iter().any(|&(s, e)| s <= end && e >= start))
+    }
+
+    /// Records every open window as emitted early: an end of input emits them all
+    /// ([`WindowedTable::emit`] at the end of time), while the watermark stays where the
+    /// events put it.
+    pub fn mark_flushed(&mut self) {
+        self.flushed_windows.extend(self.windows.keys());
+        self.flushed_windows.sort_unstable();
+        self.flushed_windows.dedup();
+        for (key, list) in &self.sessions {
+            let flushed = self.flushed_sessions.entry_ref(&key[..]).or_default();
+            flushed.extend(list.iter().map(|s| (s.start, s.end)));
+        }
+    }
+
+    /// Forgets the windows emitted early that the watermark has passed since: its own rule
+    /// makes their events late.
+    pub fn forget_flushed(&mut self, watermark: i64) {
+        let span = self.assigner.span();
+        self.flushed_windows
+            .retain(|start| start.saturating_add(span) > watermark);
+        self.flushed_sessions.retain(|_, list| {
+            list.retain(|&(_, end)| end > watermark);
+            !list.is_empty()
+        });
     }
 
     /// Emits every window whose end is at or before the watermark, as rows of the table
@@ -568,6 +600,21 @@ impl WindowedTable {
                 .collect(),
             sessions: self.sessions_in_key_order(),
             windows_emitted: self.windows_emitted,
+            flushed: self.flushed(),
+        }
+    }
+
+    /// The windows emitted early, in a stable order.
+    fn flushed(&self) -> Flushed {
+        let mut sessions: Vec<(Vec<u8>, i64, i64)> = self
+            .flushed_sessions
+            .iter()
+            .flat_map(|(k, list)| list.iter().map(|&(s, e)| (k.to_vec(), s, e)))
+            .collect();
+        sessions.sort_unstable();
+        Flushed {
+            windows: self.flushed_windows.clone(),
+            sessions,
         }
     }
 
@@ -614,6 +661,15 @@ impl WindowedTable {
             })
             .collect();
         self.windows_emitted = snapshot.windows_emitted;
+        self.flushed_windows = snapshot.flushed.windows;
+        self.flushed_sessions = HashMap::new();
+        for (key, start, end) in snapshot.flushed.sessions {
+            let list = self
+                .flushed_sessions
+                .entry(key.into_boxed_slice())
+                .or_default();
+            list.push((start, end));
+        }
         self.state_bytes = self.windows.values().map(|w| w.bytes).sum::<usize>()
             + self
                 .sessions
@@ -756,8 +812,9 @@ mod tests {
             }
         };
         collect(t.emit(wm.current()).unwrap());
-        wm.end_of_input();
-        collect(t.emit(wm.current()).unwrap());
+        // The end of the input: every window (as `Engine::finish` flushes).
+        t.mark_flushed();
+        collect(t.emit(i64::MAX).unwrap());
         (out, late)
     }
 
@@ -816,6 +873,81 @@ mod tests {
                 (180, 240, Some("a".into()), 1, 1),
             ]
         );
+    }
+
+    /// After an end of input flushed the open windows, a later run's event is late only for
+    /// a window that was really emitted: flushed, or passed by the (real) watermark.
+    #[test]
+    fn after_a_flush_only_windows_really_emitted_make_events_late() {
+        let mut first = table(tumbling(60));
+        // Max 130, watermark 70: [0,60) emitted by the watermark; [60,120) and [120,180)
+        // flushed at the end of the input.
+        let (out, late) = run(
+            &mut first,
+            60,
+            &[(10, Some("a"), 1), (70, Some("a"), 1), (130, Some("a"), 1)],
+        );
+        assert!(late.is_empty());
+        assert_eq!(out.len(), 3);
+        let snapshot = first.snapshot();
+        assert_eq!(snapshot.flushed.windows, vec![60 * S, 120 * S]);
+
+        let mut next = table(tumbling(60));
+        next.restore(snapshot);
+        // The next run's events, with the watermark restored (max 130, bound 60).
+        let rows = [
+            (100, Some("a"), 1),
+            (190, Some("a"), 1),
+            (125, Some("b"), 1),
+            (245, Some("a"), 1),
+        ];
+        let mut wm = crate::window::Watermark::new(60 * S);
+        wm.restore(Some(130 * S));
+        let mut wms = Vec::new();
+        for r in &rows {
+            wms.push(wm.current());
+            wm.observe(r.0 * S);
+        }
+        let late: Vec<u32> = next
+            .process(&batch(&rows), &wms)
+            .unwrap()
+            .iter()
+            .map(|l| l.row)
+            .collect();
+        // 100 and 125 fall in flushed windows; 190 opens [180,240), never emitted.
+        assert_eq!(late, vec![0, 2]);
+        // Once the watermark passed them, flushed windows are forgotten.
+        next.forget_flushed(wm.current());
+        assert_eq!(next.snapshot().flushed, Flushed::default());
+    }
+
+    #[test]
+    fn after_a_flush_a_session_is_late_only_where_it_joins_a_flushed_one() {
+        let mut first = table(WindowConfig::Session {
+            gap: HumanDuration::from_secs(30),
+        });
+        let (_, late) = run(&mut first, 60, &[(0, Some("a"), 1), (20, Some("b"), 1)]);
+        assert!(late.is_empty());
+        let mut next = table(WindowConfig::Session {
+            gap: HumanDuration::from_secs(30),
+        });
+        next.restore(first.snapshot());
+        // a's session [0,30) was flushed: 25 would join it (late); 31 opens its own [31,61)
+        // (touching is joining: 30 < 31); b at 0 would join [20,50).
+        let rows = [
+            (25, Some("a"), 1),
+            (61, Some("a"), 1),
+            (0, Some("b"), 1),
+            (51, Some("b"), 1),
+        ];
+        let wms = vec![i64::MIN; rows.len()];
+        let late: Vec<u32> = next
+            .process(&batch(&rows), &wms)
+            .unwrap()
+            .iter()
+            .map(|l| l.row)
+            .collect();
+        assert_eq!(late, vec![0, 2]);
     }
 
     #[test]

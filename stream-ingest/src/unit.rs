@@ -20,12 +20,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use shared::commit::FileCommitter;
-use shared::config::{LoadedConfig, PipelineConfig};
+use shared::config::{EndOfInput, LoadedConfig, PipelineConfig};
 use shared::lake::Lake;
 use shared::lock::{LockError, LockTarget, Locks};
 use tokio::sync::mpsc;
 
-use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::checkpoint::plan::{Plan, TableChange};
+use crate::checkpoint::{Checkpoint, CheckpointStore, PipelineSpec};
 use crate::dead_letter::DeadLetter;
 use crate::engine::{Engine, EngineError};
 use crate::lookup::Lookups;
@@ -165,11 +166,18 @@ pub async fn recover(
     );
     let (restored, highest) = store.latest().await?;
     let restored = if opts.from_scratch { None } else { restored };
+    // Checked against the pipeline file before anything is done with it.
+    let plan = restored.as_ref().map(|ck| Plan::new(loaded, ck));
+    if let Some(plan) = &plan {
+        plan.check(loaded)?;
+        log_changes(plan, unit);
+    }
     let generation = check_input(config, restored.as_ref(), &identity)?.unwrap_or(highest + 1);
     let header = CheckpointHeader {
         generation,
         pipeline: config.name.clone(),
         input: identity,
+        spec: PipelineSpec::of(config),
     };
     let writer = CommitWriter::new(lake.clone(), store, header, telemetry.clone(), locks);
     let mut writer = configure_writer(writer, config, opts, lake, unit);
@@ -179,8 +187,8 @@ pub async fn recover(
     clean_staging(&writer.committer, &tables).await?;
     let mut engine = open_engine(loaded, lake, telemetry, unit)?;
     let resumed_from = restored.as_ref().map(|c| c.id);
-    if let Some(ck) = restored {
-        engine.restore(ck.engine)?;
+    if let (Some(ck), Some(plan)) = (restored, plan) {
+        engine.restore(plan.apply(ck.engine))?;
     }
     let engine_at_start = engine.position().is_start();
     engine.set_next_checkpoint(highest + 1);
@@ -194,6 +202,22 @@ pub async fn recover(
         format: config.format.clone(),
         at_start: unit.tag.is_none() && engine_at_start,
     })
+}
+
+/// Says what a run does differently from the checkpoint's pipeline file (`stream-ingest
+/// plan` prints the same).
+fn log_changes(plan: &Plan, unit: &Unit) {
+    for t in &plan.tables {
+        if t.change != TableChange::Unchanged {
+            tracing::warn!(
+                table = %t.name,
+                unit = %unit,
+                checkpoint = plan.checkpoint,
+                "the pipeline file changed since the checkpoint: {}",
+                t.change
+            );
+        }
+    }
 }
 
 /// Checks that the restored checkpoint was taken reading this input; its generation.
@@ -362,6 +386,7 @@ async fn retract(
 pub struct DriveOptions {
     interval: Duration,
     idle_timeout: Option<Duration>,
+    end_of_input: EndOfInput,
 }
 
 impl DriveOptions {
@@ -373,6 +398,7 @@ impl DriveOptions {
                 .unwrap_or(config.checkpoint.interval)
                 .0,
             idle_timeout: config.event_time.idle_timeout.map(|d| d.0),
+            end_of_input: opts.end_of_input.unwrap_or(config.end_of_input),
         }
     }
 }
@@ -381,7 +407,8 @@ impl DriveOptions {
 pub type ChunkReceiver = Receiver<Result<Chunk, SourceError>>;
 
 /// Runs a recovered unit on the chunks of `chunk_rx`: the engine loop on a blocking thread,
-/// the writer here, until the chunks end (then every window is flushed) or `stop` is set
+/// the writer here, until the chunks end (then `end_of_input` says what happens to the open
+/// windows) or `stop` is set
 /// (then it checkpoints). Returns whether it was stopped.
 pub async fn execute(
     recovered: Recovered,
@@ -471,7 +498,7 @@ fn drive(
                 return Ok(true);
             }
             None if ended => {
-                engine.finish(&mut out.files)?;
+                engine.finish(pace.end_of_input, &mut out.files)?;
                 out.send_files()?;
                 out.checkpoint(&mut engine)?;
                 return Ok(false);

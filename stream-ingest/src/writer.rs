@@ -32,8 +32,7 @@ use shared::lock::Locks;
 
 use crate::IngestError;
 use crate::board::Board;
-use crate::checkpoint::{Checkpoint, CheckpointStore};
-use crate::engine::EngineSnapshot;
+use crate::checkpoint::{Checkpoint, CheckpointStore, EngineSnapshot, PipelineSpec};
 use crate::fault;
 use crate::metrics::Telemetry;
 use crate::sink::EncodedFile;
@@ -59,6 +58,8 @@ pub struct CheckpointHeader {
     pub generation: u64,
     pub pipeline: String,
     pub input: String,
+    /// What computes the state: the pipeline file's spec.
+    pub spec: PipelineSpec,
 }
 
 impl CheckpointHeader {
@@ -71,6 +72,7 @@ impl CheckpointHeader {
             engine,
             pending,
             dimension_files: Vec::new(),
+            spec: Some(self.spec.clone()),
         }
     }
 }
@@ -280,7 +282,7 @@ impl CommitWriter {
         let writing: Vec<BoxFuture<'_, Result<(), MarkerError>>> = markers
             .iter()
             .map(|m| -> BoxFuture<'_, Result<(), MarkerError>> {
-                Box::pin(committer.write_marker(m))
+                Box::pin(committer.commit_partition(m))
             })
             .collect();
         futures::stream::iter(writing)

@@ -30,6 +30,13 @@ pub struct PipelineConfig {
     /// What to do with lines that do not parse.
     #[serde(default)]
     pub invalid_lines: InvalidLinesConfig,
+    /// What a run does with the windows still open when a bounded input ends (a file,
+    /// standard input, a `generate` source with `lines`): `flush` (default) emits them, so a
+    /// one-shot run's tables are complete; `keep` leaves them in the checkpoint, and the next
+    /// run over the grown input goes on as if the process had never stopped (Spark's
+    /// `AvailableNow`). `run --end-of-input` overrides it.
+    #[serde(default)]
+    pub end_of_input: EndOfInput,
     /// Where late events go (events whose window was already emitted). Without it they are
     /// only counted.
     #[serde(default)]
@@ -68,6 +75,40 @@ pub struct PipelineConfig {
     /// Where `batch-analyze` runs the reports' queries (default: in its own process).
     #[serde(default)]
     pub engine: EngineConfig,
+}
+
+/// What a run does with the open windows when a bounded input ends.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EndOfInput {
+    /// Emit every open window and commit every partition. The watermark stays where the
+    /// events put it, and the windows emitted early are remembered: an event of a later
+    /// run is late only for a window that was really emitted.
+    #[default]
+    Flush,
+    /// Keep the open windows in the checkpoint: the next run continues them.
+    Keep,
+}
+
+impl EndOfInput {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndOfInput::Flush => "flush",
+            EndOfInput::Keep => "keep",
+        }
+    }
+}
+
+impl std::str::FromStr for EndOfInput {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "flush" => Ok(EndOfInput::Flush),
+            "keep" => Ok(EndOfInput::Keep),
+            other => Err(format!("`{other}`: expected `flush` or `keep`")),
+        }
+    }
 }
 
 /// Where `batch-analyze` runs the reports' queries.

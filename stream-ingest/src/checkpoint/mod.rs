@@ -15,9 +15,20 @@
 //! every version the kept checkpoints before it name, so the files no kept checkpoint needs
 //! can be deleted without reading them. Format 5 (the bytes inline) is still read.
 //!
-//! ```text
-//! file = "SICKPT" version:u16 | postcard(Checkpoint) | fnv1a64(body):u64 LE
-//! ```
+//! The bytes, their version and the migrations from older formats are in `format.rs`,
+//! `v6.rs` and `v5.rs`; the state itself in `state.rs`; what computed it in `spec.rs`; and
+//! what a restart does with a state computed by another pipeline file in `plan.rs`.
+
+mod format;
+pub mod plan;
+pub mod spec;
+pub mod state;
+mod v5;
+mod v6;
+
+pub use format::Checkpoint;
+pub use spec::PipelineSpec;
+pub use state::{EngineSnapshot, Flushed, TableSnapshot};
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -26,35 +37,8 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
-use serde::{Deserialize, Serialize};
-use shared::commit::{PartitionMarker, PendingFile};
-use shared::hash::fnv1a64;
+use shared::commit::PartitionMarker;
 use shared::lake::Lake;
-
-use crate::engine::EngineSnapshot;
-
-/// Version of the checkpoint format written; this one and format 5 (`mod v5`) are read, a
-/// checkpoint of any other version is not restored.
-pub const FORMAT_VERSION: u16 = 6;
-const MAGIC: &[u8; 6] = b"SICKPT";
-
-/// One checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub id: u64,
-    /// The first checkpoint of this generation: the run that started the pipeline's output
-    /// from scratch. Files of earlier generations are removed once it is durable.
-    pub generation: u64,
-    pub pipeline: String,
-    /// The input it was reading (`--input` or the pipeline's source), to refuse resuming on another.
-    pub input: String,
-    pub engine: EngineSnapshot,
-    /// Staged files to publish once this checkpoint is durable.
-    pub pending: Vec<PendingFile>,
-    /// The dimension version files this checkpoint and the kept ones before it name (set
-    /// by [`CheckpointStore::write`]).
-    pub dimension_files: Vec<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -78,92 +62,6 @@ pub enum CheckpointError {
     },
     #[error("cannot encode checkpoint: {0}")]
     Encode(String),
-}
-
-impl Checkpoint {
-    pub fn encode(&self) -> Result<Vec<u8>, CheckpointError> {
-        let body = postcard::to_stdvec(self).map_err(|e| CheckpointError::Encode(e.to_string()))?;
-        let mut out = Vec::with_capacity(body.len() + 16);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&fnv1a64(&body).to_le_bytes());
-        Ok(out)
-    }
-
-    /// Decodes a checkpoint (of this format or of format 5); why not, when it is damaged or
-    /// of another version.
-    pub fn decode(data: &[u8]) -> Result<Checkpoint, String> {
-        if data.len() < 16 || &data[..6] != MAGIC {
-            return Err("not a checkpoint (bad header or truncated)".into());
-        }
-        let version = u16::from_le_bytes([data[6], data[7]]);
-        if version != FORMAT_VERSION && version != v5::VERSION {
-            return Err(format!(
-                "format version {version}, this build reads {FORMAT_VERSION} and {}",
-                v5::VERSION
-            ));
-        }
-        let (body, sum) = data[8..].split_at(data.len() - 16);
-        let expected = u64::from_le_bytes(sum.try_into().expect("8 bytes"));
-        if fnv1a64(body) != expected {
-            return Err("checksum mismatch (damaged or partly written)".into());
-        }
-        let decoded = if version == v5::VERSION {
-            postcard::from_bytes::<v5::Checkpoint>(body).map(Checkpoint::from)
-        } else {
-            postcard::from_bytes(body)
-        };
-        decoded.map_err(|e| format!("cannot decode: {e}"))
-    }
-}
-
-/// Checkpoint format 5, read so that the first run after an upgrade resumes instead of
-/// rebuilding: it carried each lookup's dimension bytes inline and had no list of version
-/// files. The next checkpoint stores those bytes as a version file. Everything else is the
-/// engine state of today; when that changes, freeze a copy of format 5's here.
-mod v5 {
-    use std::sync::Arc;
-
-    use serde::Deserialize;
-    use shared::commit::PendingFile;
-
-    use crate::engine::EngineSnapshot;
-    use crate::lookup::LookupSnapshot;
-
-    pub const VERSION: u16 = 5;
-
-    #[derive(Deserialize)]
-    pub struct Lookup {
-        table: String,
-        data: Vec<u8>,
-    }
-
-    #[derive(Deserialize)]
-    pub struct Checkpoint {
-        id: u64,
-        generation: u64,
-        pipeline: String,
-        input: String,
-        engine: EngineSnapshot<Lookup>,
-        pending: Vec<PendingFile>,
-    }
-
-    impl From<Checkpoint> for super::Checkpoint {
-        fn from(c: Checkpoint) -> Self {
-            super::Checkpoint {
-                id: c.id,
-                generation: c.generation,
-                pipeline: c.pipeline,
-                input: c.input,
-                engine: c
-                    .engine
-                    .map_lookups(|l| LookupSnapshot::new(&l.table, Arc::from(l.data))),
-                pending: c.pending,
-                dimension_files: Vec::new(),
-            }
-        }
-    }
 }
 
 /// The checkpoints of one pipeline in one lake.
@@ -334,6 +232,35 @@ impl CheckpointStore {
         Ok((None, highest))
     }
 
+    /// The stores of every unit of state that has checkpoints here: this directory's own
+    /// (a pipeline that is one unit) and its subdirectories' (a Kafka pipeline's units, as
+    /// `p3`), each with its name.
+    pub async fn units(&self) -> Result<Vec<(Option<String>, CheckpointStore)>, CheckpointError> {
+        let listed = self
+            .lake
+            .store
+            .list_with_delimiter(Some(&self.dir))
+            .await
+            .map_err(|source| CheckpointError::List {
+                path: self.dir.clone(),
+                source,
+            })?;
+        let mut units = Vec::new();
+        if listed.objects.iter().any(|m| id_of(&m.location).is_some()) {
+            units.push((
+                None,
+                Self::in_dir(self.lake.clone(), self.dir.clone(), self.keep),
+            ));
+        }
+        for dir in listed.common_prefixes {
+            let name = dir.filename().unwrap_or_default().to_string();
+            if name != DIMENSIONS_DIR {
+                units.push((Some(name), Self::in_dir(self.lake.clone(), dir, self.keep)));
+            }
+        }
+        Ok(units)
+    }
+
     /// The partitions committed by the stored checkpoints older than `restored`: the ones a
     /// crash may have left unmerged (unreadable checkpoints are skipped).
     pub async fn older_markers(
@@ -469,6 +396,9 @@ mod tests {
 
     use shared::config::{S3Config, TimePartitioning, load_str};
 
+    use shared::commit::PendingFile;
+
+    use super::format::FORMAT_VERSION;
     use super::*;
     use crate::engine::Engine;
     use crate::format::parser_for;
@@ -569,6 +499,7 @@ not a log line
                 bytes: 900,
             }],
             dimension_files: vec!["00000000000000ff-42.bin".into()],
+            spec: Some(PipelineSpec::of(config)),
         }
     }
 
@@ -780,6 +711,7 @@ not a log line
         assert_eq!(&*old.engine.lookups[0].data, codes);
         let mut today = sample();
         today.dimension_files = Vec::new();
+        today.spec = None;
         assert_eq!(old.encode().unwrap(), today.encode().unwrap());
 
         // In a lake: restored with its bytes; the next checkpoint stores them as a version.
@@ -798,14 +730,47 @@ not a log line
         assert_eq!(version_files(dir.path()), [version_name(codes)]);
     }
 
+    /// The golden checkpoint of format 6 reads back as today's, without a spec (its tables
+    /// are the pipeline file's, in order) and without windows flushed early.
+    #[test]
+    fn a_format_6_checkpoint_is_restored_after_the_upgrade() {
+        let golden =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/checkpoint-v6.hex");
+        let old = Checkpoint::decode(&unhex(&std::fs::read_to_string(golden).unwrap())).unwrap();
+        assert!(old.spec.is_none());
+        let mut today = sample();
+        today.spec = None;
+        assert_eq!(old.encode().unwrap(), today.encode().unwrap());
+    }
+
+    /// The sample with every part of format 7 set: a spec, and windows and sessions an end
+    /// of input flushed.
+    fn sample_v7() -> Checkpoint {
+        let mut c = sample();
+        c.engine.tables[0].flushed = Flushed {
+            windows: vec![1_431_857_100_000_000],
+            sessions: Vec::new(),
+        };
+        c.engine.tables[2].flushed = Flushed {
+            windows: Vec::new(),
+            sessions: vec![(
+                b"10.0.0.1".to_vec(),
+                1_431_857_103_000_000,
+                1_431_857_459_000_000,
+            )],
+        };
+        c
+    }
+
     /// Every change of the checkpoint's bytes must be deliberate: a restart of the new build
     /// cannot read the old checkpoints unless it knows their format. After a deliberate
-    /// change, raise [`FORMAT_VERSION`] and rewrite the golden file with `BLESS=1`.
+    /// change, raise [`FORMAT_VERSION`], freeze the old types beside their migration (as
+    /// `v6.rs`) and rewrite the golden file with `BLESS=1`.
     #[test]
     fn the_checkpoint_format_is_pinned_by_golden_bytes() {
         let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("tests/golden/checkpoint-v{FORMAT_VERSION}.hex"));
-        let actual = hex(&sample().encode().unwrap());
+        let actual = hex(&sample_v7().encode().unwrap());
         if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
             std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
             std::fs::write(&golden, &actual).unwrap();
@@ -825,5 +790,6 @@ not a log line
             back.engine.source,
             crate::sources::Position::Bytes(LINES.len() as u64)
         );
+        assert_eq!(back.spec.unwrap().tables[1].name, "by_class");
     }
 }
