@@ -41,7 +41,7 @@ pub(crate) mod window;
 pub(crate) mod writer;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -233,7 +233,7 @@ impl fmt::Display for RunSummary {
 pub fn resolve_input(loaded: &LoadedConfig, opts: &RunOptions) -> Input {
     match (&opts.input, &loaded.config.source) {
         (Some(i), _) => i.clone(),
-        (None, SourceConfig::File { path }) => Input::File(loaded.resolve(path)),
+        (None, SourceConfig::File { path }) => file_input(loaded.resolve(path)),
         (None, SourceConfig::Stdin) => Input::Stdin,
         (
             None,
@@ -250,14 +250,27 @@ pub fn resolve_input(loaded: &LoadedConfig, opts: &RunOptions) -> Input {
     }
 }
 
+/// A file source's input: one file, or the files of a glob or a directory.
+fn file_input(path: PathBuf) -> Input {
+    if path.is_dir() {
+        Input::Files(path.join("*"))
+    } else if path.to_string_lossy().contains(['*', '?', '[']) {
+        Input::Files(path)
+    } else {
+        Input::File(path)
+    }
+}
+
 /// Checks what a run needs beyond the file itself (the input exists, the lake root parses).
 pub fn check_runnable(loaded: &LoadedConfig, opts: &RunOptions) -> Result<(), IngestError> {
     let mut problems = Vec::new();
-    if let Input::File(p) = resolve_input(loaded, opts)
-        && opts.input.is_none()
-        && !p.is_file()
-    {
-        problems.push(loaded.problem("source.path", format!("no such file: {}", p.display())));
+    match resolve_input(loaded, opts) {
+        Input::File(p) if opts.input.is_none() && !p.is_file() => {
+            problems.push(loaded.problem("source.path", format!("no such file: {}", p.display())))
+        }
+        Input::Files(p) if !p.parent().is_some_and(Path::is_dir) => problems
+            .push(loaded.problem("source.path", format!("no such directory: {}", p.display()))),
+        _ => {}
     }
     if !problems.is_empty() {
         return Err(loaded.invalid(problems).into());
@@ -277,13 +290,8 @@ fn input_identity(input: &Input) -> String {
             .display()
             .to_string(),
         Input::Stdin => "stdin".into(),
-        Input::Tail { pattern, .. } => {
-            let dir = pattern.parent().and_then(|d| std::fs::canonicalize(d).ok());
-            match (dir, pattern.file_name()) {
-                (Some(d), Some(f)) => format!("tail:{}", d.join(f).display()),
-                _ => format!("tail:{}", pattern.display()),
-            }
-        }
+        Input::Tail { pattern, .. } => format!("tail:{}", canonical_pattern(pattern)),
+        Input::Files(pattern) => format!("files:{}", canonical_pattern(pattern)),
         Input::Kafka(k) => format!("kafka:{}", k.topic.names().join(",")),
         Input::Generate(g) => format!(
             "generate:seed={},lines={:?},events_per_second={},start={},hosts={},paths={},unique_paths={}",
@@ -295,6 +303,15 @@ fn input_identity(input: &Input) -> String {
             g.paths,
             g.unique_paths
         ),
+    }
+}
+
+/// A glob with its directory made absolute.
+fn canonical_pattern(pattern: &Path) -> String {
+    let dir = pattern.parent().and_then(|d| std::fs::canonicalize(d).ok());
+    match (dir, pattern.file_name()) {
+        (Some(d), Some(f)) => d.join(f).display().to_string(),
+        _ => pattern.display().to_string(),
     }
 }
 
@@ -380,6 +397,6 @@ pub fn parse_input(arg: &str) -> Input {
     if arg == "-" {
         Input::Stdin
     } else {
-        Input::File(PathBuf::from(arg))
+        file_input(PathBuf::from(arg))
     }
 }

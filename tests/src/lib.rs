@@ -153,21 +153,46 @@ pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// All rows of a lake table, in one batch.
+/// All rows of a lake table, in one batch. Files whose columns differ (a table that gained
+/// or lost an aggregate) are read by column name, as DuckDB's `union_by_name`: the columns
+/// of every file, in order of first appearance, NULL where a file lacks one.
 pub fn read_table(dir: &Path) -> RecordBatch {
     let mut batches = Vec::new();
-    let mut schema = None;
+    let mut fields: Vec<arrow::datatypes::FieldRef> = Vec::new();
     for f in parquet_files(dir) {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).unwrap())
             .unwrap()
             .build()
             .unwrap();
-        schema.get_or_insert_with(|| reader.schema());
+        for field in reader.schema().fields() {
+            if !fields.iter().any(|f| f.name() == field.name()) {
+                fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
+            }
+        }
         for b in reader {
             batches.push(b.unwrap());
         }
     }
-    let schema = schema.unwrap_or_else(|| panic!("no parquet files under {}", dir.display()));
+    assert!(
+        !fields.is_empty(),
+        "no parquet files under {}",
+        dir.display()
+    );
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+    let batches: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| match b.column_by_name(f.name()) {
+                    Some(c) => c.clone(),
+                    None => arrow::array::new_null_array(f.data_type(), b.num_rows()),
+                })
+                .collect();
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        })
+        .collect();
     concat_batches(&schema, &batches).unwrap()
 }
 

@@ -925,3 +925,53 @@ fn on_s3_a_second_process_exits_3_and_a_stale_owner_stops_before_publishing() {
     s3.download("lake", "stale", &copy);
     assert_same(&expected, &snapshot(&stale, &copy), 0);
 }
+
+/// Cron runs with `end_of_input: keep` over a log that grows in five chunks, each run
+/// killed with SIGKILL at random instants before it is let finish: the lake is that of one
+/// uninterrupted run over the whole log.
+#[test]
+fn kill_9_during_cron_runs_that_keep_their_windows_loses_and_doubles_nothing() {
+    let seed = seed();
+    eprintln!("CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let whole = generated_log(dir.path(), 100_000);
+    let expected = uninterrupted(dir.path(), &whole);
+
+    let crashed = dir.path().join("crashed");
+    std::fs::create_dir_all(&crashed).unwrap();
+    let lake = crashed.join("lake");
+    let lake = lake.to_str().unwrap();
+    let log = crashed.join("growing.log");
+    let text = std::fs::read(&whole).unwrap();
+    let lines: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').collect();
+    let keep = ["--end-of-input", "keep", "--checkpoint-interval", "1s"];
+    let paced = [
+        &keep[..],
+        &["--chunk-bytes", "65536", "--max-lines-per-sec", "12000"],
+    ]
+    .concat();
+    let mut kills = 0;
+    for chunk in lines.chunks(20_000) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        std::io::Write::write_all(&mut f, &chunk.concat()).unwrap();
+        for _ in 0..2 {
+            let mut child = ingest(&crashed, &log, lake, &paced, &[]).spawn().unwrap();
+            std::thread::sleep(Duration::from_millis(100 + rng.below(1500)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            child.wait().unwrap();
+        }
+        run_ok(&mut ingest(&crashed, &log, lake, &keep, &[]));
+    }
+    run_ok(&mut ingest(&crashed, &log, lake, &[], &[]));
+    eprintln!("{kills} kills");
+    assert!(kills >= 3, "{kills}");
+    assert_same(&expected, &snapshot(&crashed, Path::new(lake)), seed);
+}

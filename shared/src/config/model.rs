@@ -125,7 +125,10 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
-    /// A file read to its end. A relative path is taken from the directory of the pipeline file.
+    /// A file read to its end; or, when `path` is a glob (`/var/log/nginx/access.log-*`) or
+    /// a directory, every file it names, each known by its identity and read from where the
+    /// last run stopped (cron runs: what was appended, and the new files). A relative path is
+    /// taken from the directory of the pipeline file.
     File { path: PathBuf },
     /// Standard input, read to its end.
     Stdin,

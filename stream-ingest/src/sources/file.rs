@@ -24,7 +24,17 @@ pub(super) fn spawn(
         source,
     };
     let mut f = File::open(path).map_err(err)?;
-    f.seek(SeekFrom::Start(opts.start.bytes())).map_err(err)?;
+    let (len, start) = (f.metadata().map_err(err)?.len(), opts.start.bytes());
+    if len < start {
+        // Seeking past the end would read nothing now and the middle of the new file later.
+        return Err(err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "it has {len} bytes, fewer than the {start} the last checkpoint read: it was truncated or replaced since. Rebuild the tables from it with --from-scratch, or follow a rotating log with `source: {{ kind: tail }}`"
+            ),
+        )));
+    }
+    f.seek(SeekFrom::Start(start)).map_err(err)?;
     spawn_chunked(Box::new(f), 0, name, opts, tx)
 }
 

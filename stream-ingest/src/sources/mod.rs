@@ -11,7 +11,8 @@
 //!   mod.rs       Input, Chunk, Advance, Position, spawn_reader
 //!   file.rs      a file read once to its end (and the line-aligned chunking of any reader)
 //!   stdin.rs     standard input
-//!   tail.rs      files followed as they grow, across rotation and truncation
+//!   tail.rs      files followed as they grow, across rotation and truncation; and the
+//!                files of a glob or directory read once (a `file` source for cron runs)
 //!   generate.rs  the built-in access-log generator
 //!   kafka.rs     Kafka partitions, each one's records chunked for its own engine
 //! ```
@@ -39,6 +40,9 @@ pub const CHUNK_BYTES: usize = 4 << 20;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     File(PathBuf),
+    /// The files a glob or a directory names, each read from where the last run stopped to
+    /// its end (a `file` source for cron runs: new lines and new files, then stop).
+    Files(PathBuf),
     Stdin,
     /// Files followed as they grow (a path or a glob).
     Tail {
@@ -56,6 +60,7 @@ impl std::fmt::Display for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Input::File(p) => write!(f, "{}", p.display()),
+            Input::Files(p) => write!(f, "{}", p.display()),
             Input::Stdin => f.write_str("standard input"),
             Input::Tail { pattern, .. } => write!(f, "{} (followed)", pattern.display()),
             Input::Generate(g) => {
@@ -270,6 +275,13 @@ pub fn spawn_reader(
     let name = input.to_string();
     let spawned = match input {
         Input::File(path) => return file::spawn(&path, name, opts, tx),
+        Input::Files(pattern) => {
+            let poll = Duration::ZERO;
+            let reader = tail::Follower::new(&pattern, poll, opts.chunk_bytes, opts.start.files());
+            std::thread::Builder::new()
+                .name("files".into())
+                .spawn(move || reader.read_once(|chunk| tx.send(chunk).is_ok()))
+        }
         Input::Stdin => return stdin::spawn(name, opts, tx),
         Input::Tail { pattern, poll } => {
             let follower =

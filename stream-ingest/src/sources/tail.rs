@@ -341,6 +341,79 @@ impl Follower {
     }
 }
 
+impl Follower {
+    /// One pass, for a `file` source that names a glob or a directory (cron runs): reads
+    /// every matching file from its checkpointed position to its end, oldest first (by
+    /// modification time, then name), then returns. A file's unfinished last line is final
+    /// unless the file is the newest, whose writer may still be writing it: that line waits
+    /// for the next run. Positions of files the pattern no longer names (deleted, moved
+    /// away) are forgotten.
+    pub fn read_once(mut self, mut send: impl FnMut(Result<Chunk, SourceError>) -> bool) {
+        let matches = self.matches();
+        for (id, (path, meta)) in &matches {
+            if let Err(source) = self.open(*id, path.clone(), meta) {
+                let input = path.display().to_string();
+                send(Err(SourceError { input, source }));
+                return;
+            }
+        }
+        for (id, p) in std::mem::take(&mut self.restored) {
+            tracing::info!(path = %p.path, "a file read by an earlier run is gone");
+            let forget = Chunk {
+                data: Vec::new(),
+                advance: Advance::Forget(id),
+                records: None,
+            };
+            if !send(Ok(forget)) {
+                return;
+            }
+        }
+        let mut order: Vec<(std::time::SystemTime, PathBuf, FileId)> = self
+            .files
+            .iter()
+            .map(|(id, f)| (f.modified, f.path.clone(), *id))
+            .collect();
+        order.sort();
+        let newest = order.last().map(|o| o.2);
+        for (_, path, id) in order {
+            if let Err(source) = self.drain(id, Some(id) != newest, &mut send) {
+                let input = path.display().to_string();
+                send(Err(SourceError { input, source }));
+                return;
+            }
+        }
+    }
+
+    /// Reads one file to its end; its unfinished last line too when `last_line_final`.
+    /// Stops early (`Ok`) when the engine stopped.
+    fn drain(
+        &mut self,
+        id: FileId,
+        last_line_final: bool,
+        send: &mut impl FnMut(Result<Chunk, SourceError>) -> bool,
+    ) -> io::Result<()> {
+        let chunk_bytes = self.chunk_bytes;
+        let f = self.files.get_mut(&id).expect("opened");
+        while f.read_more(chunk_bytes)? {
+            if let Some(chunk) = f.complete_lines(id)
+                && !send(Ok(chunk))
+            {
+                return Ok(());
+            }
+        }
+        if last_line_final && !f.partial.is_empty() {
+            let data = std::mem::take(&mut f.partial);
+            let advance = Advance::File(f.position(id));
+            send(Ok(Chunk {
+                data,
+                advance,
+                records: None,
+            }));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,589 @@
+//! A pipeline's life after its first run: the log grows between runs, runs are scheduled
+//! (`end_of_input: keep | flush`), and the pipeline file is edited against the checkpoint
+//! (`stream-ingest plan`, then `run`). Each test is a row of the table in issue 23, run as a
+//! user would, and compares the lake with what one run over the whole input gives.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use e2e::*;
+
+const MINUTE: i64 = 60_000_000;
+
+/// The shared sample log, line by line.
+fn sample() -> Vec<String> {
+    let text = std::fs::read_to_string(shared_data("apache_logs.log")).unwrap();
+    text.lines().map(String::from).collect()
+}
+
+/// A copy of the reference pipeline in `dir` reading `dir/access.log` into `dir/lake`,
+/// edited by `edit`.
+fn pipeline(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let yaml = std::fs::read_to_string(workspace().join("pipelines/access-log.yaml")).unwrap();
+    let yaml = yaml
+        .replace("path: data/apache_logs.log", "path: access.log")
+        .replace("root: out/lake", "root: lake");
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        dir.join("status_codes.csv"),
+    )
+    .unwrap();
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, edit(yaml)).unwrap();
+    path
+}
+
+fn unchanged(yaml: String) -> String {
+    yaml
+}
+
+/// `stream-ingest run` in `dir` with `args`; its standard error.
+fn ingest(dir: &Path, yaml: &Path, args: &[&str]) -> String {
+    let out = run_ok(
+        cmd("stream-ingest")
+            .current_dir(dir)
+            .args(["run", "-c"])
+            .arg(yaml)
+            .args(args),
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `stream-ingest plan` in `dir`, whatever its exit status.
+fn plan(dir: &Path, yaml: &Path) -> Output {
+    cmd("stream-ingest")
+        .current_dir(dir)
+        .args(["plan", "-c"])
+        .arg(yaml)
+        .output()
+        .unwrap()
+}
+
+fn append(path: &Path, lines: &[String]) {
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    append_lines(path, &refs);
+}
+
+/// The windowed tables and the late table of a lake, as canonical CSV.
+fn lake_tables(lake: &Path) -> BTreeMap<&'static str, String> {
+    ["status_1m", "path_1m", "late"]
+        .into_iter()
+        .map(|t| (t, render_table(&lake.join(t))))
+        .collect()
+}
+
+/// One run over the whole sample: what every schedule of runs must add up to.
+fn one_run(lines: &[String]) -> (tempfile::TempDir, BTreeMap<&'static str, String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = pipeline(dir.path(), unchanged);
+    append(&dir.path().join("access.log"), lines);
+    ingest(dir.path(), &yaml, &["-q"]);
+    let tables = lake_tables(&dir.path().join("lake"));
+    (dir, tables)
+}
+
+/// `status_1m` as (window start, status) → requests.
+fn status_requests(lake: &Path) -> BTreeMap<(i64, Option<i32>), i64> {
+    let b = read_table(&lake.join("status_1m"));
+    let start = b["window_start"].as_primitive::<TimestampMicrosecondType>();
+    let status = b["status"].as_primitive::<Int32Type>();
+    let requests = b["requests"].as_primitive::<Int64Type>();
+    (0..b.num_rows())
+        .map(|i| {
+            let key = (start.value(i), status.is_valid(i).then(|| status.value(i)));
+            (key, requests.value(i))
+        })
+        .collect()
+}
+
+/// The late events `status_1m` dropped, as (window start, status) → events.
+fn status_late(lake: &Path) -> BTreeMap<(i64, Option<i32>), i64> {
+    let mut out = BTreeMap::new();
+    if !lake.join("late").exists() {
+        return out;
+    }
+    let b: RecordBatch = read_table(&lake.join("late"));
+    let table = b["table"].as_string::<i32>();
+    let ts = b["ts"].as_primitive::<TimestampMicrosecondType>();
+    let status = b["status"].as_primitive::<Int32Type>();
+    for i in 0..b.num_rows() {
+        if table.value(i) == "status_1m" {
+            let t = ts.value(i);
+            let key = (
+                t - t.rem_euclid(MINUTE),
+                status.is_valid(i).then(|| status.value(i)),
+            );
+            *out.entry(key).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// A lake of runs that flushed at each end of input equals the lake of one run, once the
+/// events each run's flush made late are counted back into their windows: those events,
+/// and only those, went to the late table instead.
+/// Returns how many more events the runs counted late.
+fn assert_equal_but_for_flushed_windows(one: &Path, runs: &Path) -> i64 {
+    let (expected, late_once) = (status_requests(one), status_late(one));
+    let (actual, late_runs) = (status_requests(runs), status_late(runs));
+    let mut restored = actual.clone();
+    for (key, n) in &late_runs {
+        *restored.entry(*key).or_default() += n;
+    }
+    for (key, n) in &late_once {
+        *restored.entry(*key).or_default() -= n;
+        if restored[key] == 0 {
+            restored.remove(key);
+        }
+    }
+    assert_eq!(restored, expected);
+    // The runs' own late events: those of the windows open at each end of input.
+    late_runs.values().sum::<i64>() - late_once.values().sum::<i64>()
+}
+
+/// The `watermark` of every `_SUCCESS` marker under `table`.
+fn marker_watermarks(table: &Path) -> Vec<i64> {
+    let mut out = Vec::new();
+    for dt in std::fs::read_dir(table).unwrap() {
+        let dt = dt.unwrap().path();
+        for hour in std::fs::read_dir(&dt).unwrap() {
+            let marker = hour.unwrap().path().join("_SUCCESS");
+            if let Ok(text) = std::fs::read_to_string(marker) {
+                let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+                out.push(json["watermark"].as_i64().unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Row 1: a log that grew between two runs. The appended lines count in their windows; only
+/// the few events of the windows the first run's end of input flushed are late. With
+/// `keep`, the two runs give exactly the lake of one.
+#[test]
+fn lines_appended_between_runs_count_in_their_windows() {
+    let lines = sample();
+    let (whole, expected) = one_run(&lines);
+
+    for mode in ["flush", "keep"] {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = pipeline(dir.path(), unchanged);
+        let log = dir.path().join("access.log");
+        append(&log, &lines[..5_000]);
+        ingest(dir.path(), &yaml, &["--end-of-input", mode]);
+        // No marker records the end of time: a real watermark, or none yet.
+        let watermarks = marker_watermarks(&dir.path().join("lake/status_1m"));
+        assert!(
+            watermarks.iter().all(|w| *w < i64::MAX / 2),
+            "{watermarks:?}"
+        );
+        append(&log, &lines[5_000..]);
+        let summary = ingest(dir.path(), &yaml, &[]);
+        assert!(summary.contains("resumed from checkpoint"), "{summary}");
+        let lake = dir.path().join("lake");
+        if mode == "keep" {
+            assert_eq!(lake_tables(&lake), expected, "{mode}");
+        } else {
+            let extra = assert_equal_but_for_flushed_windows(&whole.path().join("lake"), &lake);
+            // Not the 4,999 late events of a watermark left at the end of time.
+            assert!(extra < 20, "{extra}");
+        }
+    }
+}
+
+/// Cron mode: the log arrives in 20 chunks, one run after each. With `keep` (Spark's
+/// `AvailableNow`) the lake is one run's; with `flush` it is too, but for the events of
+/// windows flushed early, which are late and listed in the late table.
+#[test]
+fn twenty_runs_over_a_growing_log_give_the_lake_of_one_run() {
+    let lines = sample();
+    let (whole, expected) = one_run(&lines);
+    for mode in ["keep", "flush"] {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = pipeline(dir.path(), unchanged);
+        let log = dir.path().join("access.log");
+        for chunk in lines.chunks(500) {
+            append(&log, chunk);
+            ingest(dir.path(), &yaml, &["-q", "--end-of-input", mode]);
+        }
+        // The last run of a `keep` schedule leaves windows open: a final flush closes them.
+        ingest(dir.path(), &yaml, &["-q", "--end-of-input", "flush"]);
+        let lake = dir.path().join("lake");
+        if mode == "keep" {
+            assert_eq!(lake_tables(&lake), expected, "{mode}");
+        } else {
+            let extra = assert_equal_but_for_flushed_windows(&whole.path().join("lake"), &lake);
+            assert!(
+                extra > 0 && extra < 200,
+                "{extra} events late because of flushes"
+            );
+        }
+    }
+}
+
+/// The same cron schedule with the lake on S3 (a real S3-compatible server).
+#[test]
+fn cron_runs_with_keep_on_s3_give_the_lake_of_one_run() {
+    let lines = sample();
+    let (_whole, expected) = one_run(&lines);
+    let s3 = S3Server::start();
+    s3.create_bucket("lake");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = pipeline(dir.path(), unchanged);
+    let log = dir.path().join("access.log");
+    for chunk in lines.chunks(2_000) {
+        append(&log, chunk);
+        run_ok(
+            cmd("stream-ingest")
+                .current_dir(dir.path())
+                .envs(s3.env())
+                .args([
+                    "run",
+                    "-q",
+                    "--end-of-input",
+                    "keep",
+                    "--lake",
+                    "s3://lake/life",
+                    "-c",
+                ])
+                .arg(&yaml),
+        );
+    }
+    run_ok(
+        cmd("stream-ingest")
+            .current_dir(dir.path())
+            .envs(s3.env())
+            .args(["run", "-q", "--lake", "s3://lake/life", "-c"])
+            .arg(&yaml),
+    );
+    let local = dir.path().join("downloaded");
+    s3.download("lake", "life", &local);
+    assert_eq!(lake_tables(&local), expected);
+}
+
+/// Daily rotated files in a directory, one run a day (`source.path` names the directory):
+/// each run reads the new file (and what was appended to the older ones), and the lake is
+/// that of one run over their concatenation.
+#[test]
+fn daily_files_in_a_directory_one_run_a_day_give_the_lake_of_one_run() {
+    let lines = sample();
+    let (_whole, expected) = one_run(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = pipeline(dir.path(), |y| y.replace("path: access.log", "path: logs"));
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Contiguous runs of lines by day, as a daily rotation cuts them.
+    let day = |l: &String| l.split('[').nth(1).map(|t| t[..11].to_string());
+    let mut files: Vec<(String, Vec<String>)> = Vec::new();
+    for l in &lines {
+        let d = day(l).unwrap_or_default();
+        match files.last_mut() {
+            Some((last, chunk)) if *last == d || d.is_empty() => chunk.push(l.clone()),
+            _ => files.push((d, vec![l.clone()])),
+        }
+    }
+    assert!(files.len() >= 4, "{}", files.len());
+    for (i, (_, chunk)) in files.iter().enumerate() {
+        append(&logs.join(format!("access.log-{i:03}")), chunk);
+        // Files written within one clock tick must not look simultaneous.
+        std::thread::sleep(Duration::from_millis(20));
+        let summary = ingest(dir.path(), &yaml, &["--end-of-input", "keep"]);
+        assert!(
+            i == 0 || summary.contains("resumed from checkpoint"),
+            "{summary}"
+        );
+    }
+    // A run with nothing new reads nothing; the last windows are flushed.
+    let summary = ingest(dir.path(), &yaml, &[]);
+    assert!(
+        summary.starts_with("stream-ingest: access-log: 10000 lines read"),
+        "{summary}"
+    );
+    assert_eq!(lake_tables(&dir.path().join("lake")), expected);
+}
+
+/// A report over the column an edit adds: its files differ (old ones lack it).
+const MAX_BYTES_SQL: &str = "SELECT dt, COUNT(max_bytes) AS windows, MAX(max_bytes) AS max_bytes, SUM(requests) AS requests FROM status_1m GROUP BY dt ORDER BY dt";
+
+/// The YAML of the reference pipeline with one more aggregate in `status_1m`, and a report
+/// that reads it.
+fn with_max_bytes(yaml: String) -> String {
+    yaml.replace(
+        "      - { name: unique_hosts, fn: count_distinct, column: host }\n",
+        "      - { name: unique_hosts, fn: count_distinct, column: host }\n      - { name: max_bytes, fn: max, column: bytes }\n",
+    ) + &format!("\n  - name: daily_max_bytes\n    sql: \"{MAX_BYTES_SQL}\"\n")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Row 2: a `tail` pipeline stopped, an aggregate added, restarted. `plan` says what
+/// happens; the windows open at the restart carry NULL for it, every later one its value,
+/// and the rest of the table is what it would have been.
+#[test]
+fn an_aggregate_added_to_a_followed_log_starts_with_the_next_windows() {
+    let lines = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = tail_pipeline(dir.path(), "access.log", "1s");
+    let log = dir.path().join("logs/access.log");
+    append(&log, &lines[..5_000]);
+    settle_and_stop(start_tail(dir.path(), &yaml));
+
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(&yaml, with_max_bytes(text)).unwrap();
+    let planned = plan(dir.path(), &yaml);
+    assert!(planned.status.success(), "{}", stderr(&planned));
+    let printed = stdout(&planned);
+    assert!(
+        printed.contains("status_1m  adds `max_bytes`: rows of the ")
+            && printed.contains("path_1m    unchanged: continues")
+            && printed.contains("the next run applies these changes"),
+        "{printed}"
+    );
+
+    let child = start_tail(dir.path(), &yaml);
+    std::thread::sleep(Duration::from_millis(600));
+    append(&log, &lines[5_000..]);
+    let summary = settle_and_stop(child);
+    assert!(summary.contains("resumed from checkpoint"), "{summary}");
+
+    // The same lines followed in one go with the edited file.
+    let reference = tempfile::tempdir().unwrap();
+    let ref_yaml = tail_pipeline(reference.path(), "access.log", "1s");
+    let text = std::fs::read_to_string(&ref_yaml).unwrap();
+    std::fs::write(&ref_yaml, with_max_bytes(text)).unwrap();
+    append(&reference.path().join("logs/access.log"), &lines);
+    settle_and_stop(start_tail(reference.path(), &ref_yaml));
+
+    let actual = read_table(&dir.path().join("lake/status_1m"));
+    let expected = read_table(&reference.path().join("lake/status_1m"));
+    let max = |b: &RecordBatch| -> BTreeMap<(i64, i32), Option<i64>> {
+        let start = b["window_start"].as_primitive::<TimestampMicrosecondType>();
+        let status = b["status"].as_primitive::<Int32Type>();
+        let m = b["max_bytes"].as_primitive::<Int64Type>();
+        (0..b.num_rows())
+            .map(|i| {
+                (
+                    (start.value(i), status.value(i)),
+                    m.is_valid(i).then(|| m.value(i)),
+                )
+            })
+            .collect()
+    };
+    let (actual_max, expected_max) = (max(&actual), max(&expected));
+    assert_eq!(
+        actual_max.keys().collect::<Vec<_>>(),
+        expected_max.keys().collect::<Vec<_>>()
+    );
+    // NULL up to some window, then every value as in one run.
+    let first_value = actual_max
+        .iter()
+        .find(|(_, v)| v.is_some())
+        .map(|(k, _)| k.0)
+        .expect("windows opened after the change carry the new aggregate");
+    for (key, value) in &actual_max {
+        if key.0 < first_value {
+            assert_eq!(*value, None, "{key:?}");
+        } else {
+            assert_eq!(value, &expected_max[key], "{key:?}");
+        }
+    }
+    let nulls = actual_max.values().filter(|v| v.is_none()).count();
+    assert!(nulls > 100 && nulls < actual_max.len() - 100, "{nulls}");
+    // Every other column is one run's.
+    let others = |b: &RecordBatch| {
+        let keep: Vec<usize> = (0..b.num_columns())
+            .filter(|&i| b.schema().field(i).name() != "max_bytes")
+            .collect();
+        b.project(&keep).unwrap()
+    };
+    let (a, e) = (others(&actual), others(&expected));
+    assert_eq!(e.num_rows(), a.num_rows());
+    assert_eq!(
+        render_rows(&a),
+        render_rows(&e),
+        "status_1m without max_bytes"
+    );
+
+    // batch-analyze reads the table with NULL where old files lack the column, as DuckDB
+    // does with `union_by_name`.
+    let report = run_ok(
+        cmd("batch-analyze")
+            .current_dir(dir.path())
+            .args(["run", "-q", "--include-open", "--report", "daily_max_bytes"])
+            .args(["--format", "csv", "-c"])
+            .arg(&yaml),
+    );
+    let duckdb = run_ok(python().current_dir(dir.path()).args([
+        "-c",
+        &format!(
+            "import duckdb\nfor r in duckdb.sql(\"{}\").fetchall(): print(','.join('' if x is None else str(x) for x in r))",
+            MAX_BYTES_SQL.replace(
+                "FROM status_1m",
+                "FROM read_parquet('lake/status_1m/**/*.parquet', hive_partitioning=true, union_by_name=true)"
+            )
+        ),
+    ]));
+    let ours = stdout(&report);
+    let ours: Vec<&str> = ours.lines().skip(1).collect();
+    let theirs = stdout(&duckdb);
+    assert_eq!(ours, theirs.lines().collect::<Vec<_>>());
+    assert!(ours.len() >= 4, "{ours:?}");
+}
+
+/// Rows as sorted lines of their debug form (the order of files does not matter).
+fn render_rows(b: &RecordBatch) -> Vec<String> {
+    let mut rows: Vec<String> = (0..b.num_rows())
+        .map(|i| {
+            b.columns()
+                .iter()
+                .map(|c| format!("{:?}", c.slice(i, 1)))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Row 3: a window changed against the checkpoint is refused by `plan` and by `run` (exit
+/// 2, file, line, table and field, the ways out), and the lake is left as it was.
+#[test]
+fn a_changed_window_is_refused_with_the_ways_out() {
+    let lines = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = pipeline(dir.path(), unchanged);
+    let log = dir.path().join("access.log");
+    append(&log, &lines[..5_000]);
+    ingest(dir.path(), &yaml, &["-q", "--end-of-input", "keep"]);
+    let before = files(&dir.path().join("lake"));
+
+    let edited = std::fs::read_to_string(&yaml).unwrap().replacen(
+        "window: { kind: tumbling, size: 1m }",
+        "window: { kind: tumbling, size: 5m }",
+        1,
+    );
+    std::fs::write(&yaml, edited).unwrap();
+    append(&log, &lines[5_000..]);
+    let planned = plan(dir.path(), &yaml);
+    let run = cmd("stream-ingest")
+        .current_dir(dir.path())
+        .args(["run", "-c"])
+        .arg(&yaml)
+        .output()
+        .unwrap();
+    for out in [&planned, &run] {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
+        let e = stderr(out);
+        assert!(
+            e.contains("pipeline.yaml:")
+                && e.contains(
+                    ": tables[0].window: window of table `status_1m` changed since checkpoint"
+                )
+                && e.contains("(was `tumbling 1m`, now `tumbling 5m`)")
+                && e.contains("a new name")
+                && e.contains("--from-scratch"),
+            "{e}"
+        );
+    }
+    assert!(stdout(&planned).contains("the next run would refuse to start"));
+    assert_eq!(files(&dir.path().join("lake")), before);
+}
+
+/// Row 4: a new table. It starts at the checkpoint's position; the other tables go on
+/// untouched (exactly one run's), and a removed table's files stay.
+#[test]
+fn a_new_table_starts_now_and_the_others_go_on() {
+    let host_5m = "\n  - name: host_5m\n    window: { kind: tumbling, size: 5m }\n    key: [host]\n    aggregates:\n      - { name: requests, fn: count }\n";
+    let with_table = |yaml: String| yaml.replace("\nlake:\n", &format!("{host_5m}\nlake:\n"));
+    let lines = sample();
+    let (_whole, expected) = one_run(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = pipeline(dir.path(), unchanged);
+    let log = dir.path().join("access.log");
+    append(&log, &lines[..5_000]);
+    ingest(dir.path(), &yaml, &["-q", "--end-of-input", "keep"]);
+
+    std::fs::write(&yaml, with_table(std::fs::read_to_string(&yaml).unwrap())).unwrap();
+    let planned = plan(dir.path(), &yaml);
+    assert!(planned.status.success(), "{}", stderr(&planned));
+    assert!(
+        stdout(&planned).contains("host_5m    new table: starts at the checkpoint's position"),
+        "{}",
+        stdout(&planned)
+    );
+    append(&log, &lines[5_000..]);
+    ingest(dir.path(), &yaml, &["-q"]);
+    let lake = dir.path().join("lake");
+    assert_eq!(lake_tables(&lake), expected);
+
+    // host_5m: the windows after the restart's first are one run's with the new file.
+    let reference = tempfile::tempdir().unwrap();
+    let ref_yaml = pipeline(reference.path(), with_table);
+    append(&reference.path().join("access.log"), &lines);
+    ingest(reference.path(), &ref_yaml, &["-q"]);
+    let actual = read_table(&lake.join("host_5m"));
+    let full = read_table(&reference.path().join("lake/host_5m"));
+    let first = actual["window_start"]
+        .as_primitive::<TimestampMicrosecondType>()
+        .values()
+        .iter()
+        .min()
+        .copied()
+        .unwrap();
+    let after = |b: &RecordBatch| -> Vec<String> {
+        let start = b["window_start"].as_primitive::<TimestampMicrosecondType>();
+        let keep = arrow::array::BooleanArray::from_iter(
+            (0..b.num_rows()).map(|i| Some(start.value(i) > first)),
+        );
+        render_rows(&arrow::compute::filter_record_batch(b, &keep).unwrap())
+    };
+    let (a, e) = (after(&actual), after(&full));
+    assert!(a.len() > 100, "{}", a.len());
+    assert_eq!(a, e);
+    // Its first window saw only the events after the checkpoint: fewer, never more.
+    assert!(actual.num_rows() < full.num_rows());
+
+    // Removing it again: its state goes, its files stay.
+    let without = std::fs::read_to_string(&yaml)
+        .unwrap()
+        .replace(host_5m, "\n");
+    std::fs::write(&yaml, without).unwrap();
+    let planned = plan(dir.path(), &yaml);
+    assert!(
+        stdout(&planned)
+            .contains("host_5m    removed: its state is dropped; its files in the lake stay"),
+        "{}",
+        stdout(&planned)
+    );
+    let host_files = parquet_files(&lake.join("host_5m"));
+    append(&log, &lines[..10]);
+    ingest(dir.path(), &yaml, &["-q"]);
+    assert_eq!(parquet_files(&lake.join("host_5m")), host_files);
+}
+
+fn start_tail(dir: &Path, yaml: &Path) -> std::process::Child {
+    cmd("stream-ingest")
+        .current_dir(dir)
+        .args(["run", "-c"])
+        .arg(yaml)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Lets a follower catch up, then stops it with SIGTERM; returns its summary line.
+fn settle_and_stop(child: std::process::Child) -> String {
+    std::thread::sleep(Duration::from_millis(2500));
+    stop_with_sigterm(child)
+}
