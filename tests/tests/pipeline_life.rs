@@ -68,11 +68,26 @@ fn append(path: &Path, lines: &[String]) {
     append_lines(path, &refs);
 }
 
-/// The windowed tables and the late table of a lake, as canonical CSV.
+/// The windowed tables and the late table of a lake, as canonical CSV ("" for none).
 fn lake_tables(lake: &Path) -> BTreeMap<&'static str, String> {
+    let render = |dir: PathBuf| {
+        if parquet_files(&dir).is_empty() {
+            String::new()
+        } else {
+            render_table(&dir)
+        }
+    };
     ["status_1m", "path_1m", "late"]
         .into_iter()
-        .map(|t| (t, render_table(&lake.join(t))))
+        .map(|t| (t, render(lake.join(t))))
+        .collect()
+}
+
+/// Every file of a lake but the writer's lock (which names the last process that held it).
+fn lake_files(lake: &Path) -> Vec<(String, Vec<u8>)> {
+    files(lake)
+        .into_iter()
+        .filter(|(name, _)| !name.ends_with("writer.lock"))
         .collect()
 }
 
@@ -103,7 +118,7 @@ fn status_requests(lake: &Path) -> BTreeMap<(i64, Option<i32>), i64> {
 /// The late events `status_1m` dropped, as (window start, status) → events.
 fn status_late(lake: &Path) -> BTreeMap<(i64, Option<i32>), i64> {
     let mut out = BTreeMap::new();
-    if !lake.join("late").exists() {
+    if parquet_files(&lake.join("late")).is_empty() {
         return out;
     }
     let b: RecordBatch = read_table(&lake.join("late"));
@@ -217,8 +232,10 @@ fn twenty_runs_over_a_growing_log_give_the_lake_of_one_run() {
             assert_eq!(lake_tables(&lake), expected, "{mode}");
         } else {
             let extra = assert_equal_but_for_flushed_windows(&whole.path().join("lake"), &lake);
+            // Those of the two or three windows open at each of 19 ends of input (about
+            // 1,000 here); a watermark left at the end of time would make 9,500 late.
             assert!(
-                extra > 0 && extra < 200,
+                extra > 0 && extra < 2_000,
                 "{extra} events late because of flushes"
             );
         }
@@ -465,7 +482,7 @@ fn a_changed_window_is_refused_with_the_ways_out() {
     let log = dir.path().join("access.log");
     append(&log, &lines[..5_000]);
     ingest(dir.path(), &yaml, &["-q", "--end-of-input", "keep"]);
-    let before = files(&dir.path().join("lake"));
+    let before = lake_files(&dir.path().join("lake"));
 
     let edited = std::fs::read_to_string(&yaml).unwrap().replacen(
         "window: { kind: tumbling, size: 1m }",
@@ -496,7 +513,8 @@ fn a_changed_window_is_refused_with_the_ways_out() {
         );
     }
     assert!(stdout(&planned).contains("the next run would refuse to start"));
-    assert_eq!(files(&dir.path().join("lake")), before);
+    let after = lake_files(&dir.path().join("lake"));
+    assert!(after == before, "the refused run changed the lake");
 }
 
 /// Row 4: a new table. It starts at the checkpoint's position; the other tables go on
