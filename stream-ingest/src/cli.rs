@@ -54,7 +54,7 @@ pub enum Command {
     /// Show what the next `run` does with the lake's checkpoint after the pipeline file was
     /// edited: per table, continue, start, drop, add a column, or refuse (exit 2).
     #[command(
-        long_about = "Compare the pipeline file with the newest checkpoint in the lake and print, per windowed table, what the next `run` will do: continue it (unchanged), start it at the checkpoint's position (a new table), drop its state and leave its files (a removed table), add or drop a column (an aggregate added or removed; windows open now carry NULL for an added one), or refuse.\n\nA changed window, key, filter, aggregate function, or a `derive`/`lookup` a table reads cannot continue that table's open windows: `run` refuses it, and so does `plan` (exit 2), naming the file, line and field. The ways out: give the table a new name (a new table starts now and the old files stay), or rebuild with --from-scratch. A changed source kind, format or event time is refused for the whole pipeline.\n\nExit status: 0 the next run can go on, 2 it would refuse (or the file is invalid), 1 the lake cannot be read.",
+        long_about = "Compare the pipeline file with the newest checkpoint in the lake and print, per windowed table, what the next `run` will do: continue it (unchanged), start it at the checkpoint's position (a new table), drop its state and leave its files (a removed table), add or drop a column (an aggregate added or removed; windows open now carry NULL for an added one), or refuse.\n\nA changed window, key, filter, aggregate function, or a `derive`/`lookup` a table reads cannot continue that table's open windows: `run` refuses it, and so does `plan` (exit 2), naming the file, line and field. The ways out: give the table a new name (a new table starts now and the old files stay), or recompute it with `run --rebuild TABLE`. A changed source kind, format or event time is refused for the whole pipeline.\n\nExit status: 0 the next run can go on, 2 it would refuse (or the file is invalid), 1 the lake cannot be read.",
         after_help = "Example:\n  stream-ingest plan -c pipelines/access-log.yaml --lake ./lake"
     )]
     Plan(PlanArgs),
@@ -204,6 +204,13 @@ pub struct RunArgs {
     /// this machine, at once).
     #[arg(long, value_name = "DURATION")]
     pub wait: Option<HumanDuration>,
+    /// Recompute these windowed tables (comma-separated) from the start of the input up to
+    /// the newest checkpoint, replace their files, then go on as usual; the other tables are
+    /// untouched. The way to apply a changed window, key, filter or aggregate to a table
+    /// (see `stream-ingest plan`). Needs an input that can be read again: a file, or the
+    /// files of a glob or directory.
+    #[arg(long, value_name = "TABLE[,TABLE]", value_delimiter = ',')]
+    pub rebuild: Vec<String>,
     /// At the end of a bounded input: `flush` emits every open window (a one-shot run);
     /// `keep` leaves them in the checkpoint for the next run over the grown input (cron).
     /// Overrides `end_of_input` (default `flush`).
@@ -225,6 +232,9 @@ pub struct PlanArgs {
     /// The lake root, if not the pipeline's (as `run --lake`).
     #[arg(long, value_name = "URL")]
     pub lake: Option<String>,
+    /// The tables the next run rebuilds (as `run --rebuild`).
+    #[arg(long, value_name = "TABLE[,TABLE]", value_delimiter = ',')]
+    pub rebuild: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -267,6 +277,7 @@ fn run(args: RunArgs) -> Result<(), IngestError> {
         metrics_addr: args.metrics_addr,
         wait: args.wait,
         end_of_input: args.end_of_input,
+        rebuild: args.rebuild,
     };
     let runtime = runtime()?;
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -372,6 +383,7 @@ fn plan(args: PlanArgs) -> Result<(), IngestError> {
     let opts = RunOptions {
         input: args.input.as_deref().map(parse_input),
         lake: args.lake,
+        rebuild: args.rebuild,
         ..RunOptions::default()
     };
     let report = runtime()?.block_on(crate::plan(&loaded, &opts))?;

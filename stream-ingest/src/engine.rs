@@ -463,6 +463,11 @@ impl Engine {
         }
     }
 
+    /// The checkpoint that will commit the files cut now.
+    pub fn next_checkpoint(&self) -> u64 {
+        self.checkpoint
+    }
+
     /// Files cut from now on are committed by checkpoint `id` (and the next ones).
     pub fn set_next_checkpoint(&mut self, id: u64) {
         self.checkpoint = id;

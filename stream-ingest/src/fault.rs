@@ -3,7 +3,9 @@
 //! `after-stage` (a file staged), `after-checkpoint` (a checkpoint written, its files not yet
 //! published: between pre-commit and commit), `mid-publish` (some files of a checkpoint
 //! published), `after-publish` (its markers written, merges done, old checkpoints pruned),
-//! `mid-replace` (a merged file published, the files it replaces not yet removed), and the
+//! `mid-replace` (a merged file published, the files it replaces not yet removed),
+//! `after-rebuild-retract` (a rebuild's files published and the old ones removed, its markers
+//! not yet written), and the
 //! pause `before-ready` (`STREAM_INGEST_PAUSE_AT=before-ready:2s`: recovery done, not yet
 //! ready, for the health-probe test).
 

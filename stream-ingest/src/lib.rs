@@ -33,6 +33,7 @@ pub(crate) mod member;
 pub(crate) mod metrics;
 pub(crate) mod parallel;
 pub(crate) mod produce;
+pub(crate) mod rebuild;
 pub(crate) mod sink;
 pub(crate) mod sources;
 pub(crate) mod table;
@@ -139,6 +140,8 @@ pub struct RunOptions {
     pub wait: Option<HumanDuration>,
     /// Overrides `end_of_input`.
     pub end_of_input: Option<EndOfInput>,
+    /// Recompute these tables from the input first (`--rebuild`).
+    pub rebuild: Vec<String>,
 }
 
 /// What a run did.
@@ -320,7 +323,7 @@ fn canonical_pattern(pattern: &Path) -> String {
 /// is one member of the pipeline's consumer group ([`member`]).
 pub async fn run(
     loaded: &LoadedConfig,
-    opts: RunOptions,
+    mut opts: RunOptions,
     shutdown: Arc<AtomicBool>,
 ) -> Result<RunSummary, IngestError> {
     let started = Instant::now();
@@ -338,6 +341,10 @@ pub async fn run(
         .unwrap_or_else(|| config.lake.root.clone());
     let lake = Lake::open(&root, &config.lake.s3, config.lake.partition_time)?;
     let input = resolve_input(loaded, &opts);
+    if !opts.rebuild.is_empty() {
+        rebuild::rebuild(loaded, &opts, &lake, &input, &telemetry).await?;
+        opts.rebuild.clear();
+    }
     if let Input::Kafka(kafka) = &input {
         return member::run(loaded, &opts, &lake, kafka, &telemetry, shutdown).await;
     }
@@ -360,6 +367,7 @@ pub async fn run(
         chunk_bytes: opts.chunk_bytes.unwrap_or(sources::CHUNK_BYTES),
         start: recovered.engine.position().clone(),
         max_lines_per_sec: opts.max_lines_per_sec,
+        until: None,
     };
     let _reader = sources::spawn_reader(input, reader_opts, chunk_tx)?;
     if let Some(d) = fault::pause("before-ready") {
@@ -389,7 +397,7 @@ pub async fn plan(
         .unwrap_or_else(|| config.lake.root.clone());
     let lake = Lake::open(&root, &config.lake.s3, config.lake.partition_time)?;
     let identity = input_identity(&resolve_input(loaded, opts));
-    Ok(checkpoint::plan::next_run(loaded, &lake, &identity).await?)
+    Ok(checkpoint::plan::next_run(loaded, &lake, &identity, &opts.rebuild).await?)
 }
 
 /// The input named by `--input`: a path, or `-` for standard input.

@@ -167,7 +167,9 @@ pub async fn recover(
     let (restored, highest) = store.latest().await?;
     let restored = if opts.from_scratch { None } else { restored };
     // Checked against the pipeline file before anything is done with it.
-    let plan = restored.as_ref().map(|ck| Plan::new(loaded, ck));
+    let plan = restored
+        .as_ref()
+        .map(|ck| Plan::new(loaded, ck, &opts.rebuild));
     if let Some(plan) = &plan {
         plan.check(loaded)?;
         log_changes(plan, unit);
@@ -178,6 +180,7 @@ pub async fn recover(
         pipeline: config.name.clone(),
         input: identity,
         spec: PipelineSpec::of(config),
+        rebuilt: Vec::new(),
     };
     let writer = CommitWriter::new(lake.clone(), store, header, telemetry.clone(), locks);
     let mut writer = configure_writer(writer, config, opts, lake, unit);
@@ -270,6 +273,9 @@ async fn finish_commit(
 ) -> Result<(), IngestError> {
     for f in &ck.pending {
         writer.committer.publish_pending(f).await?;
+    }
+    if !ck.rebuilt.is_empty() {
+        writer.replace_rebuilt(ck).await?;
     }
     if let Some(board) = &mut writer.board {
         board.restore(ck.id).await?;
@@ -366,7 +372,7 @@ async fn start_generation(
 
 /// Removes from every table what the checkpoints `redo` selects committed (see
 /// [`FileCommitter::retract`]).
-async fn retract(
+pub(crate) async fn retract(
     committer: &FileCommitter,
     tables: &[String],
     why: &str,

@@ -60,6 +60,8 @@ pub struct CheckpointHeader {
     pub input: String,
     /// What computes the state: the pipeline file's spec.
     pub spec: PipelineSpec,
+    /// Tables the checkpoints rebuild (`run --rebuild`: only its one checkpoint).
+    pub rebuilt: Vec<String>,
 }
 
 impl CheckpointHeader {
@@ -73,6 +75,7 @@ impl CheckpointHeader {
             pending,
             dimension_files: Vec::new(),
             spec: Some(self.spec.clone()),
+            rebuilt: self.rebuilt.clone(),
         }
     }
 }
@@ -195,6 +198,11 @@ impl CommitWriter {
         fault::point("after-checkpoint");
         self.fenced()?;
         self.publish(&ck.pending, &closed).await?;
+        if !ck.rebuilt.is_empty() {
+            self.replace_rebuilt(&ck).await?;
+            // One checkpoint rebuilds: the next ones must not retract its files.
+            self.header.rebuilt.clear();
+        }
         self.commit_checkpoint(&ck.engine).await?;
         if let Some(f) = &self.on_durable {
             f(&ck.engine.source);
@@ -206,6 +214,24 @@ impl CommitWriter {
         self.telemetry
             .checkpoint_done(ck.id, written.bytes, started.elapsed());
         self.last = Some(ck.engine);
+        Ok(())
+    }
+
+    /// After a rebuild's checkpoint is durable and its files published: removes the rebuilt
+    /// tables' files and markers of earlier checkpoints (before the new markers are
+    /// written), and the earlier checkpoints, whose state goes with those files.
+    pub async fn replace_rebuilt(&mut self, ck: &Checkpoint) -> Result<(), IngestError> {
+        let id = ck.id;
+        crate::unit::retract(
+            &self.committer,
+            &ck.rebuilt,
+            "replaced by the rebuild",
+            |c| c < id,
+        )
+        .await?;
+        fault::point("after-rebuild-retract");
+        let older = self.store.older_than(id).await?;
+        self.store.prune(older).await;
         Ok(())
     }
 

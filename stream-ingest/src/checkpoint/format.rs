@@ -42,6 +42,9 @@ pub struct Checkpoint {
     /// checkpoint of format 6 or 5, which did not record it: its tables are taken to be the
     /// pipeline file's, in order.
     pub spec: Option<PipelineSpec>,
+    /// Tables this checkpoint rebuilt (`run --rebuild`): once it is durable, their files and
+    /// markers committed by earlier checkpoints are removed (again on a restart from it).
+    pub rebuilt: Vec<String>,
 }
 
 impl Checkpoint {

@@ -261,6 +261,17 @@ impl CheckpointStore {
         Ok(units)
     }
 
+    /// The stored checkpoints older than `id`: after a rebuild, none of them may be restored
+    /// (the files their state goes with are gone).
+    pub async fn older_than(&self, id: u64) -> Result<Vec<Path>, CheckpointError> {
+        let ids = self.ids().await?;
+        Ok(ids
+            .into_iter()
+            .filter(|(i, _)| *i < id)
+            .map(|(_, p)| p)
+            .collect())
+    }
+
     /// The partitions committed by the stored checkpoints older than `restored`: the ones a
     /// crash may have left unmerged (unreadable checkpoints are skipped).
     pub async fn older_markers(
@@ -500,6 +511,7 @@ not a log line
             }],
             dimension_files: vec!["00000000000000ff-42.bin".into()],
             spec: Some(PipelineSpec::of(config)),
+            rebuilt: Vec::new(),
         }
     }
 

@@ -16,7 +16,8 @@
 //! | source kind, format, event time               | refused for the whole pipeline            |
 //!
 //! A refusal is a [`ConfigError`] (exit 2) naming the file, line and field, with the ways
-//! out: a new table name, or `--from-scratch`.
+//! out: a new table name, or `run --rebuild TABLE` ([`crate::rebuild`]), which recomputes
+//! the table; a table being rebuilt is never refused.
 
 use std::fmt::{self, Write as _};
 
@@ -35,6 +36,9 @@ pub enum TableChange {
     Added,
     /// A table of the checkpoint the pipeline no longer has.
     Removed,
+    /// Recomputed from the input by `run --rebuild` (whatever changed): its state and files
+    /// are replaced.
+    Rebuilt,
     /// Aggregates added or removed (by output column); `open` windows carry NULL for the
     /// added ones.
     Aggregates {
@@ -66,8 +70,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Compares the pipeline file with what computed `ck`.
-    pub fn new(loaded: &LoadedConfig, ck: &Checkpoint) -> Plan {
+    /// Compares the pipeline file with what computed `ck`; the tables of `rebuild` are
+    /// recomputed (`run --rebuild`), so no change of theirs is refused.
+    pub fn new(loaded: &LoadedConfig, ck: &Checkpoint, rebuild: &[String]) -> Plan {
         let now = PipelineSpec::of(&loaded.config);
         let mut plan = Plan {
             checkpoint: ck.id,
@@ -78,7 +83,26 @@ impl Plan {
             Some(then) => plan.compare(loaded, then, &now, &ck.engine),
             None => plan.positional(loaded, &now, &ck.engine),
         }
+        plan.rebuild(loaded, rebuild);
         plan
+    }
+
+    /// Marks the tables of `rebuild` as recomputed, and drops the refusals that were theirs.
+    fn rebuild(&mut self, loaded: &LoadedConfig, rebuild: &[String]) {
+        for (i, t) in loaded.config.tables.iter().enumerate() {
+            if !rebuild.contains(&t.name) {
+                continue;
+            }
+            let prefix = format!("tables[{i}]");
+            self.refused
+                .retain(|p| !(p.path == prefix || p.path.starts_with(&format!("{prefix}."))));
+            if let Some(plan) = self.tables.iter_mut().find(|p| p.name == t.name) {
+                plan.change = TableChange::Rebuilt;
+                plan.old = None;
+                plan.aggregates = vec![None; t.aggregates.len()];
+            }
+        }
+        // Without a spec (an earlier release's checkpoint) the count must still match.
     }
 
     /// Whether `run` may go on.
@@ -255,7 +279,7 @@ impl Plan {
         self.refused.push(loaded.problem(
             path,
             format!(
-                "{what} of table `{table}` changed since checkpoint {} (was `{old}`, now `{new}`): its open windows cannot continue. Either give the table a new name (a new table starts now; the old one's files stay), or start over with --from-scratch",
+                "{what} of table `{table}` changed since checkpoint {} (was `{old}`, now `{new}`): its open windows cannot continue. Either give the table a new name (a new table starts now; the old one's files stay), or recompute it from the input with `run --rebuild {table}`",
                 self.checkpoint
             ),
         ));
@@ -309,6 +333,10 @@ impl fmt::Display for TableChange {
             TableChange::Added => write!(
                 f,
                 "new table: starts at the checkpoint's position (earlier input is not in it)"
+            ),
+            TableChange::Rebuilt => write!(
+                f,
+                "rebuilt: recomputed from the start of the input to the checkpoint's position, its files replaced"
             ),
             TableChange::Removed => write!(
                 f,
@@ -373,6 +401,7 @@ pub async fn next_run(
     loaded: &LoadedConfig,
     lake: &shared::lake::Lake,
     identity: &str,
+    rebuild: &[String],
 ) -> Result<PlanReport, super::CheckpointError> {
     let config = &loaded.config;
     let store =
@@ -386,7 +415,7 @@ pub async fn next_run(
             continue;
         };
         found += 1;
-        let mut plan = Plan::new(loaded, &ck);
+        let mut plan = Plan::new(loaded, &ck, rebuild);
         changed |= plan.changes();
         if ck.input != identity {
             plan.refused.push(loaded.problem(
@@ -483,12 +512,13 @@ lake: { root: /nonexistent/lake }
             pending: Vec::new(),
             dimension_files: Vec::new(),
             spec: Some(PipelineSpec::of(&loaded.config)),
+            rebuilt: Vec::new(),
         }
     }
 
     fn plan(edited: &str) -> (Plan, LoadedConfig) {
         let loaded = load(edited);
-        (Plan::new(&loaded, &checkpoint()), loaded)
+        (Plan::new(&loaded, &checkpoint(), &[]), loaded)
     }
 
     fn changes(p: &Plan) -> Vec<(String, TableChange)> {
@@ -599,7 +629,7 @@ lake: { root: /nonexistent/lake }
         for (edited, expected) in cases {
             let e = refusal(&edited);
             assert!(e.contains(expected), "{e}\nexpected: {expected}");
-            assert!(e.contains("--from-scratch"), "{e}");
+            assert!(e.contains("--rebuild "), "{e}");
         }
         // A derive no table reads is not a change of any table.
         let unused = BASE.replace(
@@ -608,6 +638,21 @@ lake: { root: /nonexistent/lake }
         );
         let (p, loaded) = plan(&unused);
         assert!(p.check(&loaded).is_ok() && !p.changes());
+    }
+
+    #[test]
+    fn a_table_being_rebuilt_is_never_refused_and_starts_over() {
+        let edited = BASE.replacen("size: 1m }", "size: 5m }", 1);
+        let loaded = load(&edited);
+        let p = Plan::new(&loaded, &checkpoint(), &["status_1m".to_string()]);
+        assert!(p.check(&loaded).is_ok());
+        assert_eq!(changes(&p)[0].1, TableChange::Rebuilt);
+        let state = p.apply(checkpoint().engine);
+        assert!(state.tables[0].windows.is_empty());
+        assert_eq!(state.tables[1].windows[0].1[0].1, vec![Acc::Count(4)]);
+        // Another table's change is still refused.
+        let p = Plan::new(&loaded, &checkpoint(), &["class_1m".to_string()]);
+        assert!(p.check(&loaded).is_err());
     }
 
     #[test]
@@ -632,12 +677,12 @@ lake: { root: /nonexistent/lake }
         let mut old = checkpoint();
         old.spec = None;
         let loaded = load(BASE);
-        let p = Plan::new(&loaded, &old);
+        let p = Plan::new(&loaded, &old, &[]);
         assert!(p.check(&loaded).is_ok() && !p.changes());
         let one_table = BASE.split("  - name: class_1m").next().unwrap().to_string()
             + "lake: { root: /nonexistent/lake }\n";
         let loaded = load(&one_table);
-        let e = Plan::new(&loaded, &old)
+        let e = Plan::new(&loaded, &old, &[])
             .check(&loaded)
             .unwrap_err()
             .to_string();

@@ -42,6 +42,7 @@ impl From<Checkpoint> for super::Checkpoint {
             pending: c.pending,
             dimension_files: Vec::new(),
             spec: None,
+            rebuilt: Vec::new(),
         }
     }
 }

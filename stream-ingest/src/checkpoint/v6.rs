@@ -92,6 +92,7 @@ impl From<Checkpoint> for super::Checkpoint {
             pending: c.pending,
             dimension_files: c.dimension_files,
             spec: None,
+            rebuilt: Vec::new(),
         }
     }
 }

@@ -35,7 +35,13 @@ pub(super) fn spawn(
         )));
     }
     f.seek(SeekFrom::Start(start)).map_err(err)?;
-    spawn_chunked(Box::new(f), 0, name, opts, tx)
+    match &opts.until {
+        Some(until) => {
+            let rest = until.bytes().saturating_sub(start);
+            spawn_chunked(Box::new(f.take(rest)), 0, name, opts, tx)
+        }
+        None => spawn_chunked(Box::new(f), 0, name, opts, tx),
+    }
 }
 
 /// Starts a thread that skips `skip` bytes of `reader` (an input that cannot seek), then

@@ -249,6 +249,9 @@ pub struct ReaderOptions {
     pub start: Position,
     /// Read no faster than this many lines per second (demos and crash tests).
     pub max_lines_per_sec: Option<u64>,
+    /// Stop at this position instead of the end of the input (a rebuild reads up to the
+    /// checkpoint it rebuilds). Files (`Files` inputs) that it does not name are not read.
+    pub until: Option<Position>,
 }
 
 impl Default for ReaderOptions {
@@ -257,6 +260,7 @@ impl Default for ReaderOptions {
             chunk_bytes: CHUNK_BYTES,
             start: Position::Start,
             max_lines_per_sec: None,
+            until: None,
         }
     }
 }
@@ -277,7 +281,11 @@ pub fn spawn_reader(
         Input::File(path) => return file::spawn(&path, name, opts, tx),
         Input::Files(pattern) => {
             let poll = Duration::ZERO;
-            let reader = tail::Follower::new(&pattern, poll, opts.chunk_bytes, opts.start.files());
+            let mut reader =
+                tail::Follower::new(&pattern, poll, opts.chunk_bytes, opts.start.files());
+            if let Some(until) = &opts.until {
+                reader = reader.until(until.files());
+            }
             std::thread::Builder::new()
                 .name("files".into())
                 .spawn(move || reader.read_once(|chunk| tx.send(chunk).is_ok()))

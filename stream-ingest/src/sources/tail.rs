@@ -124,6 +124,8 @@ pub struct Follower {
     files: BTreeMap<FileId, Followed>,
     /// Positions from the checkpoint of files not opened yet.
     restored: BTreeMap<FileId, TailPosition>,
+    /// [`Follower::read_once`] only: the files to read and where to stop in each.
+    until: Option<BTreeMap<FileId, u64>>,
 }
 
 /// Polls a rotated file is still read after it left the pattern with nothing new.
@@ -142,7 +144,15 @@ impl Follower {
             chunk_bytes: chunk_bytes.max(1),
             files: BTreeMap::new(),
             restored: restored.into_iter().map(|p| (p.id, p)).collect(),
+            until: None,
         }
+    }
+
+    /// Reads only the files of `positions`, each up to its offset (a rebuild up to a
+    /// checkpoint's position).
+    pub fn until(mut self, positions: Vec<TailPosition>) -> Self {
+        self.until = Some(positions.into_iter().map(|p| (p.id, p.offset)).collect());
+        self
     }
 
     fn is_glob(&self) -> bool {
@@ -349,7 +359,10 @@ impl Follower {
     /// for the next run. Positions of files the pattern no longer names (deleted, moved
     /// away) are forgotten.
     pub fn read_once(mut self, mut send: impl FnMut(Result<Chunk, SourceError>) -> bool) {
-        let matches = self.matches();
+        let mut matches = self.matches();
+        if let Some(until) = &self.until {
+            matches.retain(|id, _| until.contains_key(id));
+        }
         for (id, (path, meta)) in &matches {
             if let Err(source) = self.open(*id, path.clone(), meta) {
                 let input = path.display().to_string();
@@ -392,9 +405,17 @@ impl Follower {
         last_line_final: bool,
         send: &mut impl FnMut(Result<Chunk, SourceError>) -> bool,
     ) -> io::Result<()> {
+        let limit = self.until.as_ref().and_then(|u| u.get(&id).copied());
         let chunk_bytes = self.chunk_bytes;
         let f = self.files.get_mut(&id).expect("opened");
-        while f.read_more(chunk_bytes)? {
+        loop {
+            let want = match limit {
+                Some(l) => chunk_bytes.min(l.saturating_sub(f.read) as usize),
+                None => chunk_bytes,
+            };
+            if want == 0 || !f.read_more(want)? {
+                break;
+            }
             if let Some(chunk) = f.complete_lines(id)
                 && !send(Ok(chunk))
             {

@@ -1,0 +1,211 @@
+//! `run --rebuild TABLE[,TABLE]`: recompute some tables from the input, leave the others.
+//!
+//! A table whose window, key, filter or aggregates changed cannot continue its open
+//! windows (see [`crate::checkpoint::plan`]). A rebuild recomputes it instead, from the start
+//! of the input up to the newest checkpoint's position, with an engine of its own that keeps
+//! only the rebuilt tables. Its state then takes the place of theirs in one new checkpoint,
+//! whose staged files are the rebuilt tables' new files:
+//!
+//! ```text
+//! restore checkpoint C ─▶ rebuild engine: input [start, C's position) ─▶ new files (staged)
+//!                      └▶ C's state, the rebuilt tables' replaced ─▶ checkpoint R {rebuilt: T}
+//! R durable ─▶ publish T's new files ─▶ remove T's files and markers of checkpoints < R
+//!           ─▶ write T's new markers ─▶ delete the checkpoints before R
+//! ```
+//!
+//! The other tables and their files are untouched, and the run then goes on from R as any
+//! run does. A crash before R is durable leaves the lake as it was (the staged files are
+//! cleaned at the next start, and the same command starts the rebuild over); a crash after
+//! it finishes the swap on restart (R names the rebuilt tables). The input must still hold
+//! what C read: a file or the files of a glob or directory, unchanged up to C's position.
+
+use std::sync::Arc;
+
+use shared::config::{EndOfInput, LoadedConfig, PipelineConfig};
+use shared::lake::Lake;
+use tokio::sync::mpsc;
+
+use crate::checkpoint::EngineSnapshot;
+use crate::engine::{Engine, EngineError};
+use crate::format::parser_for;
+use crate::lookup::Lookups;
+use crate::metrics::Telemetry;
+use crate::parallel::parse_chunk;
+use crate::sources::{self, Chunk, Input, Position, ReaderOptions, SourceError};
+use crate::unit::{Recovered, Unit, lock_unit, recover};
+use crate::writer::ToWriter;
+use crate::{IngestError, RunOptions, input_identity};
+
+/// Rebuilds `opts.rebuild` and commits the result; the caller then runs as usual. Without a
+/// checkpoint there is nothing to rebuild: the run computes every table anyway.
+pub async fn rebuild(
+    loaded: &LoadedConfig,
+    opts: &RunOptions,
+    lake: &Lake,
+    input: &Input,
+    telemetry: &Arc<Telemetry>,
+) -> Result<(), IngestError> {
+    check(loaded, opts, input)?;
+    let config = &loaded.config;
+    let unit = Unit::whole();
+    let locks = lock_unit(lake, &config.name, &unit, opts.wait.map(|w| w.0)).await?;
+    let identity = input_identity(input);
+    let recovered = recover(loaded, opts, lake, identity, telemetry, locks, &unit).await?;
+    let Some(from) = recovered.resumed_from else {
+        tracing::info!("no checkpoint to rebuild: the run computes every table from the input");
+        return Ok(());
+    };
+    let Recovered {
+        mut engine,
+        mut writer,
+        ..
+    } = recovered;
+    writer.header.rebuilt = opts.rebuild.clone();
+    let until = engine.position().clone();
+    let mut rebuilding = rebuild_engine(loaded, &opts.rebuild, lake)?;
+    rebuilding.set_next_checkpoint(engine.next_checkpoint());
+    let reader = ReaderOptions {
+        chunk_bytes: opts.chunk_bytes.unwrap_or(sources::CHUNK_BYTES),
+        start: Position::Start,
+        max_lines_per_sec: opts.max_lines_per_sec,
+        until: Some(until.clone()),
+    };
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel(2);
+    let _reader = sources::spawn_reader(input.clone(), reader, chunk_tx)?;
+    let (tx, mut rx) = mpsc::channel::<ToWriter>(8);
+    let format = config.format.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        replay(&mut rebuilding, &format, chunk_rx, &tx)?;
+        let mut files = Vec::new();
+        rebuilding.finish(EndOfInput::Keep, &mut files)?;
+        let state = rebuilding.snapshot(&mut files)?;
+        send(&tx, files)?;
+        Ok::<_, IngestError>(state)
+    });
+    while let Some(msg) = rx.recv().await {
+        writer.handle(msg).await?;
+    }
+    let rebuilt = task
+        .await
+        .map_err(|e| IngestError::Internal(format!("the rebuild panicked: {e}")))??;
+    if rebuilt.source != until {
+        return Err(IngestError::Usage(format!(
+            "cannot rebuild {}: the input no longer holds what checkpoint {from} read (it read up to {:?}, the input now ends at {:?}); rebuild every table from the input as it is with --from-scratch",
+            opts.rebuild.join(", "),
+            until,
+            rebuilt.source
+        )));
+    }
+    let mut files = Vec::new();
+    let mut state = engine.snapshot(&mut files)?;
+    for f in files {
+        writer.handle(ToWriter::File(f)).await?;
+    }
+    replace_tables(&mut state, rebuilt, config, &opts.rebuild);
+    writer.handle(ToWriter::Checkpoint(Box::new(state))).await?;
+    tracing::warn!(tables = %opts.rebuild.join(", "), checkpoint = from, "rebuilt up to the checkpoint's position");
+    Ok(())
+}
+
+/// Refuses what cannot be rebuilt, and says why.
+fn check(loaded: &LoadedConfig, opts: &RunOptions, input: &Input) -> Result<(), IngestError> {
+    let names: Vec<&str> = loaded
+        .config
+        .tables
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    if let Some(unknown) = opts.rebuild.iter().find(|t| !names.contains(&t.as_str())) {
+        return Err(IngestError::Usage(format!(
+            "--rebuild {unknown}: no such windowed table (the pipeline has {})",
+            names.join(", ")
+        )));
+    }
+    if opts.from_scratch {
+        return Err(IngestError::Usage(
+            "--rebuild and --from-scratch: --from-scratch rebuilds every table already".into(),
+        ));
+    }
+    let why = match input {
+        Input::File(_) | Input::Files(_) => return Ok(()),
+        Input::Stdin => "standard input cannot be read again",
+        Input::Tail { .. } => {
+            "a followed log keeps only its current files: the lines rotated away cannot be read again"
+        }
+        Input::Generate(_) | Input::Kafka(_) => {
+            "this source cannot be read again from its start yet"
+        }
+    };
+    Err(IngestError::Usage(format!(
+        "--rebuild needs an input it can read again from its start (a file, or the files of a glob or directory): {why}. Give the changed table a new name instead (it starts now, beside the old one's files), or rebuild every table from a file with --from-scratch --input FILE"
+    )))
+}
+
+/// An engine of the rebuilt tables alone (no late table, no dead-letter file: those are
+/// the run's).
+fn rebuild_engine(
+    loaded: &LoadedConfig,
+    tables: &[String],
+    lake: &Lake,
+) -> Result<Engine, IngestError> {
+    let mut config: PipelineConfig = loaded.config.clone();
+    config.tables.retain(|t| tables.contains(&t.name));
+    config.late_events = None;
+    let telemetry = Telemetry::new(tables);
+    let lookups = Lookups::open(&config, |p| loaded.resolve(p)).map_err(EngineError::from)?;
+    Ok(Engine::new(
+        &config,
+        lake.clone(),
+        None,
+        telemetry,
+        lookups,
+    )?)
+}
+
+/// Applies the input's chunks to the rebuild engine, sending its files to the writer.
+fn replay(
+    engine: &mut Engine,
+    format: &shared::config::FormatConfig,
+    chunks: std::sync::mpsc::Receiver<Result<Chunk, SourceError>>,
+    tx: &mpsc::Sender<ToWriter>,
+) -> Result<(), IngestError> {
+    let mut parser = parser_for(format);
+    let mut at_start = true;
+    for chunk in chunks {
+        let chunk = chunk?;
+        let parsed = parse_chunk(parser.as_mut(), &chunk.data, std::mem::take(&mut at_start));
+        let mut files = Vec::new();
+        engine.apply(Some(parsed), chunk.advance, &mut files)?;
+        send(tx, files)?;
+    }
+    Ok(())
+}
+
+fn send(
+    tx: &mpsc::Sender<ToWriter>,
+    files: Vec<crate::sink::EncodedFile>,
+) -> Result<(), IngestError> {
+    for f in files {
+        tx.blocking_send(ToWriter::File(f))
+            .map_err(|_| IngestError::Internal("the writer stopped during the rebuild".into()))?;
+    }
+    Ok(())
+}
+
+/// The run's state with the rebuilt tables' state (and their markers) in place of theirs.
+fn replace_tables(
+    state: &mut EngineSnapshot,
+    rebuilt: EngineSnapshot,
+    config: &PipelineConfig,
+    tables: &[String],
+) {
+    let mut new_tables = rebuilt.tables.into_iter().zip(rebuilt.sinks);
+    for (i, t) in config.tables.iter().enumerate() {
+        if tables.contains(&t.name) {
+            let (table, sink) = new_tables.next().expect("one state per rebuilt table");
+            state.tables[i] = table;
+            state.sinks[i] = sink;
+        }
+    }
+    state.markers.extend(rebuilt.markers);
+}
