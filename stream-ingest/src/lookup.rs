@@ -24,6 +24,8 @@ use arrow::error::ArrowError;
 use shared::config::{DimensionConfig, Literal, LookupConfig, PipelineConfig};
 use shared::schema;
 
+use crate::checkpoint::LookupSnapshot;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error("lookup `{table}`: cannot read {path}: {source}")]
@@ -42,49 +44,6 @@ pub enum LookupError {
     },
     #[error("lookup `{table}`: {message}")]
     Apply { table: String, message: String },
-}
-
-/// The version of a dimension a checkpoint records (a checkpoint must replay with it even
-/// when the file has changed since). The checkpoint holds its digest; the bytes are stored
-/// once per version beside the checkpoints ([`crate::checkpoint`]), not in every checkpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LookupSnapshot {
-    pub table: String,
-    /// `fnv1a64` of the bytes.
-    pub digest: u64,
-    pub len: u64,
-    /// The file's bytes: filled in when a checkpoint is read back.
-    #[serde(skip)]
-    pub data: Arc<[u8]>,
-}
-
-impl LookupSnapshot {
-    pub fn new(table: &str, data: Arc<[u8]>) -> Self {
-        LookupSnapshot {
-            table: table.to_string(),
-            digest: shared::hash::fnv1a64(&data),
-            len: data.len() as u64,
-            data,
-        }
-    }
-
-    /// The name of the version's file: the same bytes, the same name, whichever table.
-    pub fn file_name(&self) -> String {
-        format!("{:016x}-{}.bin", self.digest, self.len)
-    }
-
-    /// Takes the bytes of the version's file, checked against the digest.
-    pub fn fill(&mut self, data: &[u8]) -> Result<(), String> {
-        if data.len() as u64 != self.len || shared::hash::fnv1a64(data) != self.digest {
-            return Err(format!(
-                "dimension version {} of lookup `{}` is damaged",
-                self.file_name(),
-                self.table
-            ));
-        }
-        self.data = Arc::from(data);
-        Ok(())
-    }
 }
 
 /// Dimension rows by key: strings, or integers of any width.

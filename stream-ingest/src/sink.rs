@@ -29,6 +29,8 @@ use shared::commit::PartitionMarker;
 use shared::config::{RollingConfig, TimePartitioning};
 use shared::lake::{Lake, PartitionPath};
 
+use crate::checkpoint::state::{BufferSnapshot, SinkSnapshot, UncommittedFiles};
+
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 1_000_000;
 
@@ -65,30 +67,6 @@ struct Buffer {
     opened_ms: i64,
     /// When the windows of the buffered rows closed, one entry per emission.
     closed: Vec<Instant>,
-}
-
-/// The buffered rows of a sink in a checkpoint: per partition, Arrow IPC bytes.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct SinkSnapshot {
-    partitions: Vec<BufferSnapshot>,
-    written: Vec<(Vec<String>, UncommittedFiles)>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct BufferSnapshot {
-    segments: Vec<String>,
-    time_end: i64,
-    first_time: i64,
-    opened_ms: i64,
-    ipc: Vec<u8>,
-}
-
-/// Files written to a lake partition that is not committed yet.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct UncommittedFiles {
-    files: Vec<String>,
-    rows: u64,
-    time_end: i64,
 }
 
 /// Buffers one table's rows by partition and cuts them into files.

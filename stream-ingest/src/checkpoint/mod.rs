@@ -28,7 +28,7 @@ mod v6;
 
 pub use format::Checkpoint;
 pub use spec::PipelineSpec;
-pub use state::{EngineSnapshot, Flushed, TableSnapshot};
+pub use state::{EngineSnapshot, Flushed, LookupSnapshot, TableSnapshot};
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -413,7 +413,6 @@ mod tests {
     use super::*;
     use crate::engine::Engine;
     use crate::format::parser_for;
-    use crate::lookup::LookupSnapshot;
     use crate::parallel::parse_chunk;
     use crate::sources::Advance;
 

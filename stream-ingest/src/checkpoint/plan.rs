@@ -25,8 +25,7 @@ use shared::config::{ConfigError, LoadedConfig, Problem};
 
 use super::Checkpoint;
 use super::spec::{PipelineSpec, TableSpec};
-use super::state::{EngineSnapshot, TableSnapshot};
-use crate::sink::SinkSnapshot;
+use super::state::{EngineSnapshot, SinkSnapshot, TableSnapshot};
 
 /// What the next run does with one table.
 #[derive(Debug, Clone, PartialEq, Eq)]

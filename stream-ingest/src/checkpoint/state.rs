@@ -1,16 +1,24 @@
 //! The engine's state as a checkpoint stores it. These are plain data: the engine, its
-//! tables and its sinks convert to and from them ([`crate::engine::Engine::snapshot`],
-//! [`crate::table::WindowedTable::snapshot`]). A change here changes the checkpoint's bytes:
-//! raise [`super::FORMAT_VERSION`] and freeze the old shape beside its migration
-//! (`v6.rs`, `v5.rs`).
+//! tables, sinks and lookups convert to and from them ([`crate::engine::Engine::snapshot`],
+//! [`crate::table::WindowedTable::snapshot`], [`crate::sink::TableSink::snapshot`]). A
+//! change here changes the checkpoint's bytes: raise [`super::format::FORMAT_VERSION`] and
+//! freeze the old shape beside its migration (`v6.rs`, `v5.rs`).
+//!
+//! A few live types are stored as they are, because a copy would cost a conversion per
+//! group or per event for nothing: an aggregate's state ([`Acc`], with the sketches of
+//! `shared::sketch`, whose bytes are a documented format of their own), the source's
+//! [`Position`] (with `sources::tail::TailPosition`), the counters ([`EngineStats`]), and
+//! the lake contract's `PendingFile` and `PartitionMarker` (`shared::commit`). They are
+//! part of the format all the same: the golden bytes (`tests/golden/checkpoint-v<N>.hex`)
+//! pin every one of them.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use shared::commit::PartitionMarker;
 
 use crate::aggregate::Acc;
-use crate::lookup::LookupSnapshot;
 use crate::metrics::EngineStats;
-use crate::sink::SinkSnapshot;
 use crate::sources::Position;
 
 /// The engine's state in a checkpoint: where the source is, the watermark, every table's
@@ -112,5 +120,72 @@ impl TableSnapshot {
         for (_, list) in &mut self.sessions {
             list.iter_mut().for_each(|(_, _, accs)| remap(accs));
         }
+    }
+}
+
+/// The buffered rows of a sink in a checkpoint: per partition, Arrow IPC bytes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SinkSnapshot {
+    pub partitions: Vec<BufferSnapshot>,
+    pub written: Vec<(Vec<String>, UncommittedFiles)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BufferSnapshot {
+    pub segments: Vec<String>,
+    pub time_end: i64,
+    pub first_time: i64,
+    pub opened_ms: i64,
+    pub ipc: Vec<u8>,
+}
+
+/// Files written to a lake partition that is not committed yet.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UncommittedFiles {
+    pub files: Vec<String>,
+    pub rows: u64,
+    pub time_end: i64,
+}
+
+/// The version of a dimension a checkpoint records (a checkpoint must replay with it even
+/// when the file has changed since). The checkpoint holds its digest; the bytes are stored
+/// once per version beside the checkpoints ([`super::CheckpointStore`]), not in every checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupSnapshot {
+    pub table: String,
+    /// `fnv1a64` of the bytes.
+    pub digest: u64,
+    pub len: u64,
+    /// The file's bytes: filled in when a checkpoint is read back.
+    #[serde(skip)]
+    pub data: Arc<[u8]>,
+}
+
+impl LookupSnapshot {
+    pub fn new(table: &str, data: Arc<[u8]>) -> Self {
+        LookupSnapshot {
+            table: table.to_string(),
+            digest: shared::hash::fnv1a64(&data),
+            len: data.len() as u64,
+            data,
+        }
+    }
+
+    /// The name of the version's file: the same bytes, the same name, whichever table.
+    pub fn file_name(&self) -> String {
+        format!("{:016x}-{}.bin", self.digest, self.len)
+    }
+
+    /// Takes the bytes of the version's file, checked against the digest.
+    pub fn fill(&mut self, data: &[u8]) -> Result<(), String> {
+        if data.len() as u64 != self.len || shared::hash::fnv1a64(data) != self.digest {
+            return Err(format!(
+                "dimension version {} of lookup `{}` is damaged",
+                self.file_name(),
+                self.table
+            ));
+        }
+        self.data = Arc::from(data);
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use shared::commit::PendingFile;
 
-use crate::lookup::LookupSnapshot;
+use super::state::LookupSnapshot;
 
 use super::state;
 use super::v6::EngineSnapshot;

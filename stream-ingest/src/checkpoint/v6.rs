@@ -7,12 +7,10 @@
 use serde::Deserialize;
 use shared::commit::{PartitionMarker, PendingFile};
 
-use crate::lookup::LookupSnapshot;
 use crate::metrics::EngineStats;
-use crate::sink::SinkSnapshot;
 use crate::sources::Position;
 
-use super::state::{self, GroupSnapshot, SessionSnapshot};
+use super::state::{self, GroupSnapshot, LookupSnapshot, SessionSnapshot, SinkSnapshot};
 
 pub const VERSION: u16 = 6;
 
