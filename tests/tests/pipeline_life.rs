@@ -290,7 +290,11 @@ fn daily_files_in_a_directory_one_run_a_day_give_the_lake_of_one_run() {
     let lines = sample();
     let (_whole, expected) = one_run(&lines);
     let dir = tempfile::tempdir().unwrap();
-    let yaml = pipeline(dir.path(), |y| y.replace("path: access.log", "path: logs"));
+    // Cron mode from the file itself: `end_of_input: keep`.
+    let yaml = pipeline(dir.path(), |y| {
+        y.replace("path: access.log", "path: logs")
+            .replace("\nlate_events:", "\nend_of_input: keep\n\nlate_events:")
+    });
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     // Contiguous runs of lines by day, as a daily rotation cuts them.
@@ -308,14 +312,14 @@ fn daily_files_in_a_directory_one_run_a_day_give_the_lake_of_one_run() {
         append(&logs.join(format!("access.log-{i:03}")), chunk);
         // Files written within one clock tick must not look simultaneous.
         std::thread::sleep(Duration::from_millis(20));
-        let summary = ingest(dir.path(), &yaml, &["--end-of-input", "keep"]);
+        let summary = ingest(dir.path(), &yaml, &[]);
         assert!(
             i == 0 || summary.contains("resumed from checkpoint"),
             "{summary}"
         );
     }
     // A run with nothing new reads nothing; the last windows are flushed.
-    let summary = ingest(dir.path(), &yaml, &[]);
+    let summary = ingest(dir.path(), &yaml, &["--end-of-input", "flush"]);
     assert!(
         summary.starts_with("stream-ingest: access-log: 10000 lines read"),
         "{summary}"
@@ -455,6 +459,20 @@ fn an_aggregate_added_to_a_followed_log_starts_with_the_next_windows() {
     let theirs = stdout(&duckdb);
     assert_eq!(ours, theirs.lines().collect::<Vec<_>>());
     assert!(ours.len() >= 4, "{ours:?}");
+    // The declared reports over the table run too, and `validate` passes.
+    run_ok(
+        cmd("batch-analyze")
+            .current_dir(dir.path())
+            .args(["run", "-q", "--include-open", "--out", "reports", "-c"])
+            .arg(&yaml),
+    );
+    assert!(dir.path().join("reports/daily_status_class.csv").is_file());
+    run_ok(
+        cmd("batch-analyze")
+            .current_dir(dir.path())
+            .args(["validate", "-c"])
+            .arg(&yaml),
+    );
 }
 
 /// Rows as sorted lines of their debug form (the order of files does not matter).
