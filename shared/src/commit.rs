@@ -197,19 +197,11 @@ impl FileCommitter {
 
     /// Writes a partition's `_SUCCESS` marker (idempotent: the same content again).
     pub async fn write_marker(&self, marker: &PartitionMarker) -> Result<(), MarkerError> {
-        let path = self
-            .lake
-            .data_file(&marker.table, &marker.partition_path(), COMMIT_MARKER);
-        let body = serde_json::to_vec_pretty(marker).expect("a marker serializes");
-        self.lake
-            .store
-            .put(&path, PutPayload::from(body))
-            .await
-            .map_err(|source| MarkerError::Write {
-                path: self.lake.display(&path),
-                source,
-            })?;
-        Ok(())
+        self.write_marker_file(&MarkerFile {
+            marker: marker.clone(),
+            earlier: Vec::new(),
+        })
+        .await
     }
 
     /// Commits a partition: writes its marker or, when an earlier commit marked it already,
@@ -284,15 +276,16 @@ impl FileCommitter {
 
     /// Reads the `_SUCCESS` marker at `path`.
     pub async fn read_marker(&self, path: &Path) -> Result<PartitionMarker, MarkerError> {
-        let read = async { self.lake.store.get(path).await?.bytes().await };
-        let body = read.await.map_err(|source| MarkerError::Read {
-            path: self.lake.display(path),
-            source,
-        })?;
-        serde_json::from_slice(&body).map_err(|e| MarkerError::Invalid {
-            path: self.lake.display(path),
-            reason: e.to_string(),
-        })
+        match self.read_marker_file(path).await? {
+            Some(file) => Ok(file.marker),
+            None => Err(MarkerError::Read {
+                path: self.lake.display(path),
+                source: object_store::Error::NotFound {
+                    path: path.to_string(),
+                    source: "no commit marker".into(),
+                },
+            }),
+        }
     }
 
     /// Replaces files of a committed partition by one staged file: writes the intent, then

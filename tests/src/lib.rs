@@ -473,3 +473,22 @@ pub fn stop_with_sigterm(child: std::process::Child) -> String {
     assert!(out.status.success(), "{err}");
     err
 }
+
+/// A `stream-ingest run` of `yaml` in `dir`, in the background (a `tail` pipeline runs until
+/// stopped), its output piped.
+pub fn start_tail(dir: &Path, yaml: &Path) -> Child {
+    cmd("stream-ingest")
+        .current_dir(dir)
+        .args(["run", "-c"])
+        .arg(yaml)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Lets a follower catch up, then stops it with SIGTERM; returns its summary line.
+pub fn settle_and_stop(child: Child) -> String {
+    std::thread::sleep(Duration::from_millis(2500));
+    stop_with_sigterm(child)
+}

@@ -559,23 +559,6 @@ fn committed_partitions_never_change_and_gate_the_batch_stage() {
     assert_eq!(report(&["--include-open"]), golden);
 }
 
-fn start_tail(dir: &Path, yaml: &Path) -> std::process::Child {
-    cmd("stream-ingest")
-        .current_dir(dir)
-        .args(["run", "-c"])
-        .arg(yaml)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Lets a follower catch up, then stops it with SIGTERM; returns its summary line.
-fn settle_and_stop(child: std::process::Child) -> String {
-    std::thread::sleep(Duration::from_millis(2500));
-    stop_with_sigterm(child)
-}
-
 #[test]
 fn tail_follows_rotation_and_truncation_across_a_kill_and_loses_or_doubles_nothing() {
     let text = std::fs::read_to_string(shared_data("apache_logs.log")).unwrap();

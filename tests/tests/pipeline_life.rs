@@ -607,23 +607,6 @@ fn a_new_table_starts_now_and_the_others_go_on() {
     assert_eq!(parquet_files(&lake.join("host_5m")), host_files);
 }
 
-fn start_tail(dir: &Path, yaml: &Path) -> std::process::Child {
-    cmd("stream-ingest")
-        .current_dir(dir)
-        .args(["run", "-c"])
-        .arg(yaml)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Lets a follower catch up, then stops it with SIGTERM; returns its summary line.
-fn settle_and_stop(child: std::process::Child) -> String {
-    std::thread::sleep(Duration::from_millis(2500));
-    stop_with_sigterm(child)
-}
-
 /// Row 3's way out: `--rebuild status_1m` recomputes the table with its new window from the
 /// file, then the run goes on; the other tables are what they would have been.
 fn start_with_a_changed_window(dir: &Path, lines: &[String]) -> PathBuf {
