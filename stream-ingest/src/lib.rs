@@ -275,6 +275,15 @@ pub fn check_runnable(loaded: &LoadedConfig, opts: &RunOptions) -> Result<(), In
             .push(loaded.problem("source.path", format!("no such directory: {}", p.display()))),
         _ => {}
     }
+    let keep = opts.end_of_input.unwrap_or(loaded.config.end_of_input) == EndOfInput::Keep;
+    if keep && matches!(resolve_input(loaded, opts), Input::Kafka(_)) {
+        // A bounded Kafka read ends when every Kafka partition's unit flushed (the board).
+        let why = "a Kafka source keeps its open windows in each Kafka partition's checkpoints anyway; a bounded read ends with `flush`";
+        match opts.end_of_input {
+            Some(_) => return Err(IngestError::Usage(format!("--end-of-input keep: {why}"))),
+            None => problems.push(loaded.problem("end_of_input", format!("`keep`: {why}"))),
+        }
+    }
     if !problems.is_empty() {
         return Err(loaded.invalid(problems).into());
     }

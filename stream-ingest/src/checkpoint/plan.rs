@@ -306,7 +306,8 @@ impl Plan {
                 continue;
             };
             let mut table = tables[o].take().unwrap_or_default();
-            if matches!(t.change, TableChange::Aggregates { .. }) {
+            // Aggregates added, removed, or only listed in another order.
+            if t.aggregates.iter().enumerate().any(|(i, a)| *a != Some(i)) {
                 table.remap_aggregates(&t.aggregates);
             }
             state.tables.push(table);
@@ -567,6 +568,21 @@ lake: { root: /nonexistent/lake }
         assert_eq!(
             p.tables[0].change.to_string(),
             "adds `max_bytes`: rows of the 1 window open now carry NULL for it, windows opened later carry it; drops `bytes`: its column stops (earlier files keep it)"
+        );
+    }
+
+    #[test]
+    fn aggregates_listed_in_another_order_keep_their_states() {
+        let edited = BASE.replace(
+            "      - { name: requests, fn: count }\n      - { name: bytes, fn: sum, column: bytes }\n",
+            "      - { name: bytes, fn: sum, column: bytes }\n      - { name: requests, fn: count }\n",
+        );
+        let (p, loaded) = plan(&edited);
+        assert!(p.check(&loaded).is_ok() && !p.changes());
+        let state = p.apply(checkpoint().engine);
+        assert_eq!(
+            state.tables[0].windows[0].1[0].1,
+            vec![Acc::SumInt(Some(10)), Acc::Count(3)]
         );
     }
 
