@@ -729,6 +729,44 @@ mod tests {
         }
     }
 
+    /// A partition committed by a flush and extended by a later run: one marker names both
+    /// commits' files; a replay changes nothing; redoing the later commit goes back to the
+    /// earlier marker instead of removing the partition's commit.
+    #[tokio::test]
+    async fn a_committed_partition_is_extended_and_retracted_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake(dir.path());
+        let c = FileCommitter::new(lake.clone());
+        let path = lake.data_file("t", &lake.time_partition(0), COMMIT_MARKER);
+        let first = marker(&["a"], 1);
+        c.commit_partition(&first).await.unwrap();
+        assert_eq!(c.read_marker(&path).await.unwrap(), first);
+        let later = marker(&["b"], 3);
+        c.commit_partition(&later).await.unwrap();
+        let merged = c.read_marker(&path).await.unwrap();
+        assert_eq!(
+            (merged.files.clone(), merged.rows),
+            (vec!["a".to_string(), "b".to_string()], 6)
+        );
+        assert_eq!(merged.checkpoint, 3);
+        // A replay of either commit: the same marker.
+        c.commit_partition(&later).await.unwrap();
+        c.commit_partition(&first).await.unwrap();
+        assert_eq!(c.read_marker(&path).await.unwrap(), merged);
+        // Readers see a marker as before (the commit it extends is an extra field).
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("t/dt=1970-01-01/hour=00/_SUCCESS")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["earlier"][0]["files"][0], "a");
+        // Redo checkpoint 3: back to checkpoint 1's marker; redo 1 too: no marker.
+        c.retract("t", |ck| ck > 2).await.unwrap();
+        assert_eq!(c.read_marker(&path).await.unwrap(), first);
+        c.commit_partition(&later).await.unwrap();
+        c.retract("t", |ck| ck >= 1).await.unwrap();
+        assert!(c.read_marker(&path).await.is_err());
+    }
+
     #[tokio::test]
     async fn retraction_removes_what_later_checkpoints_committed() {
         let dir = tempfile::tempdir().unwrap();

@@ -160,6 +160,33 @@ fn assert_equal_but_for_flushed_windows(one: &Path, runs: &Path) -> i64 {
     late_runs.values().sum::<i64>() - late_once.values().sum::<i64>()
 }
 
+/// Every data file of `table` is named by its partition's `_SUCCESS` (what the batch stage
+/// reads), and every marker names only files that are there: a partition a flush committed
+/// and a later run added to is committed with all its files.
+fn assert_markers_name_every_file(table: &Path) {
+    for file in parquet_files(table) {
+        let dir = file.parent().unwrap();
+        let text = std::fs::read_to_string(dir.join("_SUCCESS"))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let marker: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let files: Vec<&str> = marker["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        assert!(files.contains(&name), "{} not in {files:?}", file.display());
+        for f in files {
+            assert!(
+                dir.join(f).is_file(),
+                "{f} named in {} is missing",
+                dir.display()
+            );
+        }
+    }
+}
+
 /// The `watermark` of every `_SUCCESS` marker under `table`.
 fn marker_watermarks(table: &Path) -> Vec<i64> {
     let mut out = Vec::new();
@@ -232,6 +259,8 @@ fn twenty_runs_over_a_growing_log_give_the_lake_of_one_run() {
             assert_eq!(lake_tables(&lake), expected, "{mode}");
         } else {
             let extra = assert_equal_but_for_flushed_windows(&whole.path().join("lake"), &lake);
+            assert_markers_name_every_file(&lake.join("status_1m"));
+            assert_markers_name_every_file(&lake.join("path_1m"));
             // Those of the two or three windows open at each of 19 ends of input (about
             // 1,000 here); a watermark left at the end of time would make 9,500 late.
             assert!(
