@@ -38,6 +38,8 @@ pub enum TableChange {
     /// Recomputed from the input by `run --rebuild` (whatever changed): its state and files
     /// are replaced.
     Rebuilt,
+    /// Changed in a way its state cannot follow (these parts): the run is refused.
+    Refused(Vec<String>),
     /// Aggregates added or removed (by output column); `open` windows carry NULL for the
     /// added ones.
     Aggregates {
@@ -201,6 +203,8 @@ impl Plan {
         o: usize,
         state: &TableSnapshot,
     ) -> TablePlan {
+        let refused_before = self.refused.len();
+        let mut refused = Vec::new();
         let parts: [(&str, &str, String, String); 4] = [
             ("window", "window", then.window.clone(), now.window.clone()),
             ("key", "key", then.key.join(", "), now.key.join(", ")),
@@ -212,7 +216,7 @@ impl Plan {
             ),
             (
                 "",
-                "the derive/lookup columns it reads",
+                "derive/lookup inputs",
                 then.inputs.join("; "),
                 now.inputs.join("; "),
             ),
@@ -224,6 +228,7 @@ impl Plan {
                     f => format!("tables[{i}].{f}"),
                 };
                 self.refuse(loaded, path, &now.name, what, &old, &new);
+                refused.push(what.to_string());
             }
         }
         let mut aggregates = Vec::new();
@@ -235,6 +240,7 @@ impl Plan {
                     let path = format!("tables[{i}].aggregates[{j}]");
                     let what = format!("aggregate `{}`", a.name);
                     self.refuse(loaded, path, &now.name, &what, &x.state, &a.state);
+                    refused.push(what);
                 }
                 Some(_) => {}
                 None => added.push(a.name.clone()),
@@ -247,7 +253,9 @@ impl Plan {
             .filter(|x| now.aggregate(&x.name).is_none())
             .map(|x| x.name.clone())
             .collect();
-        let change = if added.is_empty() && removed.is_empty() {
+        let change = if self.refused.len() > refused_before {
+            TableChange::Refused(refused)
+        } else if added.is_empty() && removed.is_empty() {
             TableChange::Unchanged
         } else {
             let open =
@@ -334,6 +342,9 @@ impl fmt::Display for TableChange {
                 f,
                 "new table: starts at the checkpoint's position (earlier input is not in it)"
             ),
+            TableChange::Refused(parts) => {
+                write!(f, "refused: its {} changed (see below)", parts.join(", "))
+            }
             TableChange::Rebuilt => write!(
                 f,
                 "rebuilt: recomputed from the start of the input to the checkpoint's position, its files replaced"
@@ -638,7 +649,7 @@ lake: { root: /nonexistent/lake }
             ),
             (
                 BASE.replace("expr: status / 100", "expr: status / 10"),
-                "tables[1]: the derive/lookup columns it reads of table `class_1m` changed",
+                "tables[1]: derive/lookup inputs of table `class_1m` changed",
             ),
         ];
         for (edited, expected) in cases {
@@ -646,6 +657,11 @@ lake: { root: /nonexistent/lake }
             assert!(e.contains(expected), "{e}\nexpected: {expected}");
             assert!(e.contains("--rebuild "), "{e}");
         }
+        let (p, _) = plan(&BASE.replacen("size: 1m }", "size: 5m }", 1));
+        assert_eq!(
+            p.tables[0].change.to_string(),
+            "refused: its window changed (see below)"
+        );
         // A derive no table reads is not a change of any table.
         let unused = BASE.replace(
             "  - { name: class, expr: status / 100 }\n",
