@@ -49,7 +49,7 @@ use std::time::Instant;
 
 use shared::HumanDuration;
 use shared::commit::{CommitError, MarkerError};
-use shared::config::{ConfigError, EndOfInput, LoadedConfig, SourceConfig};
+use shared::config::{ConfigError, EndOfInput, LoadedConfig, PipelineConfig, SourceConfig};
 use shared::lake::{Lake, LakeError};
 use shared::lock::LockError;
 
@@ -344,11 +344,7 @@ pub async fn run(
         Some(addr) => Some(http::serve(addr, telemetry.clone()).await?),
         None => None,
     };
-    let root = opts
-        .lake
-        .clone()
-        .unwrap_or_else(|| config.lake.root.clone());
-    let lake = Lake::open(&root, &config.lake.s3, config.lake.partition_time)?;
+    let lake = open_lake(config, &opts)?;
     let input = resolve_input(loaded, &opts);
     if !opts.rebuild.is_empty() {
         rebuild::rebuild(loaded, &opts, &lake, &input, &telemetry).await?;
@@ -392,6 +388,16 @@ pub async fn run(
     Ok(summary)
 }
 
+/// The lake a run writes: `--lake`, else the pipeline's.
+fn open_lake(config: &PipelineConfig, opts: &RunOptions) -> Result<Lake, IngestError> {
+    let root = opts.lake.as_deref().unwrap_or(&config.lake.root);
+    Ok(Lake::open(
+        root,
+        &config.lake.s3,
+        config.lake.partition_time,
+    )?)
+}
+
 /// `stream-ingest plan`: what the next `run` with these options does with the newest
 /// checkpoint of each unit of state (see [`checkpoint::plan`]).
 pub async fn plan(
@@ -399,12 +405,7 @@ pub async fn plan(
     opts: &RunOptions,
 ) -> Result<checkpoint::plan::PlanReport, IngestError> {
     check_runnable(loaded, opts)?;
-    let config = &loaded.config;
-    let root = opts
-        .lake
-        .clone()
-        .unwrap_or_else(|| config.lake.root.clone());
-    let lake = Lake::open(&root, &config.lake.s3, config.lake.partition_time)?;
+    let lake = open_lake(&loaded.config, opts)?;
     let identity = input_identity(&resolve_input(loaded, opts));
     Ok(checkpoint::plan::next_run(loaded, &lake, &identity, &opts.rebuild).await?)
 }

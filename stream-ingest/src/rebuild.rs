@@ -33,7 +33,7 @@ use crate::metrics::Telemetry;
 use crate::parallel::parse_chunk;
 use crate::sources::{self, Chunk, Input, Position, ReaderOptions, SourceError};
 use crate::unit::{Recovered, Unit, lock_unit, recover};
-use crate::writer::ToWriter;
+use crate::writer::{CommitWriter, ToWriter};
 use crate::{IngestError, RunOptions, input_identity};
 
 /// Rebuilds `opts.rebuild` and commits the result; the caller then runs as usual. Without a
@@ -62,32 +62,8 @@ pub async fn rebuild(
     } = recovered;
     writer.header.rebuilt = opts.rebuild.clone();
     let until = engine.position().clone();
-    let mut rebuilding = rebuild_engine(loaded, &opts.rebuild, lake)?;
-    rebuilding.set_next_checkpoint(engine.next_checkpoint());
-    let reader = ReaderOptions {
-        chunk_bytes: opts.chunk_bytes.unwrap_or(sources::CHUNK_BYTES),
-        start: Position::Start,
-        max_lines_per_sec: opts.max_lines_per_sec,
-        until: Some(until.clone()),
-    };
-    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel(2);
-    let _reader = sources::spawn_reader(input.clone(), reader, chunk_tx)?;
-    let (tx, mut rx) = mpsc::channel::<ToWriter>(8);
-    let format = config.format.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        replay(&mut rebuilding, &format, chunk_rx, &tx)?;
-        let mut files = Vec::new();
-        rebuilding.finish(EndOfInput::Keep, &mut files)?;
-        let state = rebuilding.snapshot(&mut files)?;
-        send(&tx, files)?;
-        Ok::<_, IngestError>(state)
-    });
-    while let Some(msg) = rx.recv().await {
-        writer.handle(msg).await?;
-    }
-    let rebuilt = task
-        .await
-        .map_err(|e| IngestError::Internal(format!("the rebuild panicked: {e}")))??;
+    let next = engine.next_checkpoint();
+    let rebuilt = recompute(loaded, opts, lake, input, &until, next, &mut writer).await?;
     if rebuilt.source != until {
         return Err(IngestError::Usage(format!(
             "cannot rebuild {}: the input no longer holds what checkpoint {from} read (it read up to {:?}, the input now ends at {:?}); rebuild every table from the input as it is with --from-scratch",
@@ -105,6 +81,44 @@ pub async fn rebuild(
     writer.handle(ToWriter::Checkpoint(Box::new(state))).await?;
     tracing::warn!(tables = %opts.rebuild.join(", "), checkpoint = from, "rebuilt up to the checkpoint's position");
     Ok(())
+}
+
+/// Replays the input up to `until` through an engine of the rebuilt tables alone, whose
+/// files (named for checkpoint `next`) go to `writer` to be staged; its state at `until`.
+async fn recompute(
+    loaded: &LoadedConfig,
+    opts: &RunOptions,
+    lake: &Lake,
+    input: &Input,
+    until: &Position,
+    next: u64,
+    writer: &mut CommitWriter,
+) -> Result<EngineSnapshot, IngestError> {
+    let mut rebuilding = rebuild_engine(loaded, &opts.rebuild, lake)?;
+    rebuilding.set_next_checkpoint(next);
+    let reader = ReaderOptions {
+        chunk_bytes: opts.chunk_bytes.unwrap_or(sources::CHUNK_BYTES),
+        start: Position::Start,
+        max_lines_per_sec: opts.max_lines_per_sec,
+        until: Some(until.clone()),
+    };
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel(2);
+    let _reader = sources::spawn_reader(input.clone(), reader, chunk_tx)?;
+    let (tx, mut rx) = mpsc::channel::<ToWriter>(8);
+    let format = loaded.config.format.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        replay(&mut rebuilding, &format, chunk_rx, &tx)?;
+        let mut files = Vec::new();
+        rebuilding.finish(EndOfInput::Keep, &mut files)?;
+        let state = rebuilding.snapshot(&mut files)?;
+        send(&tx, files)?;
+        Ok::<_, IngestError>(state)
+    });
+    while let Some(msg) = rx.recv().await {
+        writer.handle(msg).await?;
+    }
+    task.await
+        .map_err(|e| IngestError::Internal(format!("the rebuild panicked: {e}")))?
 }
 
 /// Refuses what cannot be rebuilt, and says why.

@@ -203,34 +203,7 @@ impl Plan {
         o: usize,
         state: &TableSnapshot,
     ) -> TablePlan {
-        let refused_before = self.refused.len();
-        let mut refused = Vec::new();
-        let parts: [(&str, &str, String, String); 4] = [
-            ("window", "window", then.window.clone(), now.window.clone()),
-            ("key", "key", then.key.join(", "), now.key.join(", ")),
-            (
-                "filter",
-                "filter",
-                then.filter.clone().unwrap_or_else(|| "none".into()),
-                now.filter.clone().unwrap_or_else(|| "none".into()),
-            ),
-            (
-                "",
-                "derive/lookup inputs",
-                then.inputs.join("; "),
-                now.inputs.join("; "),
-            ),
-        ];
-        for (field, what, old, new) in parts {
-            if old != new {
-                let path = match field {
-                    "" => format!("tables[{i}]"),
-                    f => format!("tables[{i}].{f}"),
-                };
-                self.refuse(loaded, path, &now.name, what, &old, &new);
-                refused.push(what.to_string());
-            }
-        }
+        let mut refused = self.changed_parts(loaded, i, then, now);
         let mut aggregates = Vec::new();
         let mut added = Vec::new();
         for (j, a) in now.aggregates.iter().enumerate() {
@@ -253,7 +226,7 @@ impl Plan {
             .filter(|x| now.aggregate(&x.name).is_none())
             .map(|x| x.name.clone())
             .collect();
-        let change = if self.refused.len() > refused_before {
+        let change = if !refused.is_empty() {
             TableChange::Refused(refused)
         } else if added.is_empty() && removed.is_empty() {
             TableChange::Unchanged
@@ -272,6 +245,46 @@ impl Plan {
             old: Some(o),
             aggregates,
         }
+    }
+
+    /// Refuses each part of table `i` that its state cannot follow (window, key, filter, the
+    /// `derive`/`lookup` it reads); what they are.
+    fn changed_parts(
+        &mut self,
+        loaded: &LoadedConfig,
+        i: usize,
+        then: &TableSpec,
+        now: &TableSpec,
+    ) -> Vec<String> {
+        let none = || "none".to_string();
+        let parts: [(&str, &str, String, String); 4] = [
+            ("window", "window", then.window.clone(), now.window.clone()),
+            ("key", "key", then.key.join(", "), now.key.join(", ")),
+            (
+                "filter",
+                "filter",
+                then.filter.clone().unwrap_or_else(none),
+                now.filter.clone().unwrap_or_else(none),
+            ),
+            (
+                "",
+                "derive/lookup inputs",
+                then.inputs.join("; "),
+                now.inputs.join("; "),
+            ),
+        ];
+        let mut refused = Vec::new();
+        for (field, what, old, new) in parts {
+            if old != new {
+                let path = match field {
+                    "" => format!("tables[{i}]"),
+                    f => format!("tables[{i}].{f}"),
+                };
+                self.refuse(loaded, path, &now.name, what, &old, &new);
+                refused.push(what.to_string());
+            }
+        }
+        refused
     }
 
     fn refuse(
