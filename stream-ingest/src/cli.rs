@@ -28,6 +28,12 @@ files are merged into one. `--metrics-addr 127.0.0.1:9464` serves Prometheus met
 health probes; SIGTERM or SIGINT drains (checkpoint, publish, exit 0) and the same command
 resumes.
 
+From cron: `run --end-of-input keep` reads what was appended (and, with a directory or glob
+as source path, the new files), keeps the open windows in the checkpoint and stops; the
+next run goes on. After editing the pipeline file, `stream-ingest plan` shows what the next
+run does with each table, and `run --rebuild TABLE` recomputes a table whose window, key,
+filter or aggregates changed.
+
 One process writes a pipeline's lake at a time: a second `run` (or `compact`) on the same
 pipeline and lake exits 3 naming the holder (`--wait 2m` waits for it instead).
 
