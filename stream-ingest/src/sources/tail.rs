@@ -363,14 +363,53 @@ impl Follower {
         if let Some(until) = &self.until {
             matches.retain(|id, _| until.contains_key(id));
         }
-        for (id, (path, meta)) in &matches {
-            if let Err(source) = self.open(*id, path.clone(), meta) {
+        if !self.forget_gone(&matches, &mut send) {
+            return;
+        }
+        let mut order: Vec<(std::time::SystemTime, PathBuf, FileId, std::fs::Metadata)> = matches
+            .into_iter()
+            .map(|(id, (path, meta))| {
+                let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                (modified, path, id, meta)
+            })
+            .collect();
+        order.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let newest = order.last().map(|o| o.2);
+        for (_, path, id, meta) in order {
+            // A file read to its end by an earlier run is not opened again, and one file is
+            // open at a time (a directory may hold years of daily files).
+            if self
+                .restored
+                .get(&id)
+                .is_some_and(|p| p.offset == meta.len())
+            {
+                continue;
+            }
+            let read = self
+                .open(id, path.clone(), &meta)
+                .and_then(|()| self.drain(id, Some(id) != newest, &mut send));
+            self.files.remove(&id);
+            if let Err(source) = read {
                 let input = path.display().to_string();
                 send(Err(SourceError { input, source }));
                 return;
             }
         }
-        for (id, p) in std::mem::take(&mut self.restored) {
+    }
+
+    /// Forgets the positions of the files the pattern no longer names (deleted or moved
+    /// away since an earlier run); false when the engine stopped.
+    fn forget_gone(
+        &mut self,
+        matches: &BTreeMap<FileId, (PathBuf, std::fs::Metadata)>,
+        send: &mut impl FnMut(Result<Chunk, SourceError>) -> bool,
+    ) -> bool {
+        let gone: Vec<FileId> = (self.restored.keys())
+            .filter(|id| !matches.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            let p = self.restored.remove(&id).expect("listed above");
             tracing::info!(path = %p.path, "a file read by an earlier run is gone");
             let forget = Chunk {
                 data: Vec::new(),
@@ -378,23 +417,10 @@ impl Follower {
                 records: None,
             };
             if !send(Ok(forget)) {
-                return;
+                return false;
             }
         }
-        let mut order: Vec<(std::time::SystemTime, PathBuf, FileId)> = self
-            .files
-            .iter()
-            .map(|(id, f)| (f.modified, f.path.clone(), *id))
-            .collect();
-        order.sort();
-        let newest = order.last().map(|o| o.2);
-        for (_, path, id) in order {
-            if let Err(source) = self.drain(id, Some(id) != newest, &mut send) {
-                let input = path.display().to_string();
-                send(Err(SourceError { input, source }));
-                return;
-            }
-        }
+        true
     }
 
     /// Reads one file to its end; its unfinished last line too when `last_line_final`.
@@ -407,7 +433,10 @@ impl Follower {
     ) -> io::Result<()> {
         let limit = self.until.as_ref().and_then(|u| u.get(&id).copied());
         let chunk_bytes = self.chunk_bytes;
-        let f = self.files.get_mut(&id).expect("opened");
+        // Not opened: the name is another file now (replaced since it was listed).
+        let Some(f) = self.files.get_mut(&id) else {
+            return Ok(());
+        };
         loop {
             let want = match limit {
                 Some(l) => chunk_bytes.min(l.saturating_sub(f.read) as usize),
@@ -553,5 +582,50 @@ mod tests {
         assert_eq!(positions.len(), 2);
         append(&dir.path().join("d.log"), "3\n");
         assert_eq!(lines(&rx, 1).0, ["3"]);
+    }
+
+    /// One pass of a cron run: the text and final positions of what `read_once` sends.
+    fn read_once(pattern: &Path, restored: Vec<TailPosition>) -> (String, Vec<TailPosition>) {
+        let mut text = String::new();
+        let mut positions: BTreeMap<FileId, TailPosition> =
+            restored.iter().map(|p| (p.id, p.clone())).collect();
+        Follower::new(pattern, Duration::ZERO, 4, restored).read_once(|c| {
+            let c = c.unwrap();
+            text.push_str(std::str::from_utf8(&c.data).unwrap());
+            match c.advance {
+                Advance::File(p) => {
+                    positions.insert(p.id, p);
+                }
+                Advance::Forget(id) => {
+                    positions.remove(&id);
+                }
+                _ => unreachable!("files move by file positions"),
+            }
+            true
+        });
+        (text, positions.into_values().collect())
+    }
+
+    #[test]
+    fn a_pass_reads_what_is_new_in_every_file_oldest_first_then_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = |n: u32| dir.path().join(format!("access.log-{n}"));
+        append(&day(1), "a1\na2\n");
+        std::thread::sleep(Duration::from_millis(20));
+        append(&day(2), "b1\nb2-unfinished");
+        let (text, positions) = read_once(&dir.path().join("access.log-*"), vec![]);
+        // The newest file's unfinished line waits for the next run.
+        assert_eq!(text, "a1\na2\nb1\n");
+        // The next day: more in day 2, a new day 3, day 1 deleted.
+        append(&day(2), "\nb3\n");
+        std::thread::sleep(Duration::from_millis(20));
+        append(&day(3), "c1\n");
+        std::fs::remove_file(day(1)).unwrap();
+        let (text, positions) = read_once(&dir.path().join("access.log-*"), positions);
+        assert_eq!(text, "b2-unfinished\nb3\nc1\n");
+        assert_eq!(positions.len(), 2, "{positions:?}");
+        // Nothing new: nothing read.
+        let (text, after) = read_once(&dir.path().join("access.log-*"), positions.clone());
+        assert_eq!((text.as_str(), after), ("", positions));
     }
 }
