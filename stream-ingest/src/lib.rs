@@ -267,7 +267,8 @@ fn file_input(path: PathBuf) -> Input {
 /// Checks what a run needs beyond the file itself (the input exists, the lake root parses).
 pub fn check_runnable(loaded: &LoadedConfig, opts: &RunOptions) -> Result<(), IngestError> {
     let mut problems = Vec::new();
-    match resolve_input(loaded, opts) {
+    let input = resolve_input(loaded, opts);
+    match &input {
         Input::File(p) if opts.input.is_none() && !p.is_file() => {
             problems.push(loaded.problem("source.path", format!("no such file: {}", p.display())))
         }
@@ -276,7 +277,7 @@ pub fn check_runnable(loaded: &LoadedConfig, opts: &RunOptions) -> Result<(), In
         _ => {}
     }
     let keep = opts.end_of_input.unwrap_or(loaded.config.end_of_input) == EndOfInput::Keep;
-    if keep && matches!(resolve_input(loaded, opts), Input::Kafka(_)) {
+    if keep && matches!(input, Input::Kafka(_)) {
         // A bounded Kafka read ends when every Kafka partition's unit flushed (the board).
         let why = "a Kafka source keeps its open windows in each Kafka partition's checkpoints anyway; a bounded read ends with `flush`";
         match opts.end_of_input {

@@ -89,6 +89,8 @@ impl Plan {
     }
 
     /// Marks the tables of `rebuild` as recomputed, and drops the refusals that were theirs.
+    /// (A checkpoint of an earlier release with another number of tables stays refused: its
+    /// states cannot be told apart.)
     fn rebuild(&mut self, loaded: &LoadedConfig, rebuild: &[String]) {
         for (i, t) in loaded.config.tables.iter().enumerate() {
             if !rebuild.contains(&t.name) {
@@ -103,7 +105,6 @@ impl Plan {
                 plan.aggregates = vec![None; t.aggregates.len()];
             }
         }
-        // Without a spec (an earlier release's checkpoint) the count must still match.
     }
 
     /// Whether `run` may go on.
