@@ -524,8 +524,11 @@ pub fn unit_of(name: &str) -> Option<&str> {
         .strip_suffix(".parquet")?;
     let label = rest.rsplitn(3, '-').nth(2)?;
     let (_, unit) = label.rsplit_once('-')?;
+    // `p3`, or `p1_3` (partition 3 of a pipeline's second topic).
     let digits = unit.strip_prefix('p')?;
-    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(unit)
+    let (first, second) = digits.split_once('_').unwrap_or((digits, "0"));
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (number(first) && number(second)).then_some(unit)
 }
 
 /// The checkpoint id in a data file name made by [`data_file_name`].
@@ -915,5 +918,8 @@ mod tests {
         assert_eq!(unit_of(&format!("00ab12cd-{plain}.inprogress")), None);
         assert_eq!(unit_of("part-x-pa-c0000000001-00.parquet"), None);
         assert_eq!(unit_of("_SUCCESS"), None);
+        let second_topic = data_file_name("20150517T100503-p1_12", 42, b"x");
+        assert_eq!(unit_of(&second_topic), Some("p1_12"));
+        assert_eq!(unit_of("part-x-p1_-c0000000001-00.parquet"), None);
     }
 }

@@ -127,6 +127,17 @@ impl Board {
         horizon: i64,
         markers: &[PartitionMarker],
     ) -> Result<Vec<PartitionMarker>, BoardError> {
+        let post = self.post(checkpoint, horizon, markers).await?;
+        self.commit_passed_by_all(committer, post).await
+    }
+
+    /// Posts the unit's horizon and its markers not committed yet (with `markers`).
+    async fn post(
+        &mut self,
+        checkpoint: u64,
+        horizon: i64,
+        markers: &[PartitionMarker],
+    ) -> Result<Post, BoardError> {
         for m in markers {
             self.awaiting
                 .insert((m.table.clone(), m.partition.clone()), m.clone());
@@ -144,8 +155,16 @@ impl Board {
             .put(&path, PutPayload::from(body))
             .await
             .map_err(|e| self.error(&path, e))?;
+        Ok(post)
+    }
 
-        let mut posts = vec![post];
+    /// Reads the other units' posts and commits every lake partition all of them passed.
+    async fn commit_passed_by_all(
+        &mut self,
+        committer: &FileCommitter,
+        mine: Post,
+    ) -> Result<Vec<PartitionMarker>, BoardError> {
+        let mut posts = vec![mine];
         for unit in self.units.clone() {
             if unit != self.unit {
                 match self.read(&unit).await? {
@@ -161,6 +180,32 @@ impl Board {
         self.awaiting
             .retain(|(_, partition), _| lake.time_end_of(partition).is_none_or(|e| e > passed));
         Ok(written)
+    }
+
+    /// A rebuild's swap (`rebuild::kafka`): replaces the rebuilt `tables`' markers the unit
+    /// waits on with those of its checkpoint `checkpoint` (restored first), and posts them.
+    /// Nothing is committed: [`Board::commit_posted`] does, once every unit posted.
+    pub async fn repost_rebuilt(
+        &mut self,
+        tables: &[String],
+        checkpoint: u64,
+        horizon: i64,
+        markers: &[PartitionMarker],
+    ) -> Result<(), BoardError> {
+        self.restore(checkpoint).await?;
+        self.awaiting.retain(|(t, _), _| !tables.contains(t));
+        self.post(checkpoint, horizon, markers).await.map(|_| ())
+    }
+
+    /// Commits every lake partition all units passed, as their posts say.
+    pub async fn commit_posted(
+        &mut self,
+        committer: &FileCommitter,
+    ) -> Result<Vec<PartitionMarker>, BoardError> {
+        match self.read(&self.unit.clone()).await? {
+            Some(mine) => self.commit_passed_by_all(committer, mine).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Writes the marker of every awaited partition that ends at or before `passed`, unless

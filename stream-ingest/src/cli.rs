@@ -213,8 +213,9 @@ pub struct RunArgs {
     /// Recompute these windowed tables (comma-separated) from the start of the input up to
     /// the newest checkpoint, replace their files, then go on as usual; the other tables are
     /// untouched. The way to apply a changed window, key, filter or aggregate to a table
-    /// (see `stream-ingest plan`). Needs an input that can be read again: a file, or the
-    /// files of a glob or directory.
+    /// (see `stream-ingest plan`). Needs an input that can be read again: a file, the
+    /// files of a glob or directory, or a Kafka topic (from its earliest records, every
+    /// partition at once: stop the members first).
     #[arg(long, value_name = "TABLE[,TABLE]", value_delimiter = ',')]
     pub rebuild: Vec<String>,
     /// At the end of a bounded input: `flush` emits every open window (a one-shot run);

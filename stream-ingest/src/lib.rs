@@ -407,8 +407,17 @@ pub async fn plan(
 ) -> Result<checkpoint::plan::PlanReport, IngestError> {
     check_runnable(loaded, opts)?;
     let lake = open_lake(&loaded.config, opts)?;
-    let identity = input_identity(&resolve_input(loaded, opts));
-    Ok(checkpoint::plan::next_run(loaded, &lake, &identity, &opts.rebuild).await?)
+    let input = resolve_input(loaded, opts);
+    let whole = input_identity(&input);
+    let identity = |unit: Option<&str>| match (&input, unit) {
+        (Input::Kafka(k), Some(tag)) => member::partition_of(&k.topic.names(), tag)
+            .map_or_else(|| whole.clone(), |kp| kp.identity()),
+        _ => whole.clone(),
+    };
+    if opts.rebuild.is_empty() && matches!(input, Input::Kafka(_)) {
+        rebuild::refuse_unfinished(loaded, &lake).await?;
+    }
+    Ok(checkpoint::plan::next_run(loaded, &lake, identity, &opts.rebuild).await?)
 }
 
 /// The input named by `--input`: a path, or `-` for standard input.

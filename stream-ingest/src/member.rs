@@ -50,12 +50,34 @@ const HANDOVER: Duration = Duration::from_millis(100);
 /// A Kafka partition, and the tag of its unit: `p3`, or `p1_3` for partition 3 of the
 /// second of several topics.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct KafkaPartition {
-    topic: String,
-    partition: i32,
+pub(crate) struct KafkaPartition {
+    pub topic: String,
+    pub partition: i32,
 }
 
-fn unit_tag(topics: &[String], kp: &KafkaPartition) -> String {
+impl KafkaPartition {
+    /// The input its unit's checkpoints name.
+    pub fn identity(&self) -> String {
+        format!("kafka:{}/{}", self.topic, self.partition)
+    }
+}
+
+/// The Kafka partition of a unit's tag (the inverse of [`unit_tag`]).
+pub(crate) fn partition_of(topics: &[String], tag: &str) -> Option<KafkaPartition> {
+    let rest = tag.strip_prefix('p')?;
+    let (topic, partition) = match rest.split_once('_') {
+        Some((i, p)) if topics.len() > 1 => (topics.get(i.parse::<usize>().ok()?)?, p),
+        Some(_) => return None,
+        None if topics.len() == 1 => (&topics[0], rest),
+        None => return None,
+    };
+    Some(KafkaPartition {
+        topic: topic.clone(),
+        partition: partition.parse().ok()?,
+    })
+}
+
+pub(crate) fn unit_tag(topics: &[String], kp: &KafkaPartition) -> String {
     match topics.iter().position(|t| *t == kp.topic) {
         Some(i) if topics.len() > 1 => format!("p{i}_{}", kp.partition),
         _ => format!("p{}", kp.partition),
@@ -225,7 +247,7 @@ impl Shared {
         telemetry: &Arc<Telemetry>,
     ) -> Result<Recovered, IngestError> {
         let config = &self.loaded.config;
-        let identity = format!("kafka:{}/{}", kp.topic, kp.partition);
+        let identity = kp.identity();
         self.runtime.block_on(async {
             let locks = lock_unit(&self.lake, &config.name, unit, Some(LOCK_WAIT)).await?;
             recover(
@@ -352,6 +374,8 @@ pub async fn run(
     shutdown: Arc<AtomicBool>,
 ) -> Result<RunSummary, IngestError> {
     let started = Instant::now();
+    // Before joining the group: each unit's recovery would refuse anyway.
+    crate::rebuild::refuse_unfinished(loaded, lake).await?;
     let topics = kafka.topic.names();
     let all = {
         let (kafka, topics) = (kafka.clone(), topics.clone());
@@ -402,6 +426,15 @@ pub async fn run(
 
 /// The tags of every partition of the topics: each is a unit, and a commit waits for all.
 fn all_units(kafka: &KafkaConfig, topics: &[String]) -> Result<Vec<String>, IngestError> {
+    let partitions = partitions(kafka, topics)?;
+    Ok(partitions.iter().map(|kp| unit_tag(topics, kp)).collect())
+}
+
+/// Every partition of the topics, as the brokers' metadata says (blocking).
+pub(crate) fn partitions(
+    kafka: &KafkaConfig,
+    topics: &[String],
+) -> Result<Vec<KafkaPartition>, IngestError> {
     let kafka_err = |what: &str, e: rdkafka::error::KafkaError| {
         IngestError::Kafka(format!("{what} ({}): {e}", kafka.brokers))
     };
@@ -420,13 +453,10 @@ fn all_units(kafka: &KafkaConfig, topics: &[String]) -> Result<Vec<String>, Inge
                 kafka.brokers
             )));
         }
-        for partition in 0..partitions as i32 {
-            let kp = KafkaPartition {
-                topic: topic.clone(),
-                partition,
-            };
-            all.push(unit_tag(topics, &kp));
-        }
+        all.extend((0..partitions as i32).map(|partition| KafkaPartition {
+            topic: topic.clone(),
+            partition,
+        }));
     }
     Ok(all)
 }
@@ -597,5 +627,38 @@ fn commit_offsets(shared: &Shared, consumer: &BaseConsumer<MemberContext>) {
     }
     if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
         tracing::debug!(error = %e, "cannot commit offsets to the group");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_tags_name_their_partitions() {
+        let one = vec!["logs".to_string()];
+        let two = vec!["a".to_string(), "b".to_string()];
+        for (topics, kp) in [(&one, ("logs", 3)), (&two, ("a", 0)), (&two, ("b", 12))] {
+            let kp = KafkaPartition {
+                topic: kp.0.into(),
+                partition: kp.1,
+            };
+            let tag = unit_tag(topics, &kp);
+            assert_eq!(partition_of(topics, &tag), Some(kp));
+        }
+        assert_eq!(
+            unit_tag(
+                &two,
+                &KafkaPartition {
+                    topic: "b".into(),
+                    partition: 12
+                }
+            ),
+            "p1_12"
+        );
+        assert_eq!(partition_of(&one, "p1_3"), None);
+        assert_eq!(partition_of(&two, "p3"), None);
+        assert_eq!(partition_of(&two, "p2_3"), None);
+        assert_eq!(partition_of(&one, "x3"), None);
     }
 }

@@ -139,6 +139,8 @@ pub struct Recovered {
     pub engine: Engine,
     pub writer: CommitWriter,
     pub resumed_from: Option<u64>,
+    /// The restored checkpoint was taken after an end of input emitted every window.
+    pub flushed_at_end: bool,
     format: shared::config::FormatConfig,
     /// Whether the first chunk starts the input (a CSV header is expected there; never in a
     /// Kafka record).
@@ -158,6 +160,9 @@ pub async fn recover(
     unit: &Unit,
 ) -> Result<Recovered, IngestError> {
     let config = &loaded.config;
+    if unit.tag.is_some() && opts.rebuild.is_empty() {
+        crate::rebuild::refuse_unfinished(loaded, lake).await?;
+    }
     let tables = table_names(config);
     let store = CheckpointStore::in_dir(
         lake.clone(),
@@ -190,6 +195,9 @@ pub async fn recover(
     clean_staging(&writer.committer, &tables).await?;
     let mut engine = open_engine(loaded, lake, telemetry, unit)?;
     let resumed_from = restored.as_ref().map(|c| c.id);
+    let flushed_at_end = restored
+        .as_ref()
+        .is_some_and(|c| c.engine.horizon > i64::MAX / 2);
     if let (Some(ck), Some(plan)) = (restored, plan) {
         engine.restore(plan.apply(ck.engine))?;
     }
@@ -202,6 +210,7 @@ pub async fn recover(
         engine,
         writer,
         resumed_from,
+        flushed_at_end,
         format: config.format.clone(),
         at_start: unit.tag.is_none() && engine_at_start,
     })

@@ -198,12 +198,15 @@ impl CommitWriter {
         fault::point("after-checkpoint");
         self.fenced()?;
         self.publish(&ck.pending, &closed).await?;
-        if !ck.rebuilt.is_empty() {
+        if ck.rebuilt.is_empty() {
+            self.commit_checkpoint(&ck.engine).await?;
+        } else if self.board.is_none() {
             self.replace_rebuilt(&ck).await?;
-            // One checkpoint rebuilds: the next ones must not retract its files.
-            self.header.rebuilt.clear();
+            self.commit_checkpoint(&ck.engine).await?;
         }
-        self.commit_checkpoint(&ck.engine).await?;
+        // A Kafka unit's rebuild is swapped in with every unit's, once all are rebuilt
+        // (`rebuild::kafka`). One checkpoint rebuilds: the next ones retract nothing.
+        self.header.rebuilt.clear();
         if let Some(f) = &self.on_durable {
             f(&ck.engine.source);
         }

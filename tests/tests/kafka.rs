@@ -453,3 +453,94 @@ fn sketches_merge_the_partial_rows_of_the_partitions() {
         }
     }
 }
+
+/// `run --rebuild status_1m` after its window changed from one minute to five: each unit
+/// replays its Kafka partition from the earliest record, and the table of all four units is
+/// swapped at once. A crash after the first unit's rebuild and another after the old files
+/// are removed, each followed by the same command, end in the lake of a fresh run with the
+/// new file: its reports (committed partitions only) and its tables read by DuckDB.
+/// `path_1m` is not touched, and no member starts while the rebuild is unfinished.
+#[test]
+fn rebuild_recomputes_a_table_from_every_partition_through_crashes() {
+    let broker = KafkaBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let yaml = kafka_pipeline(d, &broker.brokers, "rebuild", ROWS_REPORT);
+    produce(d, &yaml, &shared_data("apache_logs.log"));
+    wait_output(member(d, &yaml, &[]).spawn().unwrap(), "the first run");
+    let path_1m = files(&d.join("lake/path_1m"));
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    let one_minute = "window: { kind: tumbling, size: 1m }\n    key: [status]";
+    assert!(text.contains(one_minute));
+    let five = text.replace(
+        one_minute,
+        "window: { kind: tumbling, size: 5m }\n    key: [status]",
+    );
+    std::fs::write(&yaml, &five).unwrap();
+
+    let plan = |extra: &[&str]| {
+        cmd("stream-ingest")
+            .current_dir(d)
+            .args(["plan", "-c"])
+            .arg(&yaml)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = plan(&[]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("--rebuild status_1m"), "{said}");
+    let planned = plan(&["--rebuild", "status_1m"]);
+    assert!(planned.status.success(), "{planned:?}");
+    assert!(String::from_utf8_lossy(&planned.stdout).contains("(unit p3)"));
+
+    let rebuild = ["--rebuild", "status_1m"];
+    for crash in ["after-rebuild-unit", "after-rebuild-retract"] {
+        let out = member(d, &yaml, &rebuild)
+            .env("STREAM_INGEST_CRASH_AT", crash)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(&format!("crashing at `{crash}`")), "{said}");
+        let refused = member(d, &yaml, &[]).output().unwrap();
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains("a rebuild of status_1m did not finish"),
+            "{said}"
+        );
+    }
+    let logs = wait_output(member(d, &yaml, &rebuild).spawn().unwrap(), "the rebuild");
+    assert!(
+        !d.join("lake/_checkpoints/access-log-kafka/rebuild.json")
+            .exists()
+    );
+    assert_eq!(
+        path_1m,
+        files(&d.join("lake/path_1m")),
+        "path_1m was touched"
+    );
+    assert!(plan(&[]).status.success());
+
+    let fresh = d.join("fresh.yaml");
+    std::fs::write(&fresh, five.replace("root: lake", "root: fresh-lake")).unwrap();
+    wait_output(member(d, &fresh, &[]).spawn().unwrap(), "the fresh run");
+    let (expected, actual) = (
+        reports(d, &fresh, "fresh-lake", "fresh-reports"),
+        reports(d, &yaml, "lake", "rebuilt-reports"),
+    );
+    for ((name, e), (_, a)) in expected.iter().zip(&actual) {
+        assert!(
+            e == a,
+            "report {name}:\n{e}\n---\n{a}\n--- rebuild:\n{logs}"
+        );
+    }
+    assert_eq!(merged(&d.join("fresh-lake")), merged(&d.join("lake")));
+    let minute_one = expected[2]
+        .1
+        .lines()
+        .filter(|l| l.contains(":01:00"))
+        .count();
+    assert_eq!(minute_one, 0, "five-minute windows:\n{}", expected[2].1);
+}

@@ -420,12 +420,12 @@ pub struct PlanReport {
 }
 
 /// The plan of the next run against the newest checkpoint of each unit of state in `lake`
-/// (one for most pipelines, one per Kafka partition), as `run` would make it: the input it
-/// reads (`identity`) must be the checkpoint's too.
+/// (one for most pipelines, one per Kafka partition), as `run` would make it: the input each
+/// unit reads (`identity` of its tag) must be its checkpoint's too.
 pub async fn next_run(
     loaded: &LoadedConfig,
     lake: &shared::lake::Lake,
-    identity: &str,
+    identity: impl Fn(Option<&str>) -> String,
     rebuild: &[String],
 ) -> Result<PlanReport, super::CheckpointError> {
     let config = &loaded.config;
@@ -442,6 +442,7 @@ pub async fn next_run(
         found += 1;
         let mut plan = Plan::new(loaded, &ck, rebuild);
         changed |= plan.changes();
+        let identity = identity(unit.as_deref());
         if ck.input != identity {
             plan.refused.push(loaded.problem(
                 "source",

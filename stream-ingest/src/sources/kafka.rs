@@ -2,10 +2,19 @@
 //! partition's records are handed to its own engine in chunks whose position is the offset after them.
 //! The consumer group itself (assignment, rebalances, units) is [`crate::member`]'s.
 
+use std::io;
+use std::time::{Duration, Instant};
+
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 use shared::config::{KafkaConfig, KafkaStart};
 
-use super::{Advance, Chunk, RecordMeta};
+use super::{Advance, Chunk, ChunkSender, RecordMeta, SourceError};
+
+/// How long a replay waits for the next record it knows the partition holds.
+const REPLAY_STALL: Duration = Duration::from_secs(60);
 
 /// Properties only a consumer knows (a producer or admin client warns about them).
 const CONSUMER_ONLY: &[&str] = &[
@@ -59,6 +68,117 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
             },
         );
     c
+}
+
+/// Reads one Kafka partition from its earliest record up to `until` (the offset after the
+/// last record wanted) and sends its records as chunks, the last one moving the position
+/// to `until` exactly: the input of a rebuild (`run --rebuild`), which recomputes a table
+/// up to a unit's checkpoint. A partition that no longer reaches `until` (a topic deleted
+/// and created again) is an error; records deleted by the topic's retention are not there
+/// to read, which is said in a warning.
+pub fn spawn_replay(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    until: i64,
+    chunk_bytes: usize,
+    tx: ChunkSender,
+) -> Result<std::thread::JoinHandle<()>, SourceError> {
+    let input = format!("kafka:{topic}/{partition}");
+    let error = |reason: String| SourceError {
+        input: input.clone(),
+        source: io::Error::other(reason),
+    };
+    let consumer: BaseConsumer = client_config(kafka)
+        .create()
+        .map_err(|e| error(format!("cannot create a consumer ({}): {e}", kafka.brokers)))?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(30))
+        .map_err(|e| error(format!("cannot read the partition's offsets: {e}")))?;
+    if high < until {
+        return Err(error(format!(
+            "the partition ends at offset {high}, before the checkpoint's {until}: the topic is not the one the checkpoint read (deleted and created again?)"
+        )));
+    }
+    if low > 0 {
+        tracing::warn!(
+            topic,
+            partition,
+            first = low,
+            "the records before this offset were deleted by the topic's retention: the rebuilt tables start after them"
+        );
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .and_then(|()| consumer.assign(&tpl))
+        .map_err(|e| error(format!("cannot assign the partition: {e}")))?;
+    let name = input.clone();
+    std::thread::Builder::new()
+        .name("kafka-replay".into())
+        .spawn(move || {
+            let result = replay_records(&consumer, partition, low.max(0), until, chunk_bytes, &tx);
+            if let Err(reason) = result {
+                let _ = tx.send(Err(SourceError {
+                    input: name,
+                    source: io::Error::other(reason),
+                }));
+            }
+        })
+        .map_err(|e| error(e.to_string()))
+}
+
+/// The replay's loop: records from `from` (the partition's first) up to `until`.
+fn replay_records(
+    consumer: &BaseConsumer,
+    partition: i32,
+    from: i64,
+    until: i64,
+    chunk_bytes: usize,
+    tx: &ChunkSender,
+) -> Result<(), String> {
+    let mut records = RecordBuffer::starting_at(partition, -1);
+    let mut next = from;
+    let mut last_record = Instant::now();
+    while next < until {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(msg)) if msg.partition() == partition => {
+                if msg.offset() >= until {
+                    break;
+                }
+                records.push(
+                    msg.payload().unwrap_or_default(),
+                    msg.offset(),
+                    msg.timestamp().to_millis(),
+                );
+                next = msg.offset() + 1;
+                last_record = Instant::now();
+                if records.len() >= chunk_bytes
+                    && let Some(chunk) = records.take_chunk()
+                    && tx.send(Ok(chunk)).is_err()
+                {
+                    return Ok(());
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "Kafka"),
+            None if last_record.elapsed() > REPLAY_STALL => {
+                return Err(format!(
+                    "no record after offset {next} for {}s, though the partition holds records up to {until}",
+                    REPLAY_STALL.as_secs()
+                ));
+            }
+            None => {}
+        }
+    }
+    // Offsets with no record (transaction markers, compaction) up to `until` are read too.
+    records.next = until;
+    let chunk = records.take_chunk().unwrap_or(Chunk {
+        data: Vec::new(),
+        advance: Advance::Offset(until),
+        records: None,
+    });
+    let _ = tx.send(Ok(chunk));
+    Ok(())
 }
 
 /// The records of one Kafka partition not handed to its engine yet.
