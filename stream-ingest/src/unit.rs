@@ -171,14 +171,7 @@ pub async fn recover(
     );
     let (restored, highest) = store.latest().await?;
     let restored = if opts.from_scratch { None } else { restored };
-    // Checked against the pipeline file before anything is done with it.
-    let plan = restored
-        .as_ref()
-        .map(|ck| Plan::new(loaded, ck, &opts.rebuild));
-    if let Some(plan) = &plan {
-        plan.check(loaded)?;
-        log_changes(plan, unit);
-    }
+    let plan = checked_plan(loaded, opts, restored.as_ref(), unit)?;
     let generation = check_input(config, restored.as_ref(), &identity)?.unwrap_or(highest + 1);
     let header = CheckpointHeader {
         generation,
@@ -214,6 +207,23 @@ pub async fn recover(
         format: config.format.clone(),
         at_start: unit.tag.is_none() && engine_at_start,
     })
+}
+
+/// What the run does with the restored checkpoint's state, checked against the pipeline
+/// file before anything is done with it.
+fn checked_plan(
+    loaded: &LoadedConfig,
+    opts: &RunOptions,
+    restored: Option<&Checkpoint>,
+    unit: &Unit,
+) -> Result<Option<Plan>, IngestError> {
+    let Some(ck) = restored else {
+        return Ok(None);
+    };
+    let plan = Plan::new(loaded, ck, &opts.rebuild);
+    plan.check(loaded)?;
+    log_changes(&plan, unit);
+    Ok(Some(plan))
 }
 
 /// Says what a run does differently from the checkpoint's pipeline file (`stream-ingest
