@@ -30,11 +30,12 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use object_store::ObjectMeta;
 use object_store::ObjectStoreExt;
+use object_store::path::PathPart;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 use shared::commit::{PartitionMarker, REPLACE_INTENT, Replacement};
-use shared::config::{LoadedConfig, QueryEngine};
-use shared::lake::{COMMIT_MARKER, Lake, is_hidden, unescape_partition_value};
+use shared::config::{LakeFormat, LoadedConfig, QueryEngine};
+use shared::lake::{COMMIT_MARKER, Lake, PartitionPath, is_hidden, unescape_partition_value};
 use shared::schema::{self, dimension_schema};
 
 use crate::dates::DayRange;
@@ -102,6 +103,8 @@ pub enum SnapshotError {
     },
     #[error("{path} is damaged: {reason}; {hint}", hint = DAMAGED_HINT)]
     Damaged { path: String, reason: String },
+    #[error(transparent)]
+    Delta(#[from] shared::delta::DeltaError),
 }
 
 /// One partition directory of a table, as a run found it.
@@ -197,7 +200,8 @@ impl LakeSnapshot {
     }
 }
 
-/// Lists the selected days of every lake table and reads their commit markers.
+/// Lists the selected days of every lake table and reads their commit markers (or, in a
+/// Delta lake, their logs).
 pub async fn snapshot(
     loaded: &LoadedConfig,
     lake: &Lake,
@@ -205,6 +209,16 @@ pub async fn snapshot(
 ) -> Result<LakeSnapshot, SnapshotError> {
     let mut tables = Vec::new();
     for table in lake_tables(loaded) {
+        if loaded.config.lake.format == LakeFormat::Delta {
+            let app = format!("{}/{}", loaded.config.name, table.name);
+            let (days_in_lake, days) = delta_days(lake, &table, range, &app).await?;
+            tables.push(TableListing {
+                table,
+                days_in_lake,
+                days,
+            });
+            continue;
+        }
         let days_in_lake = lake
             .days(&table.name)
             .await
@@ -236,6 +250,79 @@ pub async fn snapshot(
         range: range.clone(),
         tables,
     })
+}
+
+/// The days of a Delta table and the partitions of the selected ones: the files of its
+/// newest version, a partition committed when it ends at or before the writer's horizon
+/// (`app`'s, see [`shared::delta`]).
+async fn delta_days(
+    lake: &Lake,
+    table: &LakeTable,
+    range: &DayRange,
+    app: &str,
+) -> Result<(Vec<String>, BTreeMap<String, Vec<PartitionFiles>>), SnapshotError> {
+    let Some(t) = shared::delta::open(lake, &table.name).await? else {
+        return Ok((Vec::new(), BTreeMap::new()));
+    };
+    let delta_err = |e: shared::delta::DeltaTableError| {
+        SnapshotError::Delta(shared::delta::DeltaError::of(&table.name)(e))
+    };
+    let horizon = shared::delta::committed_version(&t, &format!("{app}/horizon"))
+        .await
+        .map_err(delta_err)?
+        .unwrap_or(i64::MIN);
+    let mut partitions: BTreeMap<Vec<String>, Vec<ObjectMeta>> = BTreeMap::new();
+    for (path, size) in shared::delta::active_files(&t).map_err(delta_err)? {
+        let mut segments: Vec<String> = path.split('/').map(String::from).collect();
+        let name = segments.pop().unwrap_or_default();
+        let safe = segments
+            .iter()
+            .chain([&name])
+            .all(|s| PathPart::parse(s).is_ok());
+        if !safe || segments.len() != table.partition_columns.len() {
+            return Err(SnapshotError::Damaged {
+                path: lake.display(&lake.table_dir(&table.name)),
+                reason: format!("its Delta log names `{path}`, not a file of its partitions"),
+            });
+        }
+        let location = lake.data_file(
+            &table.name,
+            &PartitionPath {
+                segments: segments.clone(),
+            },
+            &name,
+        );
+        let meta = ObjectMeta {
+            location,
+            last_modified: chrono::Utc::now(),
+            size: size as u64,
+            e_tag: None,
+            version: None,
+        };
+        partitions.entry(segments).or_default().push(meta);
+    }
+    let mut days_in_lake = BTreeSet::new();
+    let mut days: BTreeMap<String, Vec<PartitionFiles>> = BTreeMap::new();
+    for (segments, mut files) in partitions {
+        let Some(day) = segments.first().and_then(|s| s.strip_prefix("dt=")) else {
+            continue;
+        };
+        days_in_lake.insert(day.to_string());
+        if !range.contains(day) {
+            continue;
+        }
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        let committed = !table.is_late && lake.time_end_of(&segments).is_some_and(|e| e <= horizon);
+        days.entry(day.to_string())
+            .or_default()
+            .push(PartitionFiles {
+                segments,
+                committed,
+                files,
+                rows: None,
+            });
+    }
+    Ok((days_in_lake.into_iter().collect(), days))
 }
 
 /// The partitions of one day of a table.

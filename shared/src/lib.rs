@@ -10,6 +10,8 @@
 //!   partition directories, Hive-style escaping of partition values, hidden staging names.
 //! - [`commit`]: how a file becomes visible: staged under a hidden name, then published by an
 //!   atomic rename (or copy on object storage) only once complete.
+//! - [`delta`]: the same tables as Delta Lake tables (`lake.format: delta`): a commit to the
+//!   table's log makes files visible, with the writer's checkpoint and horizon in it.
 //! - [`expr`]: SQL expressions over events (`derive`, table filters), planned and evaluated
 //!   with DataFusion.
 //! - [`sketch`]: the HyperLogLog and t-digest sketches both stages keep and merge, and their
@@ -24,6 +26,7 @@
 pub mod bytesize;
 pub mod commit;
 pub mod config;
+pub mod delta;
 pub mod duration;
 pub mod expr;
 pub mod fault;

@@ -104,6 +104,12 @@ pub async fn compact(
 ) -> Result<CompactSummary, IngestError> {
     let started = Instant::now();
     let config = &loaded.config;
+    if config.lake.format == shared::config::LakeFormat::Delta {
+        return Err(IngestError::Usage(format!(
+            "{}: `compact` merges the files of a Hive lake; a Delta lake (`lake.format: delta`) is compacted by Delta's OPTIMIZE, which this release does not run yet (Spark, Databricks and delta-rs can)",
+            loaded.file.display()
+        )));
+    }
     let root = opts.lake.as_deref().unwrap_or(&config.lake.root);
     let lake = Lake::open(root, &config.lake.s3, config.lake.partition_time)?;
     let committer = FileCommitter::new(lake.clone());

@@ -22,6 +22,7 @@ pub(crate) mod aggregate;
 pub(crate) mod board;
 pub(crate) mod checkpoint;
 pub mod cli;
+pub(crate) mod commit;
 pub(crate) mod compact;
 pub(crate) mod dead_letter;
 pub(crate) mod engine;
@@ -49,7 +50,9 @@ use std::time::Instant;
 
 use shared::HumanDuration;
 use shared::commit::{CommitError, MarkerError};
-use shared::config::{ConfigError, EndOfInput, LoadedConfig, PipelineConfig, SourceConfig};
+use shared::config::{
+    ConfigError, EndOfInput, LakeFormat, LoadedConfig, PipelineConfig, SourceConfig,
+};
 use shared::lake::{Lake, LakeError};
 use shared::lock::LockError;
 
@@ -97,6 +100,8 @@ pub enum IngestError {
     Board(#[from] board::BoardError),
     #[error("Kafka: {0}")]
     Kafka(String),
+    #[error("{0}")]
+    Delta(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -275,6 +280,12 @@ pub fn check_runnable(loaded: &LoadedConfig, opts: &RunOptions) -> Result<(), In
         Input::Files(p) if !p.parent().is_some_and(Path::is_dir) => problems
             .push(loaded.problem("source.path", format!("no such directory: {}", p.display()))),
         _ => {}
+    }
+    if matches!(input, Input::Kafka(_)) && loaded.config.lake.format == LakeFormat::Delta {
+        problems.push(loaded.problem(
+            "lake.format",
+            "`delta` is not supported with a `kafka` source yet (its Kafka partitions' writers would each commit to the log, and readers would not know when a partition is complete); use `hive`",
+        ));
     }
     let keep = opts.end_of_input.unwrap_or(loaded.config.end_of_input) == EndOfInput::Keep;
     if keep && matches!(input, Input::Kafka(_)) {

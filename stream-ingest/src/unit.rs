@@ -19,14 +19,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
-use shared::commit::FileCommitter;
-use shared::config::{EndOfInput, LoadedConfig, PipelineConfig};
+use shared::config::{EndOfInput, LakeFormat, LoadedConfig, PipelineConfig};
 use shared::lake::Lake;
 use shared::lock::{LockError, LockTarget, Locks};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::plan::{Plan, TableChange};
 use crate::checkpoint::{Checkpoint, CheckpointStore, PipelineSpec};
+use crate::commit::Committer;
+use crate::commit::delta::DeltaCommitter;
+use crate::commit::hive::HiveCommitter;
 use crate::dead_letter::DeadLetter;
 use crate::engine::{Engine, EngineError};
 use crate::lookup::Lookups;
@@ -180,12 +182,20 @@ pub async fn recover(
         spec: PipelineSpec::of(config),
         rebuilt: Vec::new(),
     };
-    let writer = CommitWriter::new(lake.clone(), store, header, telemetry.clone(), locks);
-    let mut writer = configure_writer(writer, config, opts, lake, unit);
+    let committer = committer_of(config, lake, unit, telemetry);
+    let mut writer = CommitWriter::new(
+        lake.clone(),
+        committer,
+        store,
+        header,
+        telemetry.clone(),
+        locks,
+    );
+    writer.emit = opts.emit_commits;
     if let Some(ck) = &restored {
         finish_commit(&mut writer, ck, highest, &tables).await?;
     }
-    clean_staging(&writer.committer, &tables).await?;
+    writer.committer.clean_staging(&tables).await?;
     let mut engine = open_engine(loaded, lake, telemetry, unit)?;
     let resumed_from = restored.as_ref().map(|c| c.id);
     let flushed_at_end = restored
@@ -260,82 +270,57 @@ fn check_input(
     Ok(Some(ck.generation))
 }
 
-/// Sets what a unit's writer does beyond committing: its file names, the board it commits
-/// through (a Kafka unit), `--emit-commits`, compaction at commit.
-fn configure_writer(
-    mut writer: CommitWriter,
+/// The commit protocol of a unit's lake: its file names, the board it commits through (a
+/// Kafka unit), compaction at commit.
+fn committer_of(
     config: &PipelineConfig,
-    opts: &RunOptions,
     lake: &Lake,
     unit: &Unit,
-) -> CommitWriter {
-    writer.committer = writer.committer.for_unit(unit.tag.clone());
+    telemetry: &Arc<Telemetry>,
+) -> Arc<dyn Committer> {
+    if config.lake.format == LakeFormat::Delta {
+        return Arc::new(DeltaCommitter::new(
+            lake.clone(),
+            &config.name,
+            unit.tag.clone(),
+        ));
+    }
+    let mut hive = HiveCommitter::new(lake.clone(), unit.tag.clone(), telemetry.clone());
     if let Some(tag) = &unit.tag {
         let board = board::Board::new(lake.clone(), &config.name, tag.clone(), unit.all.clone());
-        writer.board = Some(board);
+        hive = hive.with_board(board);
     }
-    writer.emit = opts.emit_commits;
     // A unit's lake partitions hold the files of other units too: none merges them alone.
-    writer.compact = (config.partition_commit.compact && unit.tag.is_none())
+    let compact = (config.partition_commit.compact && unit.tag.is_none())
         .then(|| config.lake.compression.codec());
-    writer
+    Arc::new(hive.with_compaction(compact))
 }
 
-/// Finishes the commit of the restored checkpoint (publish its files again, rewrite its
-/// markers), queues the merges it may have left, and removes what a newer (unreadable)
-/// checkpoint or an unfinished rebuild committed: the replay redoes it.
+/// Finishes the commit of the restored checkpoint (its files and markers again, the merges
+/// it may have left), and removes what a newer (unreadable) checkpoint or an unfinished
+/// rebuild committed: the replay redoes it.
 async fn finish_commit(
     writer: &mut CommitWriter,
     ck: &Checkpoint,
     highest: u64,
     tables: &[String],
 ) -> Result<(), IngestError> {
-    for f in &ck.pending {
-        writer.committer.publish_pending(f).await?;
-    }
-    if !ck.rebuilt.is_empty() {
-        writer.replace_rebuilt(ck).await?;
-    }
-    if let Some(board) = &mut writer.board {
-        board.restore(ck.id).await?;
-    }
-    writer.commit_checkpoint(&ck.engine).await?;
-    // Lake partitions committed by the older kept checkpoints may still wait for their merge.
-    if writer.compact.is_some() {
-        for m in writer.store.older_markers(ck.id).await? {
-            writer.queue(&m);
-        }
-    }
+    writer.committer.resume(ck, &writer.store).await?;
+    writer.commit(ck).await?;
     // A newer checkpoint did not read back: what it committed is redone by the replay,
     // and so are the files of an unfinished rebuild.
     let (id, generation) = (ck.id, ck.generation);
     let unfinished_rebuild = id == generation && generation > 1;
     if highest > id || unfinished_rebuild {
-        retract(&writer.committer, tables, "that the replay rewrites", |c| {
-            c > id || (unfinished_rebuild && c < generation)
-        })
-        .await?;
+        let redo = move |c| c > id || (unfinished_rebuild && c < generation);
+        let why = "that the replay rewrites";
+        writer.committer.retract(tables, why, &redo).await?;
     }
     tracing::info!(
         checkpoint = id,
         position = ?ck.engine.source,
         "resuming"
     );
-    Ok(())
-}
-
-/// Deletes every table's staged files: the work after the last checkpoint, redone.
-async fn clean_staging(committer: &FileCommitter, tables: &[String]) -> Result<(), IngestError> {
-    for table in tables {
-        let removed = committer.clean_staging(table).await?;
-        if removed > 0 {
-            tracing::info!(
-                table,
-                removed,
-                "removed staged files of work after the last checkpoint"
-            );
-        }
-    }
     Ok(())
 }
 
@@ -378,30 +363,9 @@ async fn start_generation(
     debug_assert!(files.is_empty());
     writer.first_checkpoint(snap).await?;
     if generation > 1 {
-        retract(
-            &writer.committer,
-            tables,
-            "of earlier runs (rebuild)",
-            |c| c < generation,
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Removes from every table what the checkpoints `redo` selects committed (see
-/// [`FileCommitter::retract`]).
-pub(crate) async fn retract(
-    committer: &FileCommitter,
-    tables: &[String],
-    why: &str,
-    redo: impl Fn(u64) -> bool + Copy,
-) -> Result<(), IngestError> {
-    for table in tables {
-        let removed = committer.retract(table, redo).await?;
-        if removed > 0 {
-            tracing::warn!(table, removed, "removed files {why}");
-        }
+        let redo = move |c| c < generation;
+        let why = "of earlier runs (rebuild)";
+        writer.committer.retract(tables, why, &redo).await?;
     }
     Ok(())
 }

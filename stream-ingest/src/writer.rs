@@ -1,47 +1,37 @@
-//! The two-phase committer: the async task that makes the engine's output durable and
-//! visible, in the order the engine produced it.
+//! The writer task: makes the engine's output durable and visible, in the order the engine
+//! produced it, through the lake format's [`Committer`].
 //!
 //! ```text
-//! engine thread ── File ──────▶ stage under _staging/ (pre-commit)
+//! engine thread ── File ──────▶ stage (pre-commit)
 //!               ── Checkpoint ▶ write checkpoint N {state, staged files}   (durable)
-//!                               publish its files (rename / copy)           (commit)
-//!                               write the _SUCCESS markers of N
-//!                               merge partitions committed before every kept checkpoint
+//!                               commit N: its files, its complete partitions (visible)
+//!                               maintenance no kept checkpoint can take back (merges)
 //!                               prune checkpoints older than `keep`
 //! ```
 //!
 //! Every file sent before a checkpoint belongs to it, because both travel through one
-//! channel. Compaction at commit (`partition_commit.compact`) waits until no kept
-//! checkpoint is at or before the partition's commit ([`crate::compact::mergeable`]), so a
-//! restart never rewrites the marker of, nor retracts files from, a merged partition; merges
-//! happen before pruning, so a crash between the two leaves the older checkpoint (and with
-//! it the partition's name, [`CheckpointStore::older_markers`]) for the restart to finish.
+//! channel. Maintenance happens before pruning, so a crash between the two leaves the older
+//! checkpoint (and with it what it committed, [`CheckpointStore::older_markers`]) for the
+//! restart to finish.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use shared::commit::{
-    CommitError, CommitEvent, FileCommitter, MarkerError, PartitionMarker, PendingFile,
-};
-use shared::lake::{COMMIT_MARKER, Lake};
+use shared::commit::{CommitEvent, PendingFile};
+use shared::lake::Lake;
 use shared::lock::Locks;
 
 use crate::IngestError;
-use crate::board::Board;
 use crate::checkpoint::{Checkpoint, CheckpointStore, EngineSnapshot, PipelineSpec};
+use crate::commit::Committer;
+use crate::commit::hive::IN_FLIGHT;
 use crate::fault;
 use crate::metrics::Telemetry;
 use crate::sink::EncodedFile;
 use crate::sources::Position;
-
-/// Object-store requests of one kind (stage, publish, marker) in flight at once. On a local
-/// disk each is a blocking call on tokio's blocking pool, so small files overlap their
-/// directory and rename work; on S3 they overlap round trips.
-const IN_FLIGHT: usize = 4;
 
 type Staging = BoxFuture<'static, Result<(PendingFile, Vec<Instant>), IngestError>>;
 
@@ -83,29 +73,23 @@ impl CheckpointHeader {
 /// What a writer calls once a checkpoint is durable, with its source position.
 pub type OnDurable = Box<dyn Fn(&Position) + Send + Sync>;
 
-/// Stages, checkpoints, publishes, commits and merges.
+/// Stages, checkpoints, commits, maintains and prunes.
 pub struct CommitWriter {
     pub lake: Lake,
-    pub committer: FileCommitter,
+    /// The lake format's commit protocol.
+    pub committer: Arc<dyn Committer>,
     pub store: CheckpointStore,
     pub header: CheckpointHeader,
     pub telemetry: Arc<Telemetry>,
     /// Print each committed partition as a JSON line (`--emit-commits`).
     pub emit: bool,
-    /// Codec of merged files; `None`: no compaction at commit.
-    pub compact: Option<parquet::basic::Compression>,
     /// Files being staged, and the staged files of the next checkpoint with the instants
     /// their windows closed.
     staging: FuturesUnordered<Staging>,
     pending: Vec<(PendingFile, Vec<Instant>)>,
-    /// Committed partitions with several files: (table, partition) → committing checkpoint.
-    to_merge: BTreeMap<(String, Vec<String>), u64>,
     last: Option<EngineSnapshot>,
-    /// The pipeline's lock, asked before every checkpoint and publish.
+    /// The pipeline's lock, asked before every checkpoint and commit.
     locks: Locks,
-    /// For a unit of a Kafka pipeline: where its lake partitions are committed with the
-    /// other units' ([`Board`]); `None`: this writer commits its partitions itself.
-    pub board: Option<Board>,
     /// Called with each checkpoint's source position once it is durable (a Kafka unit
     /// commits its offset to the group then, for lag monitoring).
     pub on_durable: Option<OnDurable>,
@@ -114,25 +98,23 @@ pub struct CommitWriter {
 impl CommitWriter {
     pub fn new(
         lake: Lake,
+        committer: Arc<dyn Committer>,
         store: CheckpointStore,
         header: CheckpointHeader,
         telemetry: Arc<Telemetry>,
         locks: Locks,
     ) -> Self {
         CommitWriter {
-            committer: FileCommitter::new(lake.clone()).with_fault_points(fault::point),
+            committer,
             lake,
             store,
             header,
             telemetry,
             emit: false,
-            compact: None,
             staging: FuturesUnordered::new(),
             pending: Vec::new(),
-            to_merge: BTreeMap::new(),
             last: None,
             locks,
-            board: None,
             on_durable: None,
         }
     }
@@ -156,16 +138,9 @@ impl CommitWriter {
     async fn stage(&mut self, file: EncodedFile) -> Result<(), IngestError> {
         let committer = self.committer.clone();
         self.staging.push(Box::pin(async move {
-            let staged = committer
-                .stage(
-                    &file.table,
-                    &file.partition,
-                    &file.name,
-                    file.data,
-                    file.rows,
-                )
-                .await?;
-            Ok((PendingFile::from(&staged), file.closed))
+            let closed = file.closed.clone();
+            let pending = committer.stage(file).await?;
+            Ok((pending, closed))
         }));
         while self.staging.len() >= IN_FLIGHT {
             self.staged_one().await?;
@@ -182,8 +157,7 @@ impl CommitWriter {
         Ok(())
     }
 
-    /// Writes a checkpoint (the first of a run too: no files), publishes its files, writes
-    /// its markers, merges what became mergeable, prunes.
+    /// Writes a checkpoint, commits it, does the maintenance it allows, prunes.
     pub async fn checkpoint(&mut self, snap: EngineSnapshot) -> Result<(), IngestError> {
         let started = Instant::now();
         while !self.staging.is_empty() {
@@ -197,20 +171,17 @@ impl CommitWriter {
         let written = self.store.write(&mut ck).await?;
         fault::point("after-checkpoint");
         self.fenced()?;
-        self.publish(&ck.pending, &closed).await?;
-        if ck.rebuilt.is_empty() {
-            self.commit_checkpoint(&ck.engine).await?;
-        } else if self.board.is_none() {
-            self.replace_rebuilt(&ck).await?;
-            self.commit_checkpoint(&ck.engine).await?;
+        self.commit(&ck).await?;
+        for (f, closed) in ck.pending.iter().zip(&closed) {
+            self.telemetry.file_published(f, closed);
         }
-        // A Kafka unit's rebuild is swapped in with every unit's, once all are rebuilt
-        // (`rebuild::kafka`). One checkpoint rebuilds: the next ones retract nothing.
+        // One checkpoint rebuilds: the next ones retract nothing.
         self.header.rebuilt.clear();
         if let Some(f) = &self.on_durable {
             f(&ck.engine.source);
         }
-        self.merge_due(written.oldest_kept).await?;
+        self.fenced()?;
+        self.committer.maintain(written.oldest_kept).await?;
         self.fenced()?;
         self.store.prune(written.stale).await;
         fault::point("after-publish");
@@ -220,21 +191,20 @@ impl CommitWriter {
         Ok(())
     }
 
-    /// After a rebuild's checkpoint is durable and its files published: removes the rebuilt
-    /// tables' files and markers of earlier checkpoints (before the new markers are
-    /// written), and the earlier checkpoints, whose state goes with those files.
-    pub async fn replace_rebuilt(&mut self, ck: &Checkpoint) -> Result<(), IngestError> {
-        let id = ck.id;
-        crate::unit::retract(
-            &self.committer,
-            &ck.rebuilt,
-            "replaced by the rebuild",
-            |c| c < id,
-        )
-        .await?;
-        fault::point("after-rebuild-retract");
-        let older = self.store.older_than(id).await?;
-        self.store.prune(older).await;
+    /// Commits a durable checkpoint (again, on recovery); after a rebuild's, deletes the
+    /// checkpoints before it, whose state goes with the files it replaced.
+    pub async fn commit(&mut self, ck: &Checkpoint) -> Result<(), IngestError> {
+        let committed = self.committer.commit(ck).await?;
+        for m in &committed {
+            self.telemetry.partition_committed(m);
+            if self.emit {
+                emit_commit(&CommitEvent::new(&self.lake, m));
+            }
+        }
+        if !ck.rebuilt.is_empty() {
+            let older = self.store.older_than(ck.id).await?;
+            self.store.prune(older).await;
+        }
         Ok(())
     }
 
@@ -250,141 +220,14 @@ impl CommitWriter {
         Ok(())
     }
 
-    /// Publishes a checkpoint's files, [`IN_FLIGHT`] at once (the restart publishes them
-    /// all again, so the order does not matter).
-    async fn publish(
-        // `&mut`: the writer is `Send` but not `Sync` (the staging futures are not).
-        &mut self,
-        files: &[PendingFile],
-        closed: &[Vec<Instant>],
-    ) -> Result<(), IngestError> {
-        let committer = &self.committer;
-        // Futures made before they are streamed: the writer runs in spawned tasks, whose
-        // futures must be `Send` for every lifetime, which a closure held by the stream
-        // across an `.await` is not (to the compiler).
-        let publishing: Vec<BoxFuture<'_, Result<_, CommitError>>> = files
-            .iter()
-            .zip(closed)
-            .map(|(f, closed)| -> BoxFuture<'_, Result<_, CommitError>> {
-                Box::pin(async move { committer.publish_pending(f).await.map(|()| (f, closed)) })
-            })
-            .collect();
-        let mut published = futures::stream::iter(publishing).buffer_unordered(IN_FLIGHT);
-        let mut first = true;
-        while let Some(done) = published.next().await {
-            let (f, closed) = done?;
-            if std::mem::take(&mut first) {
-                fault::point("mid-publish");
-            }
-            self.telemetry.file_published(f, closed);
-        }
-        Ok(())
-    }
-
-    /// Commits what a checkpoint's state says is complete: its markers, or for a unit, what
-    /// the board says every unit passed.
-    pub async fn commit_checkpoint(&mut self, state: &EngineSnapshot) -> Result<(), IngestError> {
-        let Some(board) = &mut self.board else {
-            return self.commit(&state.markers).await;
-        };
-        let written = board
-            .after_checkpoint(
-                &self.committer,
-                state.checkpoint,
-                state.horizon,
-                &state.markers,
-            )
-            .await?;
-        for m in &written {
-            self.telemetry.partition_committed(m);
-            if self.emit {
-                emit_commit(&CommitEvent::new(self.committer.lake(), m));
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes `_SUCCESS` markers (idempotent: the same content again on a restart), prints
-    /// them with `--emit-commits`, and queues partitions with several files for merging.
-    pub async fn commit(&mut self, markers: &[PartitionMarker]) -> Result<(), IngestError> {
-        let committer = &self.committer;
-        let writing: Vec<BoxFuture<'_, Result<(), MarkerError>>> = markers
-            .iter()
-            .map(|m| -> BoxFuture<'_, Result<(), MarkerError>> {
-                Box::pin(committer.commit_partition(m))
-            })
-            .collect();
-        futures::stream::iter(writing)
-            .buffer_unordered(IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>, _>>()?;
-        for m in markers {
-            self.telemetry.partition_committed(m);
-            if self.emit {
-                emit_commit(&CommitEvent::new(self.committer.lake(), m));
-            }
-            self.queue(m);
-        }
-        Ok(())
-    }
-
-    /// Queues a committed partition for merging, if it has several files.
-    pub fn queue(&mut self, m: &PartitionMarker) {
-        if self.compact.is_some() && m.files.len() > 1 {
-            self.to_merge
-                .insert((m.table.clone(), m.partition.clone()), m.checkpoint);
-        }
-    }
-
-    /// Merges the queued partitions no kept checkpoint can take back.
-    async fn merge_due(&mut self, oldest_kept: u64) -> Result<(), IngestError> {
-        let Some(codec) = self.compact else {
-            return Ok(());
-        };
-        let due: Vec<(String, Vec<String>)> = self
-            .to_merge
-            .iter()
-            .filter(|(_, c)| crate::compact::mergeable(**c, oldest_kept))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            self.fenced()?;
-            self.to_merge.remove(&key);
-            let (table, segments) = key;
-            let partition = shared::lake::PartitionPath { segments };
-            // A merge a crash interrupted is finished first (its marker is then current).
-            self.committer
-                .finish_replacement_in(&table, &partition)
-                .await?;
-            let path = self.lake.data_file(&table, &partition, COMMIT_MARKER);
-            let marker = match self.committer.read_marker(&path).await {
-                Ok(m) => m,
-                Err(e) => {
-                    // Retracted by a rebuild since, or removed by hand: nothing to merge.
-                    tracing::debug!(error = %e, "not merging a partition without its marker");
-                    continue;
-                }
-            };
-            if marker.files.len() < 2 {
-                continue;
-            }
-            let merged =
-                crate::compact::merge(&self.lake, &self.committer, &marker, codec, false).await?;
-            self.telemetry.partition_compacted(&marker, merged.files);
-        }
-        Ok(())
-    }
-
-    /// At the end of a bounded input: checkpoints of the same state until every queued
-    /// partition is mergeable, so that each committed partition ends as one file. They
-    /// carry no markers (those were written) and no files.
+    /// At the end of a bounded input: checkpoints of the same state until the maintenance
+    /// waits for nothing, so that each committed partition ends as one file. They carry no
+    /// markers (those were written) and no files.
     pub async fn settle(&mut self) -> Result<(), IngestError> {
         let Some(mut last) = self.last.take() else {
             return Ok(());
         };
-        while !self.to_merge.is_empty() {
+        while self.committer.unsettled() {
             last.checkpoint += 1;
             last.markers.clear();
             self.checkpoint(last.clone()).await?;

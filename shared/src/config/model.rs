@@ -660,6 +660,22 @@ pub struct LakeConfig {
     /// Object storage settings; each falls back to the usual `AWS_*` environment variable.
     #[serde(default)]
     pub s3: S3Config,
+    /// The table format: `hive` (the default: Parquet files and `_SUCCESS` markers) or
+    /// `delta` (the same files, committed to each table's Delta log).
+    #[serde(default)]
+    pub format: LakeFormat,
+}
+
+/// How a lake's tables are committed.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LakeFormat {
+    /// Hive-partitioned Parquet: files published by rename or copy, complete partitions
+    /// marked with `_SUCCESS`.
+    #[default]
+    Hive,
+    /// Delta Lake: the same files, made visible by commits to `<table>/_delta_log/`.
+    Delta,
 }
 
 /// Compression of lake files.

@@ -22,7 +22,6 @@
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
-use shared::commit::FileCommitter;
 use shared::config::{KafkaConfig, LoadedConfig};
 use shared::lake::Lake;
 use std::collections::BTreeMap;
@@ -30,9 +29,11 @@ use std::collections::BTreeMap;
 use super::{Replay, Target, rebuild_unit};
 use crate::board::Board;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::commit::Committer;
+use crate::commit::hive::HiveCommitter;
 use crate::member::{KafkaPartition, partitions, unit_tag};
 use crate::metrics::Telemetry;
-use crate::unit::{Unit, lock_unit, retract, table_names};
+use crate::unit::{Unit, lock_unit, table_names};
 use crate::{IngestError, RunOptions, fault};
 
 /// A rebuild in progress, in the lake beside the units' checkpoints.
@@ -230,12 +231,14 @@ async fn swap(
             rebuilt.push((unit, ck));
         }
     }
-    let committer = FileCommitter::new(lake.clone()).with_fault_points(fault::point);
-    retract(&committer, tables, "replaced by the rebuild", |_| true).await?;
+    let why = "replaced by the rebuild";
+    let telemetry = Telemetry::new(tables);
+    let committer = HiveCommitter::new(lake.clone(), None, telemetry.clone());
+    committer.retract(tables, why, &|_| true).await?;
     for (unit, ck) in &rebuilt {
-        let theirs = committer.clone().for_unit(unit.tag.clone());
+        let theirs = HiveCommitter::new(lake.clone(), unit.tag.clone(), telemetry.clone());
         let id = ck.id;
-        retract(&theirs, tables, "replaced by the rebuild", |c| c < id).await?;
+        theirs.retract(tables, why, &move |c| c < id).await?;
     }
     fault::point("after-rebuild-retract");
     let mut board = None;
@@ -248,7 +251,7 @@ async fn swap(
         board = Some(b);
     }
     if let Some(b) = &mut board {
-        let committed = b.commit_posted(&committer).await?;
+        let committed = b.commit_posted(&committer.files).await?;
         tracing::info!(partitions = committed.len(), "rebuilt partitions committed");
     }
     for (unit, ck) in &rebuilt {

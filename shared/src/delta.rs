@@ -1,0 +1,381 @@
+//! Delta Lake tables (`lake.format: delta`): the same Parquet files in the same partition
+//! directories as the Hive layout, made visible by commits to `<table>/_delta_log/` instead
+//! of renames and `_SUCCESS` markers. Any Delta reader (Spark, Trino, DuckDB's
+//! `delta_scan`, Polars) sees a commit whole or not at all, and never a file the log does
+//! not name, so files are written under their final names from the start.
+//!
+//! What the stream stage records in the log besides the files, as `txn` actions (which the
+//! protocol keeps, latest per application id, through log checkpoints):
+//! - `txn(<pipeline>/<table>[/<unit>], version = checkpoint id)` in the commit of each
+//!   checkpoint's files: a restart that commits the same checkpoint again finds it done
+//!   (kafka-delta-ingest and Spark's Delta sink do the same);
+//! - `txn(<pipeline>/<table>[/<unit>]/horizon, version = µs)`: no lake partition ending at
+//!   or before this instant gets rows from that writer any more. A partition is committed
+//!   (complete) when it ends at or before every writer's horizon; `batch-analyze` reads only
+//!   those unless asked for open ones, as it does with `_SUCCESS`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use bytes::Bytes;
+use deltalake_core::DeltaTableBuilder;
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::kernel::{Action, DataType as DeltaType, StructField, StructType, Transaction};
+pub use deltalake_core::kernel::{Add, Remove};
+use deltalake_core::operations::create::CreateBuilder;
+use deltalake_core::protocol::{DeltaOperation, OutputMode, SaveMode};
+pub use deltalake_core::{DeltaTable, DeltaTableError};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::statistics::Statistics;
+use serde_json::{Map, Value, json};
+
+use crate::lake::{Lake, unescape_partition_value};
+
+/// A Delta request that failed, with the table it was for.
+#[derive(Debug, thiserror::Error)]
+#[error("Delta table {table}: {source}")]
+pub struct DeltaError {
+    pub table: String,
+    #[source]
+    pub source: Box<DeltaTableError>,
+}
+
+impl DeltaError {
+    /// The error of a request for `table`.
+    pub fn of(table: &str) -> impl Fn(DeltaTableError) -> DeltaError + Copy + '_ {
+        move |source| DeltaError {
+            table: table.to_string(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// A file to add to a table: its path below the table, as the partition directories name
+/// it (`dt=2015-05-17/hour=10/part-….parquet`), and the `Add` action that names it.
+#[derive(Debug, Clone)]
+pub struct FileToAdd {
+    pub path: String,
+    pub add: Add,
+}
+
+/// The `Add` action of a complete Parquet file: its partition values (from the partition
+/// directories of `path`), size and statistics (row count, and min, max and null count of
+/// every column that has them), so that readers skip files.
+pub fn add_action(path: &str, data: &Bytes) -> Result<FileToAdd, parquet::errors::ParquetError> {
+    let meta = ParquetMetaDataReader::new().parse_and_finish(data)?;
+    let mut partition_values = HashMap::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    for segment in &segments[..segments.len().saturating_sub(1)] {
+        if let Some((column, value)) = segment.split_once('=') {
+            partition_values.insert(column.to_string(), unescape_partition_value(value));
+        }
+    }
+    let add = Add {
+        // The object's path: the log writes it as a URI (`%` of an escaped value as `%25`).
+        path: path.to_string(),
+        partition_values,
+        size: data.len() as i64,
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(stats(&meta).to_string()),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    };
+    Ok(FileToAdd {
+        path: path.to_string(),
+        add,
+    })
+}
+
+/// Delta statistics of a Parquet file: `numRecords`, and per top-level column with exact
+/// statistics in every row group, `minValues`, `maxValues` and `nullCount`.
+fn stats(meta: &ParquetMetaData) -> Value {
+    let rows: i64 = meta.row_groups().iter().map(|g| g.num_rows()).sum();
+    let (mut min, mut max, mut nulls) = (Map::new(), Map::new(), Map::new());
+    let schema = meta.file_metadata().schema_descr();
+    for (i, column) in schema.columns().iter().enumerate() {
+        if column.path().parts().len() != 1 {
+            continue;
+        }
+        let name = column.name().to_string();
+        let mut col = ColumnStats::default();
+        for g in meta.row_groups() {
+            col.add(g.column(i).statistics(), column.logical_type_ref());
+        }
+        if let Some(n) = col.nulls {
+            nulls.insert(name.clone(), json!(n));
+        }
+        if let (Some(lo), Some(hi), true) = (col.min, col.max, col.exact) {
+            min.insert(name.clone(), lo);
+            max.insert(name, hi);
+        }
+    }
+    json!({"numRecords": rows, "minValues": min, "maxValues": max, "nullCount": nulls})
+}
+
+/// One column's statistics over the row groups.
+#[derive(Default)]
+struct ColumnStats {
+    min: Option<Value>,
+    max: Option<Value>,
+    nulls: Option<u64>,
+    /// Every row group had exact min and max (strings may be truncated).
+    exact: bool,
+    seen: bool,
+}
+
+impl ColumnStats {
+    fn add(&mut self, stats: Option<&Statistics>, logical: Option<&parquet::basic::LogicalType>) {
+        let first = !std::mem::replace(&mut self.seen, true);
+        let Some(stats) = stats else {
+            self.exact = false;
+            self.nulls = None;
+            return;
+        };
+        self.nulls = match (first, self.nulls, stats.null_count_opt()) {
+            (true, _, Some(n)) => Some(n),
+            (false, Some(a), Some(n)) => Some(a + n),
+            _ => None,
+        };
+        let (lo, hi) = match stats {
+            Statistics::Int32(s) => (s.min_opt().map(|v| json!(v)), s.max_opt().map(|v| json!(v))),
+            Statistics::Int64(s) => (
+                s.min_opt().map(|v| int64_value(*v, &logical)),
+                s.max_opt().map(|v| int64_value(*v, &logical)),
+            ),
+            Statistics::Double(s) => (
+                s.min_opt().filter(|v| v.is_finite()).map(|v| json!(v)),
+                s.max_opt().filter(|v| v.is_finite()).map(|v| json!(v)),
+            ),
+            Statistics::ByteArray(s) if is_string(&logical) => (
+                s.min_opt().and_then(|v| v.as_utf8().ok()).map(|v| json!(v)),
+                s.max_opt().and_then(|v| v.as_utf8().ok()).map(|v| json!(v)),
+            ),
+            _ => (None, None),
+        };
+        let exact = stats.min_is_exact() && stats.max_is_exact() && lo.is_some() && hi.is_some();
+        self.exact = exact && (first || self.exact);
+        self.min = merge(self.min.take(), lo, std::cmp::Ordering::Less);
+        self.max = merge(self.max.take(), hi, std::cmp::Ordering::Greater);
+    }
+}
+
+fn is_string(logical: &Option<&parquet::basic::LogicalType>) -> bool {
+    matches!(logical, Some(parquet::basic::LogicalType::String))
+}
+
+/// An INT64 statistic: a number, or for a timestamp the RFC 3339 text Delta writes.
+fn int64_value(v: i64, logical: &Option<&parquet::basic::LogicalType>) -> Value {
+    use parquet::basic::{LogicalType, TimeUnit as PqUnit};
+    let micros = match logical {
+        Some(LogicalType::Timestamp(t)) => match t.unit {
+            PqUnit::MILLIS => v.saturating_mul(1000),
+            PqUnit::MICROS => v,
+            PqUnit::NANOS => v / 1000,
+        },
+        _ => return json!(v),
+    };
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(t) => json!(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
+        None => json!(v),
+    }
+}
+
+/// The smaller (`Less`) or larger of two statistics of one column.
+fn merge(a: Option<Value>, b: Option<Value>, keep: std::cmp::Ordering) -> Option<Value> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let order = match (&a, &b) {
+                (Value::Number(x), Value::Number(y)) => x
+                    .as_f64()
+                    .partial_cmp(&y.as_f64())
+                    .unwrap_or(std::cmp::Ordering::Equal),
+                (Value::String(x), Value::String(y)) => x.cmp(y),
+                _ => std::cmp::Ordering::Equal,
+            };
+            Some(if order == keep { a } else { b })
+        }
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The table `table` of the lake as a Delta table (not loaded).
+fn handle(lake: &Lake, table: &str) -> Result<DeltaTable, DeltaError> {
+    let url = lake.table_url(table);
+    DeltaTableBuilder::from_url(url.clone())
+        .map(|b| b.with_storage_backend(lake.store.clone(), url))
+        .and_then(|b| b.build())
+        .map_err(DeltaError::of(table))
+}
+
+/// The table at its newest version; `None` when it has no log yet.
+pub async fn open(lake: &Lake, table: &str) -> Result<Option<DeltaTable>, DeltaError> {
+    let mut t = handle(lake, table)?;
+    let err = DeltaError::of(table);
+    if !t.verify_deltatable_existence().await.map_err(err)? {
+        return Ok(None);
+    }
+    t.load().await.map_err(err)?;
+    Ok(Some(t))
+}
+
+/// The table, created (version 0) with the columns of a first file and its partition
+/// columns (as strings, the values of the partition directories) if it has no log yet. Two
+/// writers creating it at once both get the one created.
+pub async fn open_or_create(
+    lake: &Lake,
+    table: &str,
+    file_schema: &Schema,
+    partition_columns: &[String],
+) -> Result<DeltaTable, DeltaError> {
+    if let Some(t) = open(lake, table).await? {
+        return Ok(t);
+    }
+    let err = DeltaError::of(table);
+    let kernel: StructType = file_schema
+        .try_into_kernel()
+        .map_err(|e| err(DeltaTableError::Generic(e.to_string())))?;
+    let mut columns: Vec<StructField> = kernel.fields().cloned().collect();
+    for p in partition_columns {
+        columns.push(StructField::new(p.clone(), DeltaType::STRING, true));
+    }
+    let created = CreateBuilder::new()
+        .with_log_store(handle(lake, table)?.log_store())
+        .with_table_name(table.rsplit('/').next().unwrap_or(table))
+        .with_columns(columns)
+        .with_partition_columns(partition_columns.to_vec())
+        .with_save_mode(SaveMode::Ignore)
+        .await;
+    match created {
+        Ok(t) => Ok(t),
+        // Created by another writer in the meantime.
+        Err(_) if open(lake, table).await?.is_some() => {
+            Ok(open(lake, table).await?.expect("just read"))
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// The arrow schema of a Parquet file's bytes.
+pub fn file_schema(data: &Bytes) -> Result<Schema, parquet::errors::ParquetError> {
+    let meta = ParquetMetaDataReader::new().parse_and_finish(data)?;
+    let schema = parquet::arrow::parquet_to_arrow_schema(
+        meta.file_metadata().schema_descr(),
+        meta.file_metadata().key_value_metadata(),
+    )?;
+    Ok(schema)
+}
+
+/// One writer's commit to a table: files added and removed, and its txn versions.
+#[derive(Debug, Default)]
+pub struct TableCommit {
+    /// `<pipeline>/<table>[/<unit>]`.
+    pub app_id: String,
+    /// The checkpoint the commit belongs to, committed once; `None`: no checkpoint's (a
+    /// retraction), always committed.
+    pub version: Option<i64>,
+    pub adds: Vec<Add>,
+    pub removes: Vec<Remove>,
+    /// The writer's horizon (µs), recorded as `txn(<app_id>/horizon)`.
+    pub horizon: Option<i64>,
+}
+
+/// The last checkpoint of `app_id` committed to the table.
+pub async fn committed_version(
+    t: &DeltaTable,
+    app_id: &str,
+) -> Result<Option<i64>, DeltaTableError> {
+    t.snapshot()?
+        .transaction_version(t.log_store().as_ref(), app_id)
+        .await
+}
+
+/// The horizons every writer recorded (µs), by application id.
+pub async fn horizons(
+    t: &DeltaTable,
+    app_ids: &[String],
+) -> Result<Vec<Option<i64>>, DeltaTableError> {
+    let mut out = Vec::new();
+    for app in app_ids {
+        out.push(committed_version(t, &format!("{app}/horizon")).await?);
+    }
+    Ok(out)
+}
+
+/// Commits `c` unless the table holds its version already (a restart's second commit of one
+/// checkpoint); refreshes `t` first and returns whether it committed. A failed commit whose
+/// outcome is unknown (a timeout after the PUT) is answered the same way by the next call.
+pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<bool, DeltaError> {
+    let err = DeltaError::of(table);
+    t.update_state().await.map_err(err)?;
+    if let Some(v) = c.version
+        && committed_version(t, &c.app_id).await.map_err(err)? >= Some(v)
+    {
+        return Ok(false);
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut actions: Vec<Action> = c.adds.into_iter().map(Action::Add).collect();
+    actions.extend(c.removes.into_iter().map(Action::Remove));
+    if let Some(v) = c.version {
+        actions.push(Action::Txn(Transaction::new_with_last_update(
+            &c.app_id,
+            v,
+            Some(now),
+        )));
+    }
+    if let Some(h) = c.horizon {
+        let app = format!("{}/horizon", c.app_id);
+        actions.push(Action::Txn(Transaction::new_with_last_update(
+            app,
+            h,
+            Some(now),
+        )));
+    }
+    let operation = DeltaOperation::StreamingUpdate {
+        output_mode: OutputMode::Append,
+        query_id: c.app_id.clone(),
+        epoch_id: c.version.unwrap_or(-1),
+    };
+    let snapshot = t.snapshot().map_err(err)?;
+    let done = CommitBuilder::default()
+        .with_actions(actions)
+        .build(Some(snapshot), t.log_store(), operation)
+        .await
+        .map_err(err)?;
+    t.state = Some(done.snapshot());
+    Ok(true)
+}
+
+/// A `Remove` of a file the table holds, written by `Add`.
+pub fn remove_of(add_path: &str, size: i64) -> Remove {
+    Remove {
+        path: add_path.to_string(),
+        deletion_timestamp: Some(chrono::Utc::now().timestamp_millis()),
+        data_change: true,
+        extended_file_metadata: Some(true),
+        partition_values: None,
+        size: Some(size),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+    }
+}
+
+/// The files a table's snapshot holds: path below the table (as `Add` holds it) and size.
+pub fn active_files(t: &DeltaTable) -> Result<Vec<(String, i64)>, DeltaTableError> {
+    Ok(t.snapshot()?
+        .log_data()
+        .iter()
+        .map(|f| (f.path().to_string(), f.size()))
+        .collect())
+}
+
+/// A shared handle to a table being written.
+pub type SharedTable = Arc<tokio::sync::Mutex<DeltaTable>>;

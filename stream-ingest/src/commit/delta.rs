@@ -1,0 +1,326 @@
+//! Delta Lake tables (`lake.format: delta`): each checkpoint's files of a table go into one
+//! commit of the table's log, with `txn(<pipeline>/<table>, version = checkpoint id)` and
+//! the writer's horizon ([`shared::delta`]).
+//!
+//! ```text
+//! stage:   <table>/<partition>/part-….parquet under its final name (invisible: no log entry)
+//! commit:  per table with files or completed partitions: Adds (+ Removes of a rebuild)
+//!          + txn(app, N) + txn(app/horizon, µs), unless the log holds txn(app) ≥ N already
+//! recover: the restored checkpoint committed again (a no-op if it was); files of later
+//!          checkpoints the log never named deleted; Removes for what `retract` takes back
+//! ```
+//!
+//! A file the log does not name is read by no Delta reader, so nothing is renamed or copied
+//! (on S3 the publish copy goes away), and a crash between the Parquet writes and the log
+//! commit leaves only invisible files, which the restart deletes and writes again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use shared::commit::{CommitError, PartitionMarker, PendingFile, checkpoint_of, unit_of};
+use shared::delta::{self, Add, DeltaTable, Remove, TableCommit};
+use shared::lake::Lake;
+
+use super::{Committer, Redo};
+use crate::IngestError;
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::fault;
+use crate::sink::EncodedFile;
+
+/// The Delta committer of one unit of state.
+pub struct DeltaCommitter {
+    lake: Lake,
+    pipeline: String,
+    unit: Option<String>,
+    /// The `Add` of each staged file, by its path in the store (after a restart, read again
+    /// from the file).
+    adds: Mutex<HashMap<String, Add>>,
+    /// The tables written, loaded once and kept at their newest version.
+    tables: tokio::sync::Mutex<HashMap<String, DeltaTable>>,
+}
+
+impl DeltaCommitter {
+    pub fn new(lake: Lake, pipeline: &str, unit: Option<String>) -> Self {
+        DeltaCommitter {
+            lake,
+            pipeline: pipeline.to_string(),
+            unit,
+            adds: Mutex::new(HashMap::new()),
+            tables: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The writer's application id in a table's log.
+    fn app_id(&self, table: &str) -> String {
+        match &self.unit {
+            Some(u) => format!("{}/{table}/{u}", self.pipeline),
+            None => format!("{}/{table}", self.pipeline),
+        }
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> IngestError {
+        IngestError::Delta(e.to_string())
+    }
+
+    /// The `Add` of a pending file: kept when it was staged, or read from the file.
+    async fn add_of(&self, f: &PendingFile) -> Result<(Add, Bytes), IngestError> {
+        let path = object_store::path::Path::from(f.target.as_str());
+        let data = self
+            .lake
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| self.error(format!("{}: {e}", self.lake.display(&path))))?
+            .bytes()
+            .await
+            .map_err(|e| self.error(e))?;
+        let kept = self.adds.lock().expect("not poisoned").remove(&f.target);
+        let add = match kept {
+            Some(add) => add,
+            None => {
+                delta::add_action(&below_table(f), &data)
+                    .map_err(|e| self.error(e))?
+                    .add
+            }
+        };
+        Ok((add, data))
+    }
+
+    /// Commits one table's share of a checkpoint.
+    async fn commit_table(
+        &self,
+        table: &str,
+        files: &[&PendingFile],
+        ck: &Checkpoint,
+    ) -> Result<(), IngestError> {
+        let mut tables = self.tables.lock().await;
+        let mut adds = Vec::new();
+        let mut first_file = None;
+        for f in files {
+            let (add, data) = self.add_of(f).await?;
+            first_file.get_or_insert((data, f.partition.clone()));
+            adds.push(add);
+        }
+        if !tables.contains_key(table) {
+            let opened = match &first_file {
+                Some((data, partition)) => Some(self.create(table, data, partition).await?),
+                None => delta::open(&self.lake, table)
+                    .await
+                    .map_err(|e| self.error(e))?,
+            };
+            let Some(t) = opened else {
+                return Ok(()); // partitions completed, no file ever: nothing to commit
+            };
+            tables.insert(table.to_string(), t);
+        }
+        let t = tables.get_mut(table).expect("inserted");
+        let removes = if ck.rebuilt.iter().any(|r| r == table) {
+            self.removes(t, &|c| c < ck.id)?
+        } else {
+            Vec::new()
+        };
+        let commit = TableCommit {
+            app_id: self.app_id(table),
+            version: Some(ck.id as i64),
+            adds,
+            removes,
+            horizon: Some(ck.engine.horizon),
+        };
+        delta::commit(t, table, commit)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Opens the table, creating it with the columns of a first file.
+    async fn create(
+        &self,
+        table: &str,
+        data: &Bytes,
+        partition: &str,
+    ) -> Result<DeltaTable, IngestError> {
+        let schema = delta::file_schema(data).map_err(|e| self.error(e))?;
+        let columns: Vec<String> = partition
+            .split('/')
+            .filter_map(|s| s.split_once('=').map(|(c, _)| c.to_string()))
+            .collect();
+        delta::open_or_create(&self.lake, table, &schema, &columns)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Removes of this unit's files in the table whose checkpoint `redo` selects.
+    fn removes(&self, t: &DeltaTable, redo: Redo<'_>) -> Result<Vec<Remove>, IngestError> {
+        let files = delta::active_files(t).map_err(|e| self.error(e))?;
+        Ok(files
+            .into_iter()
+            .filter(|(path, _)| {
+                let name = path.rsplit('/').next().unwrap_or_default();
+                unit_of(name) == self.unit.as_deref() && checkpoint_of(name).is_some_and(redo)
+            })
+            .map(|(path, size)| delta::remove_of(&path, size))
+            .collect())
+    }
+}
+
+/// A pending file's path below its table: `<partition>/<name>`.
+fn below_table(f: &PendingFile) -> String {
+    let name = f.target.rsplit('/').next().unwrap_or_default();
+    if f.partition.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}/{name}", f.partition)
+    }
+}
+
+#[async_trait]
+impl Committer for DeltaCommitter {
+    async fn stage(&self, file: EncodedFile) -> Result<PendingFile, IngestError> {
+        let target = self
+            .lake
+            .data_file(&file.table, &file.partition, &file.name);
+        let rel = format!("{}/{}", file.partition, file.name);
+        let rel = rel.trim_start_matches('/');
+        let add = delta::add_action(rel, &file.data).map_err(|e| self.error(e))?;
+        let bytes = file.data.len() as u64;
+        self.lake
+            .store
+            .put(&target, PutPayload::from_bytes(file.data))
+            .await
+            .map_err(|source| CommitError::Stage {
+                path: self.lake.display(&target),
+                source,
+            })?;
+        self.adds
+            .lock()
+            .expect("not poisoned")
+            .insert(target.to_string(), add.add);
+        Ok(PendingFile {
+            table: file.table,
+            partition: file.partition.to_string(),
+            staged: target.to_string(),
+            target: target.to_string(),
+            rows: file.rows,
+            bytes,
+        })
+    }
+
+    async fn commit(&self, ck: &Checkpoint) -> Result<Vec<PartitionMarker>, IngestError> {
+        let mut by_table: BTreeMap<&str, Vec<&PendingFile>> = BTreeMap::new();
+        for f in &ck.pending {
+            by_table.entry(f.table.as_str()).or_default().push(f);
+        }
+        for m in &ck.engine.markers {
+            by_table.entry(m.table.as_str()).or_default();
+        }
+        for t in &ck.rebuilt {
+            by_table.entry(t.as_str()).or_default();
+        }
+        let mut first = true;
+        for (table, files) in by_table {
+            self.commit_table(table, &files, ck).await?;
+            if std::mem::take(&mut first) {
+                fault::point("mid-publish");
+            }
+        }
+        Ok(ck.engine.markers.clone())
+    }
+
+    async fn retract(
+        &self,
+        tables: &[String],
+        why: &str,
+        redo: Redo<'_>,
+    ) -> Result<(), IngestError> {
+        let mut open = self.tables.lock().await;
+        for table in tables {
+            if !open.contains_key(table.as_str()) {
+                match delta::open(&self.lake, table)
+                    .await
+                    .map_err(|e| self.error(e))?
+                {
+                    Some(t) => open.insert(table.clone(), t),
+                    None => continue,
+                };
+            }
+            let t = open.get_mut(table.as_str()).expect("inserted");
+            let removes = self.removes(t, redo)?;
+            if removes.is_empty() {
+                continue;
+            }
+            let removed = removes.len();
+            let commit = TableCommit {
+                app_id: self.app_id(table),
+                version: None,
+                removes,
+                ..TableCommit::default()
+            };
+            delta::commit(t, table, commit)
+                .await
+                .map_err(|e| self.error(e))?;
+            tracing::warn!(table, removed, "removed files {why}");
+        }
+        Ok(())
+    }
+
+    async fn clean_staging(&self, tables: &[String]) -> Result<(), IngestError> {
+        for table in tables {
+            let Some(t) = delta::open(&self.lake, table)
+                .await
+                .map_err(|e| self.error(e))?
+            else {
+                continue;
+            };
+            let committed = delta::committed_version(&t, &self.app_id(table))
+                .await
+                .map_err(|e| self.error(e))?
+                .unwrap_or(-1);
+            let dir = self.lake.table_dir(table);
+            let listed: Vec<_> = self
+                .lake
+                .store
+                .list(Some(&dir))
+                .try_collect()
+                .await
+                .map_err(|e| self.error(e))?;
+            let mut removed = 0;
+            for meta in listed {
+                let name = meta.location.filename().unwrap_or_default();
+                let never_committed = unit_of(name) == self.unit.as_deref()
+                    && checkpoint_of(name).is_some_and(|c| c as i64 > committed);
+                if never_committed {
+                    self.lake
+                        .store
+                        .delete(&meta.location)
+                        .await
+                        .map_err(|e| self.error(e))?;
+                    removed += 1;
+                }
+            }
+            if removed > 0 {
+                tracing::info!(
+                    table,
+                    removed,
+                    "removed files of work after the last checkpoint"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume(&self, _: &Checkpoint, _: &CheckpointStore) -> Result<(), IngestError> {
+        Ok(())
+    }
+
+    async fn maintain(&self, _oldest_kept: u64) -> Result<(), IngestError> {
+        Ok(())
+    }
+
+    fn unsettled(&self) -> bool {
+        false
+    }
+}

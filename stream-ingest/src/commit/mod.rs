@@ -1,0 +1,71 @@
+//! The lake's commit protocol behind one interface, the role of Arroyo's
+//! `TwoPhaseCommitter`: how the files of a checkpoint become visible exactly once, whatever
+//! the table format.
+//!
+//! ```text
+//! engine ─ file ─▶ stage            (pre-commit: complete, not visible)
+//!        ─ state ▶ checkpoint N     (durable: names the staged files)
+//!                  commit(N)        (visible: the files, the partitions N completed)
+//! restart: commit(restored) again, retract what later checkpoints made visible, clean
+//! ```
+//!
+//! The writer ([`crate::writer`]), recovery ([`crate::unit`]) and the rebuild drive a
+//! [`Committer`] and do not know which format it writes:
+//! - [`hive::HiveCommitter`]: Hive-partitioned Parquet, published by rename or copy, and
+//!   `_SUCCESS` markers (through the board for a Kafka pipeline's units), merged at commit.
+//! - [`delta::DeltaCommitter`]: the same files under their final names, each checkpoint's
+//!   committed to every table's Delta log with the checkpoint id and the writer's horizon.
+
+pub mod delta;
+pub mod hive;
+
+use async_trait::async_trait;
+use shared::commit::{PartitionMarker, PendingFile};
+
+use crate::IngestError;
+use crate::checkpoint::Checkpoint;
+use crate::sink::EncodedFile;
+
+/// Which checkpoints a retraction takes back.
+pub type Redo<'a> = &'a (dyn Fn(u64) -> bool + Send + Sync);
+
+/// A table format's commit protocol.
+#[async_trait]
+pub trait Committer: Send + Sync {
+    /// Pre-commit: writes a complete file where no reader sees it yet. Before the checkpoint
+    /// that names it.
+    async fn stage(&self, file: EncodedFile) -> Result<PendingFile, IngestError>;
+
+    /// Commit, once `ck` is durable: makes its files visible, replaces the files of the
+    /// tables it rebuilt, and commits the lake partitions its state completed. Idempotent:
+    /// recovery commits the restored checkpoint again. Returns the partitions committed.
+    async fn commit(&self, ck: &Checkpoint) -> Result<Vec<PartitionMarker>, IngestError>;
+
+    /// Recovery: takes back what the checkpoints `redo` selects made visible in `tables`
+    /// (their replay makes it again); `why` is logged.
+    async fn retract(
+        &self,
+        tables: &[String],
+        why: &str,
+        redo: Redo<'_>,
+    ) -> Result<(), IngestError>;
+
+    /// Recovery: drops the files staged for work after the restored checkpoint.
+    async fn clean_staging(&self, tables: &[String]) -> Result<(), IngestError>;
+
+    /// Recovery: the restored checkpoint `restored` is committed again next; prepares what
+    /// the format keeps between commits (the board's waiting markers, merges still due).
+    async fn resume(
+        &self,
+        restored: &Checkpoint,
+        store: &crate::checkpoint::CheckpointStore,
+    ) -> Result<(), IngestError>;
+
+    /// After a checkpoint is committed, with the oldest checkpoint kept: the maintenance no
+    /// restart can take back any more (merging committed partitions).
+    async fn maintain(&self, oldest_kept: u64) -> Result<(), IngestError>;
+
+    /// Whether maintenance waits for later checkpoints: the end of a bounded input takes
+    /// checkpoints until it does not.
+    fn unsettled(&self) -> bool;
+}
