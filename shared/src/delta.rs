@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use bytes::Bytes;
-use deltalake_core::DeltaTableBuilder;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake_core::kernel::transaction::CommitBuilder;
 use deltalake_core::kernel::{Action, DataType as DeltaType, StructField, StructType, Transaction};
@@ -205,13 +204,22 @@ fn merge(a: Option<Value>, b: Option<Value>, keep: std::cmp::Ordering) -> Option
     }
 }
 
-/// The table `table` of the lake as a Delta table (not loaded).
+/// The table `table` of the lake as a Delta table (not loaded), on the lake's own store:
+/// the log store is delta-rs's default one (commits by conditional `PUT`, which local
+/// disk and S3 both do), whatever the URL's scheme.
 fn handle(lake: &Lake, table: &str) -> Result<DeltaTable, DeltaError> {
+    use deltalake_core::logstore::{StorageConfig, default_logstore};
     let url = lake.table_url(table);
-    DeltaTableBuilder::from_url(url.clone())
-        .map(|b| b.with_storage_backend(lake.store.clone(), url))
-        .and_then(|b| b.build())
-        .map_err(DeltaError::of(table))
+    let prefixed: Arc<dyn object_store::ObjectStore> = Arc::new(
+        object_store::prefix::PrefixStore::new(lake.store.clone(), lake.table_dir(table)),
+    );
+    let log_store = default_logstore(
+        prefixed,
+        lake.store.clone(),
+        &url,
+        &StorageConfig::default(),
+    );
+    Ok(DeltaTable::new(log_store))
 }
 
 /// The table at its newest version; `None` when it has no log yet.
@@ -284,6 +292,10 @@ pub struct TableCommit {
     pub removes: Vec<Remove>,
     /// The writer's horizon (µs), recorded as `txn(<app_id>/horizon)`.
     pub horizon: Option<i64>,
+    /// The columns of the files added: those the table lacks are added to its schema
+    /// (nullable) in the same commit, so that every reader sees an added aggregate, with
+    /// NULL in older files.
+    pub file_schema: Option<Schema>,
 }
 
 /// The last checkpoint of `app_id` committed to the table.
@@ -320,7 +332,13 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
         return Ok(false);
     }
     let now = chrono::Utc::now().timestamp_millis();
-    let mut actions: Vec<Action> = c.adds.into_iter().map(Action::Add).collect();
+    let mut actions: Vec<Action> = Vec::new();
+    if let Some(schema) = &c.file_schema
+        && let Some(metadata) = widened(t, schema).map_err(err)?
+    {
+        actions.push(Action::Metadata(metadata));
+    }
+    actions.extend(c.adds.into_iter().map(Action::Add));
     actions.extend(c.removes.into_iter().map(Action::Remove));
     if let Some(v) = c.version {
         actions.push(Action::Txn(Transaction::new_with_last_update(
@@ -350,6 +368,37 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
         .map_err(err)?;
     t.state = Some(done.snapshot());
     Ok(true)
+}
+
+/// The table's metadata with the columns of `file_schema` it lacks added (nullable, after
+/// its own); `None` when it has them all.
+fn widened(
+    t: &DeltaTable,
+    file_schema: &Schema,
+) -> Result<Option<deltalake_core::kernel::Metadata>, DeltaTableError> {
+    use deltalake_core::kernel::MetadataExt;
+    let state = t.snapshot()?;
+    let current = state.schema();
+    let missing: Vec<_> = file_schema
+        .fields()
+        .iter()
+        .filter(|f| current.field(f.name()).is_none())
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let added: StructType = (&Schema::new(missing))
+        .try_into_kernel()
+        .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+    let fields = current.fields().cloned().chain(
+        added
+            .fields()
+            .map(|f| StructField::new(f.name().clone(), f.data_type().clone(), true)),
+    );
+    let widened =
+        StructType::try_new(fields).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+    Ok(Some(state.metadata().clone().with_schema(&widened)?))
 }
 
 /// A `Remove` of a file the table holds, written by `Add`.

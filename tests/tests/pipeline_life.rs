@@ -776,3 +776,60 @@ fn kill_9_during_a_rebuild_loses_and_doubles_nothing() {
     );
     assert!(parquet_files(&lake.join("_staging")).is_empty());
 }
+
+/// A Delta lake through the same edit: two cron runs (`keep`), an aggregate added between
+/// them. The second run's commit adds the column to the tables' Delta schema, so DuckDB's
+/// `delta_scan` (an independent reader) gives the Hive lake's rows read with
+/// `union_by_name`: NULL for the new column in the old files. The batch stage's reports over
+/// the two lakes are the same.
+#[test]
+fn an_aggregate_added_to_a_delta_lake_widens_its_schema() {
+    let lines = sample();
+    let lakes = ["hive", "delta"].map(|format| {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = pipeline(dir.path(), |y| {
+            y.replacen(
+                "  partition_time: hour",
+                &format!("  format: {format}\n  partition_time: hour"),
+                1,
+            )
+        });
+        let log = dir.path().join("access.log");
+        append(&log, &lines[..5_000]);
+        ingest(dir.path(), &yaml, &["--end-of-input", "keep"]);
+        let text = std::fs::read_to_string(&yaml).unwrap();
+        std::fs::write(&yaml, with_max_bytes(text)).unwrap();
+        append(&log, &lines[5_000..]);
+        ingest(dir.path(), &yaml, &[]);
+        let out = dir.path().join("reports");
+        run_ok(
+            cmd("batch-analyze")
+                .current_dir(dir.path())
+                .args(["run", "-q", "-c"])
+                .arg(&yaml)
+                .args(["--format", "csv", "--out"])
+                .arg(&out),
+        );
+        let report = std::fs::read_to_string(out.join("daily_max_bytes.csv")).unwrap();
+        (dir, report)
+    });
+    assert_eq!(lakes[0].1, lakes[1].1, "daily_max_bytes");
+    let script = format!(
+        r#"
+import duckdb
+from duckdb_extensions import import_extension
+import_extension("delta")
+hive, delta = {hive:?}, {delta:?}
+cols = "* EXCLUDE (dt, hour)"
+a = duckdb.sql(f"SELECT {{cols}} FROM read_parquet('{{hive}}/status_1m/**/*.parquet', hive_partitioning=true, union_by_name=true) ORDER BY ALL").fetchall()
+b = duckdb.sql(f"SELECT {{cols}} FROM delta_scan('{{delta}}/status_1m') ORDER BY ALL").fetchall()
+assert a == b, (len(a), len(b))
+n, with_value = duckdb.sql(f"SELECT count(*), count(max_bytes) FROM delta_scan('{{delta}}/status_1m')").fetchone()
+assert 0 < with_value < n, (n, with_value)
+print(n, with_value)
+"#,
+        hive = lakes[0].0.path().join("lake").to_str().unwrap(),
+        delta = lakes[1].0.path().join("lake").to_str().unwrap(),
+    );
+    run_ok(python().args(["-c", &script]));
+}

@@ -123,12 +123,17 @@ impl DeltaCommitter {
         } else {
             Vec::new()
         };
+        let file_schema = match &first_file {
+            Some((data, _)) => Some(delta::file_schema(data).map_err(|e| self.error(e))?),
+            None => None,
+        };
         let commit = TableCommit {
             app_id: self.app_id(table),
             version: Some(ck.id as i64),
             adds,
             removes,
             horizon: Some(ck.engine.horizon),
+            file_schema,
         };
         delta::commit(t, table, commit)
             .await
