@@ -253,8 +253,8 @@ pub async fn snapshot(
 }
 
 /// The days of a Delta table and the partitions of the selected ones: the files of its
-/// newest version, a partition committed when it ends at or before the writer's horizon
-/// (`app`'s, see [`shared::delta`]).
+/// newest version, a partition committed when it ends at or before the writers' horizon
+/// (`app`'s, or its units', see [`shared::delta::horizon`]).
 async fn delta_days(
     lake: &Lake,
     table: &LakeTable,
@@ -267,10 +267,7 @@ async fn delta_days(
     let delta_err = |e: shared::delta::DeltaTableError| {
         SnapshotError::Delta(shared::delta::DeltaError::of(&table.name)(e))
     };
-    let horizon = shared::delta::committed_version(&t, &format!("{app}/horizon"))
-        .await
-        .map_err(delta_err)?
-        .unwrap_or(i64::MIN);
+    let horizon = shared::delta::horizon(&t, app).await.map_err(delta_err)?;
     let mut partitions: BTreeMap<Vec<String>, Vec<ObjectMeta>> = BTreeMap::new();
     for (path, size) in shared::delta::active_files(&t).map_err(delta_err)? {
         let mut segments: Vec<String> = path.split('/').map(String::from).collect();

@@ -233,14 +233,20 @@ pub async fn open(lake: &Lake, table: &str) -> Result<Option<DeltaTable>, DeltaE
     Ok(Some(t))
 }
 
+/// The table property naming the writers of a table written by several (a Kafka
+/// pipeline's units: `p0,p1,…`): a partition is complete once every one's horizon passed it.
+pub const WRITERS_PROPERTY: &str = "stream-ingest.writers";
+
 /// The table, created (version 0) with the columns of a first file and its partition
-/// columns (as strings, the values of the partition directories) if it has no log yet. Two
-/// writers creating it at once both get the one created.
+/// columns (as strings, the values of the partition directories) if it has no log yet, and
+/// with its `writers` when there are several. Two writers creating it at once both get the
+/// one created.
 pub async fn open_or_create(
     lake: &Lake,
     table: &str,
     file_schema: &Schema,
     partition_columns: &[String],
+    writers: &[String],
 ) -> Result<DeltaTable, DeltaError> {
     if let Some(t) = open(lake, table).await? {
         return Ok(t);
@@ -259,6 +265,10 @@ pub async fn open_or_create(
         .with_columns(columns)
         .with_partition_columns(partition_columns.to_vec())
         .with_save_mode(SaveMode::Ignore)
+        .with_raise_if_key_not_exists(false)
+        .with_configuration(
+            (!writers.is_empty()).then(|| (WRITERS_PROPERTY, Some(writers.join(",")))),
+        )
         .await;
     match created {
         Ok(t) => Ok(t),
@@ -308,16 +318,27 @@ pub async fn committed_version(
         .await
 }
 
-/// The horizons every writer recorded (µs), by application id.
-pub async fn horizons(
-    t: &DeltaTable,
-    app_ids: &[String],
-) -> Result<Vec<Option<i64>>, DeltaTableError> {
-    let mut out = Vec::new();
-    for app in app_ids {
-        out.push(committed_version(t, &format!("{app}/horizon")).await?);
+/// Where the table is complete: no partition ending at or before this instant (µs) gets
+/// rows any more, by the horizon of its one writer `app` or, for a table several write
+/// (see [`WRITERS_PROPERTY`]), the least of theirs (`i64::MIN` while one has none).
+pub async fn horizon(t: &DeltaTable, app: &str) -> Result<i64, DeltaTableError> {
+    let writers: Vec<String> = match t
+        .snapshot()?
+        .metadata()
+        .configuration()
+        .get(WRITERS_PROPERTY)
+    {
+        Some(list) => list.split(',').map(|w| format!("{app}/{w}")).collect(),
+        None => vec![app.to_string()],
+    };
+    let mut least = i64::MAX;
+    for w in writers {
+        match committed_version(t, &format!("{w}/horizon")).await? {
+            Some(h) => least = least.min(h),
+            None => return Ok(i64::MIN),
+        }
     }
-    Ok(out)
+    Ok(least)
 }
 
 /// Commits `c` unless the table holds its version already (a restart's second commit of one

@@ -182,6 +182,12 @@ impl Board {
         Ok(written)
     }
 
+    /// Posts the unit's horizon alone: a table format that commits partitions itself
+    /// (Delta) still tells the other units when it has read its Kafka partition to the end.
+    pub async fn post_horizon(&mut self, checkpoint: u64, horizon: i64) -> Result<(), BoardError> {
+        self.post(checkpoint, horizon, &[]).await.map(|_| ())
+    }
+
     /// A rebuild's swap (`rebuild::kafka`): replaces the rebuilt `tables`' markers the unit
     /// waits on with those of its checkpoint `checkpoint` (restored first), and posts them.
     /// Nothing is committed: [`Board::commit_posted`] does, once every unit posted.

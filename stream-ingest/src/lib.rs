@@ -281,10 +281,10 @@ pub fn check_runnable(loaded: &LoadedConfig, opts: &RunOptions) -> Result<(), In
             .push(loaded.problem("source.path", format!("no such directory: {}", p.display()))),
         _ => {}
     }
-    if matches!(input, Input::Kafka(_)) && loaded.config.lake.format == LakeFormat::Delta {
-        problems.push(loaded.problem(
-            "lake.format",
-            "`delta` is not supported with a `kafka` source yet (its Kafka partitions' writers would each commit to the log, and readers would not know when a partition is complete); use `hive`",
+    let delta = loaded.config.lake.format == LakeFormat::Delta;
+    if delta && matches!(input, Input::Kafka(_)) && !opts.rebuild.is_empty() {
+        return Err(IngestError::Usage(
+            "--rebuild of a Kafka pipeline's Delta tables is not supported yet (the swap of every partition's files is the Hive layout's); give the changed table a new name, or use `lake.format: hive`".into(),
         ));
     }
     let keep = opts.end_of_input.unwrap_or(loaded.config.end_of_input) == EndOfInput::Keep;

@@ -279,11 +279,7 @@ fn committer_of(
     telemetry: &Arc<Telemetry>,
 ) -> Arc<dyn Committer> {
     if config.lake.format == LakeFormat::Delta {
-        return Arc::new(DeltaCommitter::new(
-            lake.clone(),
-            &config.name,
-            unit.tag.clone(),
-        ));
+        return Arc::new(DeltaCommitter::new(lake.clone(), &config.name, unit));
     }
     let mut hive = HiveCommitter::new(lake.clone(), unit.tag.clone(), telemetry.clone());
     if let Some(tag) = &unit.tag {

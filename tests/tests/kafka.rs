@@ -544,3 +544,55 @@ fn rebuild_recomputes_a_table_from_every_partition_through_crashes() {
         .count();
     assert_eq!(minute_one, 0, "five-minute windows:\n{}", expected[2].1);
 }
+
+/// `lake.format: delta` with two members: the four units commit concurrently into each
+/// table's Delta log (blind appends, each with its own `txn`), name themselves in the
+/// table's properties, and the lake gives the file-source run's reports and merged tables.
+/// DuckDB's `delta_scan` reads as many rows as the Parquet files hold, and no file is added
+/// twice.
+#[test]
+fn two_members_commit_into_one_delta_table() {
+    let broker = KafkaBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let yaml = kafka_pipeline(d, &broker.brokers, "delta", ROWS_REPORT);
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    let hour = "  partition_time: hour";
+    std::fs::write(
+        &yaml,
+        text.replacen(hour, &format!("  format: delta\n{hour}"), 1),
+    )
+    .unwrap();
+    let log = shared_data("apache_logs.log");
+    produce(d, &yaml, &log);
+    let paced = ["--max-lines-per-sec", "4000"];
+    let first = member(d, &yaml, &paced).spawn().unwrap();
+    let second = member(d, &yaml, &paced).spawn().unwrap();
+    let mut logs = wait_output(first, "the first member");
+    logs.push_str(&wait_output(second, "the second member"));
+    assert_same_as_file_run(d, &log, &yaml, &logs);
+    let script = format!(
+        r#"
+import duckdb, glob, json
+from duckdb_extensions import import_extension
+import_extension("delta")
+lake = {lake:?}
+for t in ["status_1m", "path_1m"]:
+    n = duckdb.sql(f"SELECT count(*) FROM delta_scan('{{lake}}/{{t}}')").fetchone()[0]
+    m = duckdb.sql(f"SELECT count(*) FROM read_parquet('{{lake}}/{{t}}/dt=*/**/*.parquet')").fetchone()[0]
+    assert n == m, (t, n, m)
+    adds, props = [], None
+    for f in sorted(glob.glob(f"{{lake}}/{{t}}/_delta_log/*.json")):
+        for line in open(f):
+            a = json.loads(line)
+            if "add" in a:
+                adds.append(a["add"]["path"])
+            if "metaData" in a:
+                props = a["metaData"]["configuration"]
+    assert len(adds) == len(set(adds)), t
+    assert props.get("stream-ingest.writers") == "p0,p1,p2,p3", props
+"#,
+        lake = d.join("lake").to_str().unwrap()
+    );
+    run_ok(python().args(["-c", &script]));
+}

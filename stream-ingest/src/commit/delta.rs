@@ -27,15 +27,22 @@ use shared::lake::Lake;
 
 use super::{Committer, Redo};
 use crate::IngestError;
+use crate::board::Board;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::fault;
 use crate::sink::EncodedFile;
+use crate::unit::Unit;
 
 /// The Delta committer of one unit of state.
 pub struct DeltaCommitter {
     lake: Lake,
     pipeline: String,
     unit: Option<String>,
+    /// Every unit writing the tables (a Kafka pipeline's), named in each table's properties.
+    writers: Vec<String>,
+    /// A Kafka unit's board, where it posts its horizon (members read it to know when a
+    /// bounded topic is read to its end).
+    board: tokio::sync::Mutex<Option<Board>>,
     /// The `Add` of each staged file, by its path in the store (after a restart, read again
     /// from the file).
     adds: Mutex<HashMap<String, Add>>,
@@ -44,11 +51,21 @@ pub struct DeltaCommitter {
 }
 
 impl DeltaCommitter {
-    pub fn new(lake: Lake, pipeline: &str, unit: Option<String>) -> Self {
+    pub fn new(lake: Lake, pipeline: &str, unit: &Unit) -> Self {
+        let board = unit
+            .tag
+            .as_ref()
+            .map(|tag| Board::new(lake.clone(), pipeline, tag.clone(), unit.all.clone()));
         DeltaCommitter {
             lake,
             pipeline: pipeline.to_string(),
-            unit,
+            unit: unit.tag.clone(),
+            writers: if unit.tag.is_some() {
+                unit.all.clone()
+            } else {
+                Vec::new()
+            },
+            board: tokio::sync::Mutex::new(board),
             adds: Mutex::new(HashMap::new()),
             tables: tokio::sync::Mutex::new(HashMap::new()),
         }
@@ -153,7 +170,7 @@ impl DeltaCommitter {
             .split('/')
             .filter_map(|s| s.split_once('=').map(|(c, _)| c.to_string()))
             .collect();
-        delta::open_or_create(&self.lake, table, &schema, &columns)
+        delta::open_or_create(&self.lake, table, &schema, &columns, &self.writers)
             .await
             .map_err(|e| self.error(e))
     }
@@ -231,6 +248,9 @@ impl Committer for DeltaCommitter {
             if std::mem::take(&mut first) {
                 fault::point("mid-publish");
             }
+        }
+        if let Some(board) = self.board.lock().await.as_mut() {
+            board.post_horizon(ck.id, ck.engine.horizon).await?;
         }
         Ok(ck.engine.markers.clone())
     }
