@@ -58,11 +58,14 @@ fn ingest(
     extra: &[&str],
     env: &[(&'static str, String)],
 ) -> Command {
+    // A test's own pipeline file in `dir` (the Delta one), else the reference pipeline.
+    let own = dir.join("pipeline.yaml");
+    let yaml = if own.exists() { own } else { pipeline() };
     let mut c = cmd("stream-ingest");
     c.current_dir(dir)
         .envs(env.iter().map(|(k, v)| (*k, v)))
         .args(["run", "-q", "-c"])
-        .arg(pipeline());
+        .arg(yaml);
     c.arg("--input").arg(log).args(["--lake", lake]).args(extra);
     c
 }
@@ -186,6 +189,60 @@ fn kill_9_at_random_instants_loses_and_doubles_nothing() {
     assert!(kills >= 20);
     assert_same(&expected, &snapshot(&crashed, &lake), seed);
     assert!(parquet_files(&lake.join("_staging")).is_empty());
+}
+
+/// `lake.format: delta`, killed with SIGKILL at random instants: DuckDB's `delta_scan` (an
+/// independent Delta reader) reads the rows of an uninterrupted Hive run, no log adds a file
+/// twice, and the files on disk are those the logs name (the restart deletes the files of
+/// checkpoints that never committed).
+#[test]
+fn kill_9_on_a_delta_lake_loses_and_doubles_nothing() {
+    let seed = seed();
+    eprintln!("CRASH_SEED={seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let log = generated_log(dir.path(), 200_000);
+    let expected = uninterrupted(dir.path(), &log);
+    let crashed = dir.path().join("crashed");
+    std::fs::create_dir_all(&crashed).unwrap();
+    let yaml = std::fs::read_to_string(pipeline()).unwrap().replacen(
+        "  partition_time: hour",
+        "  format: delta\n  partition_time: hour",
+        1,
+    );
+    std::fs::write(crashed.join("pipeline.yaml"), yaml).unwrap();
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        crashed.join("status_codes.csv"),
+    )
+    .unwrap();
+    let lake = crashed.join("lake");
+    let kills = run_with_kills(&crashed, &log, lake.to_str().unwrap(), &[], 10, seed);
+    assert!(kills >= 10);
+    // The files on disk are the logs' files: our reader of all of them gives the rows.
+    assert_same(&expected, &snapshot(&crashed, &lake), seed);
+    let script = format!(
+        r#"
+import duckdb, glob, json
+from duckdb_extensions import import_extension
+import_extension("delta")
+hive, delta = {hive:?}, {delta:?}
+for t in ["status_1m", "path_1m", "late"]:
+    cols = "* EXCLUDE (dt, hour)"
+    a = duckdb.sql(f"SELECT {{cols}} FROM read_parquet('{{hive}}/{{t}}/**/*.parquet', hive_partitioning=true) ORDER BY ALL").fetchall()
+    b = duckdb.sql(f"SELECT {{cols}} FROM delta_scan('{{delta}}/{{t}}') ORDER BY ALL").fetchall()
+    assert a == b, (t, len(a), len(b))
+    adds = [json.loads(l)["add"]["path"] for f in glob.glob(f"{{delta}}/{{t}}/_delta_log/*.json") for l in open(f) if '"add"' in l]
+    assert len(adds) == len(set(adds)), (t, "a file added twice")
+"#,
+        hive = dir.path().join("reference/lake").to_str().unwrap(),
+        delta = lake.to_str().unwrap()
+    );
+    let checked = python().args(["-c", &script]).output().unwrap();
+    assert!(
+        checked.status.success(),
+        "{}; replay with CRASH_SEED={seed}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }
 
 #[test]
