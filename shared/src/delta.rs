@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow::datatypes::Schema;
 use bytes::Bytes;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{Action, DataType as DeltaType, StructField, StructType, Transaction};
 pub use deltalake_core::kernel::{Add, Remove};
 use deltalake_core::operations::create::CreateBuilder;
@@ -382,7 +382,9 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
         epoch_id: c.version.unwrap_or(-1),
     };
     let snapshot = t.snapshot().map_err(err)?;
-    let done = CommitBuilder::default()
+    // Post-commit: a log checkpoint every `delta.checkpointInterval` commits (100), and log
+    // entries older than `delta.logRetentionDuration` (30 days) cleaned up.
+    let done = CommitBuilder::from(CommitProperties::default())
         .with_actions(actions)
         .build(Some(snapshot), t.log_store(), operation)
         .await
@@ -449,3 +451,56 @@ pub fn active_files(t: &DeltaTable) -> Result<Vec<(String, i64)>, DeltaTableErro
 
 /// A shared handle to a table being written.
 pub type SharedTable = Arc<tokio::sync::Mutex<DeltaTable>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{S3Config, TimePartitioning};
+
+    /// A local lake with one Delta table created from a one-column file.
+    async fn table(dir: &std::path::Path) -> (Lake, DeltaTable) {
+        let lake = Lake::open(
+            dir.to_str().unwrap(),
+            &S3Config::default(),
+            TimePartitioning::Hour,
+        )
+        .unwrap();
+        let schema = Schema::new(vec![arrow::datatypes::Field::new(
+            "requests",
+            arrow::datatypes::DataType::Int64,
+            true,
+        )]);
+        let t = open_or_create(&lake, "t", &schema, &["dt".to_string()], &[])
+            .await
+            .unwrap();
+        (lake, t)
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_is_committed_once_and_the_log_is_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lake, mut t) = table(dir.path()).await;
+        for v in 1..=100 {
+            let c = TableCommit {
+                app_id: "p/t".into(),
+                version: Some(v),
+                horizon: Some(v * 1000),
+                ..TableCommit::default()
+            };
+            assert!(commit(&mut t, "t", c).await.unwrap());
+        }
+        let again = TableCommit {
+            app_id: "p/t".into(),
+            version: Some(100),
+            ..TableCommit::default()
+        };
+        assert!(!commit(&mut t, "t", again).await.unwrap(), "committed twice");
+        // Version 0 created the table; versions 1..=100 the commits: 99 is checkpointed.
+        let log = dir.path().join("t/_delta_log");
+        assert!(log.join("00000000000000000099.checkpoint.parquet").exists());
+        let t = open(&lake, "t").await.unwrap().unwrap();
+        assert_eq!(committed_version(&t, "p/t").await.unwrap(), Some(100));
+        assert_eq!(horizon(&t, "p/t").await.unwrap(), 100_000);
+        assert_eq!(horizon(&t, "p/other").await.unwrap(), i64::MIN);
+    }
+}
