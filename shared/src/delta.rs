@@ -306,6 +306,9 @@ pub struct TableCommit {
     /// (nullable) in the same commit, so that every reader sees an added aggregate, with
     /// NULL in older files.
     pub file_schema: Option<Schema>,
+    /// A compaction (OPTIMIZE): the files added hold the rows of those removed, so neither
+    /// changes data (`dataChange: false`) and readers of the log's changes skip both.
+    pub rearranges: bool,
 }
 
 /// The last checkpoint of `app_id` committed to the table.
@@ -359,8 +362,13 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
     {
         actions.push(Action::Metadata(metadata));
     }
-    actions.extend(c.adds.into_iter().map(Action::Add));
-    actions.extend(c.removes.into_iter().map(Action::Remove));
+    let data_change = !c.rearranges;
+    actions.extend(c.adds.into_iter().map(|a| Action::Add(Add { data_change, ..a })));
+    actions.extend(
+        c.removes
+            .into_iter()
+            .map(|r| Action::Remove(Remove { data_change, ..r })),
+    );
     if let Some(v) = c.version {
         actions.push(Action::Txn(Transaction::new_with_last_update(
             &c.app_id,
@@ -376,10 +384,17 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
             Some(now),
         )));
     }
-    let operation = DeltaOperation::StreamingUpdate {
-        output_mode: OutputMode::Append,
-        query_id: c.app_id.clone(),
-        epoch_id: c.version.unwrap_or(-1),
+    let operation = if c.rearranges {
+        DeltaOperation::Optimize {
+            predicate: None,
+            target_size: 0,
+        }
+    } else {
+        DeltaOperation::StreamingUpdate {
+            output_mode: OutputMode::Append,
+            query_id: c.app_id.clone(),
+            epoch_id: c.version.unwrap_or(-1),
+        }
     };
     let snapshot = t.snapshot().map_err(err)?;
     // Post-commit: a log checkpoint every `delta.checkpointInterval` commits (100), and log

@@ -201,35 +201,31 @@ pub async fn merge(
     dry_run: bool,
 ) -> Result<Merged, IngestError> {
     let partition = marker.partition_path();
-    let (schema, batches, bytes_before) = read_files(lake, marker, &partition).await?;
-    let (data, rows) = write_parquet(&schema, &batches, compression).map_err(|e: SinkError| {
-        IngestError::Internal(format!("cannot encode the merged file of {partition}: {e}"))
-    })?;
-    if rows != marker.rows {
+    let file = merge_files(lake, &marker.table, &partition, &marker.files, compression).await?;
+    if file.rows != marker.rows {
         return Err(IngestError::Internal(format!(
-            "{}/{partition}: the files hold {rows} rows, the marker says {}; left as is",
-            marker.table, marker.rows
+            "{}/{partition}: the files hold {} rows, the marker says {}; left as is",
+            marker.table, file.rows, marker.rows
         )));
     }
     let merged = Merged {
         files: marker.files.len(),
-        bytes_before,
-        bytes_after: data.len() as u64,
-        rows,
+        bytes_before: file.bytes_before,
+        bytes_after: file.data.len() as u64,
+        rows: file.rows,
     };
     if dry_run {
         tracing::info!(table = %marker.table, %partition, files = marker.files.len(), "would merge");
         return Ok(merged);
     }
-    let name = merged_file_name(marker, &data);
     let staged = committer
-        .stage(&marker.table, &partition, &name, Bytes::from(data), rows)
+        .stage(&marker.table, &partition, &file.name, file.data, file.rows)
         .await?;
     let replacement = Replacement {
         file: PendingFile::from(&staged),
         replaces: marker.files.clone(),
         marker: PartitionMarker {
-            files: vec![name],
+            files: vec![file.name],
             ..marker.clone()
         },
     };
@@ -237,17 +233,47 @@ pub async fn merge(
     Ok(merged)
 }
 
-/// The rows of a committed partition's files, their schema, and the files' size.
+/// Several files of one partition as one: its name (the first file's time label, the newest
+/// checkpoint id, a hash of the content), bytes and rows, and the files' size.
+pub struct MergedFile {
+    pub name: String,
+    pub data: Bytes,
+    pub rows: u64,
+    pub bytes_before: u64,
+}
+
+/// Reads the `files` of a partition and writes their rows as one file.
+pub async fn merge_files(
+    lake: &Lake,
+    table: &str,
+    partition: &PartitionPath,
+    files: &[String],
+    compression: parquet::basic::Compression,
+) -> Result<MergedFile, IngestError> {
+    let (schema, batches, bytes_before) = read_files(lake, table, files, partition).await?;
+    let (data, rows) = write_parquet(&schema, &batches, compression).map_err(|e: SinkError| {
+        IngestError::Internal(format!("cannot encode the merged file of {partition}: {e}"))
+    })?;
+    Ok(MergedFile {
+        name: merged_file_name(files, &data),
+        data: Bytes::from(data),
+        rows,
+        bytes_before,
+    })
+}
+
+/// The rows of a partition's files, their schema, and the files' size.
 async fn read_files(
     lake: &Lake,
-    marker: &PartitionMarker,
+    table: &str,
+    files: &[String],
     partition: &PartitionPath,
 ) -> Result<(SchemaRef, Vec<RecordBatch>, u64), IngestError> {
     let mut batches: Vec<RecordBatch> = Vec::new();
     let mut schema = None;
     let mut bytes_before = 0u64;
-    for name in &marker.files {
-        let path = lake.data_file(&marker.table, partition, name);
+    for name in files {
+        let path = lake.data_file(table, partition, name);
         let read = async { lake.store.get(&path).await?.bytes().await };
         let data: Bytes = read
             .await
@@ -266,18 +292,13 @@ async fn read_files(
 }
 
 /// The merged file keeps the time label of the first file and the newest checkpoint id.
-fn merged_file_name(marker: &PartitionMarker, data: &[u8]) -> String {
-    let label = marker.files[0]
+fn merged_file_name(files: &[String], data: &[u8]) -> String {
+    let label = files[0]
         .strip_prefix("part-")
         .and_then(|r| r.split("-c").next())
         .unwrap_or("compacted")
         .to_string();
-    let checkpoint = marker
-        .files
-        .iter()
-        .filter_map(|f| checkpoint_of(f))
-        .max()
-        .unwrap_or(marker.checkpoint);
+    let checkpoint = files.iter().filter_map(|f| checkpoint_of(f)).max().unwrap_or(0);
     data_file_name(&label, checkpoint, data)
 }
 

@@ -278,17 +278,18 @@ fn committer_of(
     unit: &Unit,
     telemetry: &Arc<Telemetry>,
 ) -> Arc<dyn Committer> {
+    // A unit's lake partitions hold the files of other units too: none merges them alone.
+    let compact = (config.partition_commit.compact && unit.tag.is_none())
+        .then(|| config.lake.compression.codec());
     if config.lake.format == LakeFormat::Delta {
-        return Arc::new(DeltaCommitter::new(lake.clone(), &config.name, unit));
+        let delta = DeltaCommitter::new(lake.clone(), &config.name, unit);
+        return Arc::new(delta.with_compaction(compact));
     }
     let mut hive = HiveCommitter::new(lake.clone(), unit.tag.clone(), telemetry.clone());
     if let Some(tag) = &unit.tag {
         let board = board::Board::new(lake.clone(), &config.name, tag.clone(), unit.all.clone());
         hive = hive.with_board(board);
     }
-    // A unit's lake partitions hold the files of other units too: none merges them alone.
-    let compact = (config.partition_commit.compact && unit.tag.is_none())
-        .then(|| config.lake.compression.codec());
     Arc::new(hive.with_compaction(compact))
 }
 

@@ -110,6 +110,9 @@ pub fn run_ok(c: &mut Command) -> Output {
 
 /// Every visible Parquet file below `dir` (hidden `_`/`.` names skipped, as readers do).
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    if dir.join("_delta_log").is_dir() {
+        return delta_files(dir);
+    }
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -129,6 +132,57 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// The data files a Delta table's newest version holds, replaying the JSON commits of its
+/// log (the tests' tables have fewer commits than a log checkpoint needs): files removed
+/// (compacted, retracted) and files no commit names stay out.
+pub fn delta_files(table: &Path) -> Vec<PathBuf> {
+    let log = table.join("_delta_log");
+    assert!(
+        !log.join("_last_checkpoint").exists(),
+        "{}: a checkpointed log; read it with a Delta reader",
+        log.display()
+    );
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    let mut active = std::collections::BTreeSet::new();
+    for c in commits {
+        for line in std::fs::read_to_string(&c).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(path) = action["add"]["path"].as_str() {
+                active.insert(percent_decode(path));
+            } else if let Some(path) = action["remove"]["path"].as_str() {
+                active.remove(&percent_decode(path));
+            }
+        }
+    }
+    active.into_iter().map(|p| table.join(p)).collect()
+}
+
+/// A URI path's `%XX` escapes decoded.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(hi), Some(lo)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
 
 /// Every file below `dir` (relative path → bytes), hidden state included; empty when `dir`

@@ -191,10 +191,10 @@ fn kill_9_at_random_instants_loses_and_doubles_nothing() {
     assert!(parquet_files(&lake.join("_staging")).is_empty());
 }
 
-/// `lake.format: delta`, killed with SIGKILL at random instants: DuckDB's `delta_scan` (an
-/// independent Delta reader) reads the rows of an uninterrupted Hive run, no log adds a file
-/// twice, and the files on disk are those the logs name (the restart deletes the files of
-/// checkpoints that never committed).
+/// `lake.format: delta`, killed with SIGKILL at random instants while it commits and merges
+/// committed partitions (OPTIMIZE): DuckDB's `delta_scan` (an independent Delta reader) reads
+/// the rows of an uninterrupted Hive run, no log adds a file twice, and the files the logs
+/// name give those rows to our reader too.
 #[test]
 fn kill_9_on_a_delta_lake_loses_and_doubles_nothing() {
     let seed = seed();
@@ -218,7 +218,7 @@ fn kill_9_on_a_delta_lake_loses_and_doubles_nothing() {
     let lake = crashed.join("lake");
     let kills = run_with_kills(&crashed, &log, lake.to_str().unwrap(), &[], 10, seed);
     assert!(kills >= 10);
-    // The files on disk are the logs' files: our reader of all of them gives the rows.
+    // The files the logs name (`parquet_files` reads a Delta log) give the rows.
     assert_same(&expected, &snapshot(&crashed, &lake), seed);
     let script = format!(
         r#"
@@ -233,6 +233,8 @@ for t in ["status_1m", "path_1m", "late"]:
     assert a == b, (t, len(a), len(b))
     adds = [json.loads(l)["add"]["path"] for f in glob.glob(f"{{delta}}/{{t}}/_delta_log/*.json") for l in open(f) if '"add"' in l]
     assert len(adds) == len(set(adds)), (t, "a file added twice")
+# Committed partitions were merged by OPTIMIZE commits (partition_commit.compact).
+assert any('"OPTIMIZE"' in open(f).read() for f in glob.glob(f"{{delta}}/status_1m/_delta_log/*.json"))
 "#,
         hive = dir.path().join("reference/lake").to_str().unwrap(),
         delta = lake.to_str().unwrap()

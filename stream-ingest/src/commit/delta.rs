@@ -43,6 +43,10 @@ pub struct DeltaCommitter {
     /// A Kafka unit's board, where it posts its horizon (members read it to know when a
     /// bounded topic is read to its end).
     board: tokio::sync::Mutex<Option<Board>>,
+    /// Codec of merged files; `None`: no compaction at commit.
+    compact: Option<parquet::basic::Compression>,
+    /// Committed partitions with several files: (table, partition) → committing checkpoint.
+    to_merge: Mutex<BTreeMap<(String, Vec<String>), u64>>,
     /// The `Add` of each staged file, by its path in the store (after a restart, read again
     /// from the file).
     adds: Mutex<HashMap<String, Add>>,
@@ -66,9 +70,84 @@ impl DeltaCommitter {
                 Vec::new()
             },
             board: tokio::sync::Mutex::new(board),
+            compact: None,
+            to_merge: Mutex::new(BTreeMap::new()),
             adds: Mutex::new(HashMap::new()),
             tables: tokio::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Merges committed partitions into one file (`partition_commit.compact`) by Delta's
+    /// OPTIMIZE: one commit removes the small files and adds the merged one.
+    pub fn with_compaction(mut self, codec: Option<parquet::basic::Compression>) -> Self {
+        self.compact = codec;
+        self
+    }
+
+    /// Queues a committed partition for merging, if it has several files.
+    fn queue(&self, m: &PartitionMarker) {
+        if self.compact.is_some() && m.files.len() > 1 {
+            self.to_merge
+                .lock()
+                .expect("not poisoned")
+                .insert((m.table.clone(), m.partition.clone()), m.checkpoint);
+        }
+    }
+
+    /// OPTIMIZE of one committed partition: its files (as the log has them now) merged into
+    /// one, committed as the Removes of the files and the Add of the merged one, neither a
+    /// change of data. A crash before the commit leaves an unnamed file (written again, with
+    /// the same name, by the next merge).
+    async fn merge(
+        &self,
+        codec: parquet::basic::Compression,
+        table: &str,
+        segments: Vec<String>,
+    ) -> Result<(), IngestError> {
+        let mut tables = self.tables.lock().await;
+        let Some(t) = tables.get_mut(table) else {
+            return Ok(());
+        };
+        let prefix = format!("{}/", segments.join("/"));
+        let files: Vec<(String, i64)> = delta::active_files(t)
+            .map_err(|e| self.error(e))?
+            .into_iter()
+            .filter(|(p, _)| p.strip_prefix(&prefix).is_some_and(|n| !n.contains('/')))
+            .collect();
+        if files.len() < 2 {
+            return Ok(());
+        }
+        let names: Vec<String> = files
+            .iter()
+            .map(|(p, _)| p[prefix.len()..].to_string())
+            .collect();
+        let partition = shared::lake::PartitionPath { segments };
+        let merged = match crate::compact::merge_files(&self.lake, table, &partition, &names, codec).await {
+            Ok(m) => m,
+            // Files whose columns differ (an aggregate added in between) stay as they are.
+            Err(e) => {
+                tracing::warn!(table, %partition, error = %e, "not merging a partition");
+                return Ok(());
+            }
+        };
+        let path = format!("{prefix}{}", merged.name);
+        let add = delta::add_action(&path, &merged.data).map_err(|e| self.error(e))?.add;
+        let target = self.lake.data_file(table, &partition, &merged.name);
+        self.lake
+            .store
+            .put(&target, PutPayload::from_bytes(merged.data))
+            .await
+            .map_err(|e| self.error(format!("{}: {e}", self.lake.display(&target))))?;
+        fault::point("mid-replace");
+        let commit = TableCommit {
+            app_id: self.app_id(table),
+            adds: vec![add],
+            removes: files.iter().map(|(p, size)| delta::remove_of(p, *size)).collect(),
+            rearranges: true,
+            ..TableCommit::default()
+        };
+        delta::commit(t, table, commit).await.map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// The writer's application id in a table's log.
@@ -151,6 +230,7 @@ impl DeltaCommitter {
             removes,
             horizon: Some(ck.engine.horizon),
             file_schema,
+            rearranges: false,
         };
         delta::commit(t, table, commit)
             .await
@@ -252,6 +332,9 @@ impl Committer for DeltaCommitter {
         if let Some(board) = self.board.lock().await.as_mut() {
             board.post_horizon(ck.id, ck.engine.horizon).await?;
         }
+        for m in &ck.engine.markers {
+            self.queue(m);
+        }
         Ok(ck.engine.markers.clone())
     }
 
@@ -337,15 +420,37 @@ impl Committer for DeltaCommitter {
         Ok(())
     }
 
-    async fn resume(&self, _: &Checkpoint, _: &CheckpointStore) -> Result<(), IngestError> {
+    async fn resume(&self, restored: &Checkpoint, store: &CheckpointStore) -> Result<(), IngestError> {
+        // Lake partitions committed by the older kept checkpoints may still wait for their merge.
+        if self.compact.is_some() {
+            for m in store.older_markers(restored.id).await? {
+                self.queue(&m);
+            }
+        }
         Ok(())
     }
 
-    async fn maintain(&self, _oldest_kept: u64) -> Result<(), IngestError> {
+    async fn maintain(&self, oldest_kept: u64) -> Result<(), IngestError> {
+        let Some(codec) = self.compact else {
+            return Ok(());
+        };
+        let due: Vec<(String, Vec<String>)> = {
+            let mut to_merge = self.to_merge.lock().expect("not poisoned");
+            let due: Vec<_> = to_merge
+                .iter()
+                .filter(|(_, c)| crate::compact::mergeable(**c, oldest_kept))
+                .map(|(k, _)| k.clone())
+                .collect();
+            to_merge.retain(|k, _| !due.contains(k));
+            due
+        };
+        for (table, segments) in due {
+            self.merge(codec, &table, segments).await?;
+        }
         Ok(())
     }
 
     fn unsettled(&self) -> bool {
-        false
+        !self.to_merge.lock().expect("not poisoned").is_empty()
     }
 }
