@@ -363,7 +363,11 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
         actions.push(Action::Metadata(metadata));
     }
     let data_change = !c.rearranges;
-    actions.extend(c.adds.into_iter().map(|a| Action::Add(Add { data_change, ..a })));
+    actions.extend(
+        c.adds
+            .into_iter()
+            .map(|a| Action::Add(Add { data_change, ..a })),
+    );
     actions.extend(
         c.removes
             .into_iter()
@@ -439,6 +443,28 @@ fn widened(
     Ok(Some(state.metadata().clone().with_schema(&widened)?))
 }
 
+/// VACUUM: deletes the files removed from the table longer than `retention` ago (files the
+/// log never named are each writer's to delete). Returns the table at its new version
+/// (vacuum commits its start and end) and how many files went.
+pub async fn vacuum(
+    t: &DeltaTable,
+    table: &str,
+    retention: std::time::Duration,
+) -> Result<(DeltaTable, usize), DeltaError> {
+    let err = DeltaError::of(table);
+    let retention = chrono::Duration::from_std(retention)
+        .map_err(|e| err(DeltaTableError::Generic(e.to_string())))?;
+    let (t, metrics) = t
+        .clone()
+        .vacuum()
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .with_mode(deltalake_core::operations::vacuum::VacuumMode::Lite)
+        .await
+        .map_err(err)?;
+    Ok((t, metrics.files_deleted.len()))
+}
+
 /// A `Remove` of a file the table holds, written by `Add`.
 pub fn remove_of(add_path: &str, size: i64) -> Remove {
     Remove {
@@ -509,7 +535,10 @@ mod tests {
             version: Some(100),
             ..TableCommit::default()
         };
-        assert!(!commit(&mut t, "t", again).await.unwrap(), "committed twice");
+        assert!(
+            !commit(&mut t, "t", again).await.unwrap(),
+            "committed twice"
+        );
         // Version 0 created the table; versions 1..=100 the commits: 99 is checkpointed.
         let log = dir.path().join("t/_delta_log");
         assert!(log.join("00000000000000000099.checkpoint.parquet").exists());

@@ -298,7 +298,11 @@ fn merged_file_name(files: &[String], data: &[u8]) -> String {
         .and_then(|r| r.split("-c").next())
         .unwrap_or("compacted")
         .to_string();
-    let checkpoint = files.iter().filter_map(|f| checkpoint_of(f)).max().unwrap_or(0);
+    let checkpoint = files
+        .iter()
+        .filter_map(|f| checkpoint_of(f))
+        .max()
+        .unwrap_or(0);
     data_file_name(&label, checkpoint, data)
 }
 

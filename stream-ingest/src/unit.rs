@@ -282,8 +282,10 @@ fn committer_of(
     let compact = (config.partition_commit.compact && unit.tag.is_none())
         .then(|| config.lake.compression.codec());
     if config.lake.format == LakeFormat::Delta {
-        let delta = DeltaCommitter::new(lake.clone(), &config.name, unit);
-        return Arc::new(delta.with_compaction(compact));
+        let delta = DeltaCommitter::new(lake.clone(), &config.name, unit)
+            .with_compaction(compact)
+            .with_retention(config.lake.delta.vacuum.0);
+        return Arc::new(delta);
     }
     let mut hive = HiveCommitter::new(lake.clone(), unit.tag.clone(), telemetry.clone());
     if let Some(tag) = &unit.tag {

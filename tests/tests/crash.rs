@@ -1017,3 +1017,78 @@ fn kill_9_during_cron_runs_that_keep_their_windows_loses_and_doubles_nothing() {
     assert!(kills >= 3, "{kills}");
     assert_same(&expected, &snapshot(&crashed, Path::new(lake)), seed);
 }
+
+/// A Delta lake with `lake.delta.vacuum: 0s`: every committed partition is merged by an
+/// OPTIMIZE commit, and VACUUM deletes the merged-away files at once, so the files on disk
+/// are exactly those of the tables' newest versions; the rows are the Hive lake's.
+#[test]
+fn delta_optimize_and_vacuum_leave_only_the_newest_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = generated_log(dir.path(), 30_000);
+    let expected = uninterrupted(dir.path(), &log);
+    let delta = dir.path().join("delta");
+    std::fs::create_dir_all(&delta).unwrap();
+    let yaml = std::fs::read_to_string(pipeline()).unwrap().replacen(
+        "  partition_time: hour",
+        "  format: delta\n  delta: { vacuum: 0s }\n  partition_time: hour",
+        1,
+    );
+    std::fs::write(delta.join("pipeline.yaml"), yaml).unwrap();
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        delta.join("status_codes.csv"),
+    )
+    .unwrap();
+    let lake = delta.join("lake");
+    run_ok(&mut ingest(
+        &delta,
+        &log,
+        lake.to_str().unwrap(),
+        &PACED_100MS,
+        &[],
+    ));
+    assert_same(&expected, &snapshot(&delta, &lake), 0);
+    for t in TABLES {
+        let table = lake.join(t);
+        let log = std::fs::read_dir(table.join("_delta_log")).unwrap();
+        let commits: Vec<String> = log
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+            .collect();
+        // The late table has no complete partitions to merge.
+        let merged = ["OPTIMIZE", "VACUUM END"]
+            .map(|op| commits.iter().any(|c| c.contains(&format!("\"{op}\""))));
+        assert_eq!(merged, [t != "late"; 2], "{t}: OPTIMIZE, VACUUM");
+        let mut on_disk = Vec::new();
+        for day in std::fs::read_dir(&table).unwrap() {
+            let day = day.unwrap().path();
+            if day
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("dt=")
+            {
+                on_disk.extend(all_parquet(&day));
+            }
+        }
+        on_disk.sort();
+        assert_eq!(
+            on_disk,
+            delta_files(&table),
+            "{t}: files no version names are left"
+        );
+    }
+}
+
+/// Every Parquet file below `dir`, whatever a log says.
+fn all_parquet(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_parquet(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out
+}

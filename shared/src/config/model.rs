@@ -664,6 +664,33 @@ pub struct LakeConfig {
     /// `delta` (the same files, committed to each table's Delta log).
     #[serde(default)]
     pub format: LakeFormat,
+    /// Settings of Delta tables (`format: delta`).
+    #[serde(default)]
+    pub delta: DeltaConfig,
+}
+
+/// Settings of a lake's Delta tables.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaConfig {
+    /// How long files removed from a table (merged by OPTIMIZE, retracted) stay on storage
+    /// for readers of older versions and time travel before VACUUM deletes them (default
+    /// `7d`, Delta's own default). The stream stage vacuums each table it writes when it
+    /// merges partitions, at most once per this period or 10 minutes, whichever is shorter.
+    #[serde(default = "default_vacuum")]
+    pub vacuum: HumanDuration,
+}
+
+impl Default for DeltaConfig {
+    fn default() -> Self {
+        DeltaConfig {
+            vacuum: default_vacuum(),
+        }
+    }
+}
+
+fn default_vacuum() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(7 * 24 * 3600))
 }
 
 /// How a lake's tables are committed.

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -47,6 +48,10 @@ pub struct DeltaCommitter {
     compact: Option<parquet::basic::Compression>,
     /// Committed partitions with several files: (table, partition) → committing checkpoint.
     to_merge: Mutex<BTreeMap<(String, Vec<String>), u64>>,
+    /// How long removed files stay (`lake.delta.vacuum`), and when each table was last
+    /// vacuumed.
+    retention: Duration,
+    vacuumed: Mutex<HashMap<String, Instant>>,
     /// The `Add` of each staged file, by its path in the store (after a restart, read again
     /// from the file).
     adds: Mutex<HashMap<String, Add>>,
@@ -72,6 +77,8 @@ impl DeltaCommitter {
             board: tokio::sync::Mutex::new(board),
             compact: None,
             to_merge: Mutex::new(BTreeMap::new()),
+            retention: VACUUM_EVERY,
+            vacuumed: Mutex::new(HashMap::new()),
             adds: Mutex::new(HashMap::new()),
             tables: tokio::sync::Mutex::new(HashMap::new()),
         }
@@ -82,6 +89,39 @@ impl DeltaCommitter {
     pub fn with_compaction(mut self, codec: Option<parquet::basic::Compression>) -> Self {
         self.compact = codec;
         self
+    }
+
+    /// Deletes the files removed longer than this ago (`lake.delta.vacuum`).
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// VACUUM of a table that has just removed files, at most once per retention period
+    /// (or [`VACUUM_EVERY`], if shorter).
+    async fn vacuum_if_due(&self, table: &str, t: &mut DeltaTable) -> Result<(), IngestError> {
+        let every = self.retention.min(VACUUM_EVERY);
+        let due = self
+            .vacuumed
+            .lock()
+            .expect("not poisoned")
+            .get(table)
+            .is_none_or(|last| last.elapsed() >= every);
+        if !due {
+            return Ok(());
+        }
+        let (vacuumed, deleted) = delta::vacuum(t, table, self.retention)
+            .await
+            .map_err(|e| self.error(e))?;
+        *t = vacuumed;
+        self.vacuumed
+            .lock()
+            .expect("not poisoned")
+            .insert(table.to_string(), Instant::now());
+        if deleted > 0 {
+            tracing::info!(table, deleted, "vacuum deleted removed files");
+        }
+        Ok(())
     }
 
     /// Queues a committed partition for merging, if it has several files.
@@ -105,9 +145,16 @@ impl DeltaCommitter {
         segments: Vec<String>,
     ) -> Result<(), IngestError> {
         let mut tables = self.tables.lock().await;
-        let Some(t) = tables.get_mut(table) else {
-            return Ok(());
-        };
+        if !tables.contains_key(table) {
+            match delta::open(&self.lake, table)
+                .await
+                .map_err(|e| self.error(e))?
+            {
+                Some(t) => tables.insert(table.to_string(), t),
+                None => return Ok(()),
+            };
+        }
+        let t = tables.get_mut(table).expect("inserted");
         let prefix = format!("{}/", segments.join("/"));
         let files: Vec<(String, i64)> = delta::active_files(t)
             .map_err(|e| self.error(e))?
@@ -122,16 +169,19 @@ impl DeltaCommitter {
             .map(|(p, _)| p[prefix.len()..].to_string())
             .collect();
         let partition = shared::lake::PartitionPath { segments };
-        let merged = match crate::compact::merge_files(&self.lake, table, &partition, &names, codec).await {
-            Ok(m) => m,
-            // Files whose columns differ (an aggregate added in between) stay as they are.
-            Err(e) => {
-                tracing::warn!(table, %partition, error = %e, "not merging a partition");
-                return Ok(());
-            }
-        };
+        let merged =
+            match crate::compact::merge_files(&self.lake, table, &partition, &names, codec).await {
+                Ok(m) => m,
+                // Files whose columns differ (an aggregate added in between) stay as they are.
+                Err(e) => {
+                    tracing::warn!(table, %partition, error = %e, "not merging a partition");
+                    return Ok(());
+                }
+            };
         let path = format!("{prefix}{}", merged.name);
-        let add = delta::add_action(&path, &merged.data).map_err(|e| self.error(e))?.add;
+        let add = delta::add_action(&path, &merged.data)
+            .map_err(|e| self.error(e))?
+            .add;
         let target = self.lake.data_file(table, &partition, &merged.name);
         self.lake
             .store
@@ -142,12 +192,17 @@ impl DeltaCommitter {
         let commit = TableCommit {
             app_id: self.app_id(table),
             adds: vec![add],
-            removes: files.iter().map(|(p, size)| delta::remove_of(p, *size)).collect(),
+            removes: files
+                .iter()
+                .map(|(p, size)| delta::remove_of(p, *size))
+                .collect(),
             rearranges: true,
             ..TableCommit::default()
         };
-        delta::commit(t, table, commit).await.map_err(|e| self.error(e))?;
-        Ok(())
+        delta::commit(t, table, commit)
+            .await
+            .map_err(|e| self.error(e))?;
+        self.vacuum_if_due(table, t).await
     }
 
     /// The writer's application id in a table's log.
@@ -268,6 +323,9 @@ impl DeltaCommitter {
             .collect())
     }
 }
+
+/// The longest a table with removed files waits for its next VACUUM.
+const VACUUM_EVERY: Duration = Duration::from_secs(600);
 
 /// A pending file's path below its table: `<partition>/<name>`.
 fn below_table(f: &PendingFile) -> String {
@@ -420,7 +478,11 @@ impl Committer for DeltaCommitter {
         Ok(())
     }
 
-    async fn resume(&self, restored: &Checkpoint, store: &CheckpointStore) -> Result<(), IngestError> {
+    async fn resume(
+        &self,
+        restored: &Checkpoint,
+        store: &CheckpointStore,
+    ) -> Result<(), IngestError> {
         // Lake partitions committed by the older kept checkpoints may still wait for their merge.
         if self.compact.is_some() {
             for m in store.older_markers(restored.id).await? {
