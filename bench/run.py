@@ -66,11 +66,15 @@ def case_list(bins):
         # The same with a 400,000-row (22 MB) status dimension and a checkpoint a second:
         # what a large lookup table costs at checkpoints (see big_dimension_pipeline).
         ("insights-10m-bigdim-1s", "stream", "gen10m", [si, "run", "-c", str(WORK / "insights-bigdim.yaml"), "--checkpoint-interval", "1s"], None),
+        # The Delta lake beside the Hive one: 1 s checkpoints, each a log commit per table.
+        ("stream-10m-hive-1s", "stream", "gen10m", [si, "run", "-c", str(PIPELINE), "--checkpoint-interval", "1s"], None),
+        ("stream-10m-delta-1s", "stream", "gen10m", [si, "run", "-c", str(WORK / "access-log-delta.yaml"), "--checkpoint-interval", "1s"], None),
         ("batch-insights-1m", "batch", "insights-1m", [ba, "run", "-c", str(INSIGHTS), "--format", "csv"], None),
         ("batch-sample", "batch", "stream-sample", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
         ("batch-1m", "batch", "stream-1m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
         ("batch-10m", "batch", "stream-10m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
         ("batch-1m-36days", "batch", "stream-1m-36days", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
+        ("batch-10m-delta", "batch", "stream-10m-delta-1s", [ba, "run", "-c", str(WORK / "access-log-delta.yaml"), "--format", "csv"], None),
     ]
     # The same reports on a Ballista cluster of 1 and 2 executors (`batch-analyze scheduler`
     # and `executor`, started for the case on 127.0.0.1; see CLUSTER_CASES).
@@ -182,6 +186,15 @@ def big_dimension_pipeline():
     yaml.write_text(text.replace("path: status_codes.csv", f"path: {csv}"))
 
 
+def delta_pipeline():
+    """The reference pipeline with `lake.format: delta`, in target/bench/."""
+    text = PIPELINE.read_text()
+    assert "  partition_time: hour" in text and "path: status_codes.csv" in text
+    text = text.replace("  partition_time: hour", "  format: delta\n  partition_time: hour", 1)
+    text = text.replace("path: status_codes.csv", f"path: {ROOT / 'pipelines' / 'status_codes.csv'}")
+    (WORK / "access-log-delta.yaml").write_text(text)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin-dir", default=str(ROOT / "target" / "release"), help="where the binaries are")
@@ -225,6 +238,7 @@ def main():
 
     WORK.mkdir(parents=True, exist_ok=True)
     big_dimension_pipeline()
+    delta_pipeline()
     inputs = {"sample": SAMPLE}
     for name in {c[2] for c in cases if c[1] == "stream"} - {"sample"}:
         path = WORK / f"{name}.log"
