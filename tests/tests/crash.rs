@@ -191,6 +191,24 @@ fn kill_9_at_random_instants_loses_and_doubles_nothing() {
     assert!(parquet_files(&lake.join("_staging")).is_empty());
 }
 
+/// A directory whose runs (`ingest`) use the reference pipeline with `lake.format: delta`
+/// and the `lake` settings `extra`.
+fn delta_run_dir(dir: &Path, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let yaml = std::fs::read_to_string(pipeline()).unwrap().replacen(
+        "  partition_time: hour",
+        &format!("  format: delta\n{extra}  partition_time: hour"),
+        1,
+    );
+    std::fs::write(dir.join("pipeline.yaml"), yaml).unwrap();
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        dir.join("status_codes.csv"),
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
 /// `lake.format: delta`, killed with SIGKILL at random instants while it commits and merges
 /// committed partitions (OPTIMIZE): DuckDB's `delta_scan` (an independent Delta reader) reads
 /// the rows of an uninterrupted Hive run, no log adds a file twice, and the files the logs
@@ -202,19 +220,7 @@ fn kill_9_on_a_delta_lake_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = generated_log(dir.path(), 200_000);
     let expected = uninterrupted(dir.path(), &log);
-    let crashed = dir.path().join("crashed");
-    std::fs::create_dir_all(&crashed).unwrap();
-    let yaml = std::fs::read_to_string(pipeline()).unwrap().replacen(
-        "  partition_time: hour",
-        "  format: delta\n  partition_time: hour",
-        1,
-    );
-    std::fs::write(crashed.join("pipeline.yaml"), yaml).unwrap();
-    std::fs::copy(
-        workspace().join("pipelines/status_codes.csv"),
-        crashed.join("status_codes.csv"),
-    )
-    .unwrap();
+    let crashed = delta_run_dir(&dir.path().join("crashed"), "");
     let lake = crashed.join("lake");
     let kills = run_with_kills(&crashed, &log, lake.to_str().unwrap(), &[], 10, seed);
     assert!(kills >= 10);
@@ -1026,19 +1032,7 @@ fn delta_optimize_and_vacuum_leave_only_the_newest_files() {
     let dir = tempfile::tempdir().unwrap();
     let log = generated_log(dir.path(), 30_000);
     let expected = uninterrupted(dir.path(), &log);
-    let delta = dir.path().join("delta");
-    std::fs::create_dir_all(&delta).unwrap();
-    let yaml = std::fs::read_to_string(pipeline()).unwrap().replacen(
-        "  partition_time: hour",
-        "  format: delta\n  delta: { vacuum: 0s }\n  partition_time: hour",
-        1,
-    );
-    std::fs::write(delta.join("pipeline.yaml"), yaml).unwrap();
-    std::fs::copy(
-        workspace().join("pipelines/status_codes.csv"),
-        delta.join("status_codes.csv"),
-    )
-    .unwrap();
+    let delta = delta_run_dir(&dir.path().join("delta"), "  delta: { vacuum: 0s }\n");
     let lake = delta.join("lake");
     run_ok(&mut ingest(
         &delta,

@@ -26,7 +26,7 @@ use shared::commit::{CommitError, PartitionMarker, PendingFile, checkpoint_of, u
 use shared::delta::{self, Add, DeltaTable, Remove, TableCommit};
 use shared::lake::Lake;
 
-use super::{Committer, Redo};
+use super::{Committer, MergeQueue, Redo};
 use crate::IngestError;
 use crate::board::Board;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
@@ -44,10 +44,8 @@ pub struct DeltaCommitter {
     /// A Kafka unit's board, where it posts its horizon (members read it to know when a
     /// bounded topic is read to its end).
     board: tokio::sync::Mutex<Option<Board>>,
-    /// Codec of merged files; `None`: no compaction at commit.
-    compact: Option<parquet::basic::Compression>,
-    /// Committed partitions with several files: (table, partition) → committing checkpoint.
-    to_merge: Mutex<BTreeMap<(String, Vec<String>), u64>>,
+    /// Committed partitions waiting to be merged (`partition_commit.compact`).
+    merges: MergeQueue,
     /// How long removed files stay (`lake.delta.vacuum`), and when each table was last
     /// vacuumed.
     retention: Duration,
@@ -75,8 +73,7 @@ impl DeltaCommitter {
                 Vec::new()
             },
             board: tokio::sync::Mutex::new(board),
-            compact: None,
-            to_merge: Mutex::new(BTreeMap::new()),
+            merges: MergeQueue::new(None),
             retention: VACUUM_EVERY,
             vacuumed: Mutex::new(HashMap::new()),
             adds: Mutex::new(HashMap::new()),
@@ -87,7 +84,7 @@ impl DeltaCommitter {
     /// Merges committed partitions into one file (`partition_commit.compact`) by Delta's
     /// OPTIMIZE: one commit removes the small files and adds the merged one.
     pub fn with_compaction(mut self, codec: Option<parquet::basic::Compression>) -> Self {
-        self.compact = codec;
+        self.merges = MergeQueue::new(codec);
         self
     }
 
@@ -122,16 +119,6 @@ impl DeltaCommitter {
             tracing::info!(table, deleted, "vacuum deleted removed files");
         }
         Ok(())
-    }
-
-    /// Queues a committed partition for merging, if it has several files.
-    fn queue(&self, m: &PartitionMarker) {
-        if self.compact.is_some() && m.files.len() > 1 {
-            self.to_merge
-                .lock()
-                .expect("not poisoned")
-                .insert((m.table.clone(), m.partition.clone()), m.checkpoint);
-        }
     }
 
     /// OPTIMIZE of one committed partition: its files (as the log has them now) merged into
@@ -391,7 +378,7 @@ impl Committer for DeltaCommitter {
             board.post_horizon(ck.id, ck.engine.horizon).await?;
         }
         for m in &ck.engine.markers {
-            self.queue(m);
+            self.merges.queue(m);
         }
         Ok(ck.engine.markers.clone())
     }
@@ -484,28 +471,15 @@ impl Committer for DeltaCommitter {
         store: &CheckpointStore,
     ) -> Result<(), IngestError> {
         // Lake partitions committed by the older kept checkpoints may still wait for their merge.
-        if self.compact.is_some() {
-            for m in store.older_markers(restored.id).await? {
-                self.queue(&m);
-            }
-        }
+        self.merges.resume(restored, store).await?;
         Ok(())
     }
 
     async fn maintain(&self, oldest_kept: u64) -> Result<(), IngestError> {
-        let Some(codec) = self.compact else {
+        let Some(codec) = self.merges.codec else {
             return Ok(());
         };
-        let due: Vec<(String, Vec<String>)> = {
-            let mut to_merge = self.to_merge.lock().expect("not poisoned");
-            let due: Vec<_> = to_merge
-                .iter()
-                .filter(|(_, c)| crate::compact::mergeable(**c, oldest_kept))
-                .map(|(k, _)| k.clone())
-                .collect();
-            to_merge.retain(|k, _| !due.contains(k));
-            due
-        };
+        let due = self.merges.take_due(oldest_kept);
         for (table, segments) in due {
             self.merge(codec, &table, segments).await?;
         }
@@ -513,6 +487,6 @@ impl Committer for DeltaCommitter {
     }
 
     fn unsettled(&self) -> bool {
-        !self.to_merge.lock().expect("not poisoned").is_empty()
+        !self.merges.is_empty()
     }
 }

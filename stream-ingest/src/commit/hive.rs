@@ -13,8 +13,7 @@
 //! ([`crate::compact::mergeable`]), so a restart never rewrites the marker of, nor retracts
 //! files from, a merged partition.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -22,7 +21,7 @@ use futures::stream::StreamExt;
 use shared::commit::{CommitError, FileCommitter, MarkerError, PartitionMarker, PendingFile};
 use shared::lake::{COMMIT_MARKER, Lake, PartitionPath};
 
-use super::{Committer, Redo};
+use super::{Committer, MergeQueue, Redo};
 use crate::IngestError;
 use crate::board::Board;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
@@ -41,10 +40,8 @@ pub struct HiveCommitter {
     /// For a unit of a Kafka pipeline: where its lake partitions are committed with the
     /// other units' ([`Board`]); `None`: partitions are committed here.
     board: tokio::sync::Mutex<Option<Board>>,
-    /// Codec of merged files; `None`: no compaction at commit.
-    compact: Option<parquet::basic::Compression>,
-    /// Committed partitions with several files: (table, partition) → committing checkpoint.
-    to_merge: Mutex<BTreeMap<(String, Vec<String>), u64>>,
+    /// Committed partitions waiting to be merged (`partition_commit.compact`).
+    merges: MergeQueue,
     telemetry: Arc<Telemetry>,
 }
 
@@ -55,8 +52,7 @@ impl HiveCommitter {
                 .with_fault_points(fault::point)
                 .for_unit(unit),
             board: tokio::sync::Mutex::new(None),
-            compact: None,
-            to_merge: Mutex::new(BTreeMap::new()),
+            merges: MergeQueue::new(None),
             telemetry,
         }
     }
@@ -69,7 +65,7 @@ impl HiveCommitter {
 
     /// Merges committed partitions into one file (`partition_commit.compact`).
     pub fn with_compaction(mut self, codec: Option<parquet::basic::Compression>) -> Self {
-        self.compact = codec;
+        self.merges = MergeQueue::new(codec);
         self
     }
 
@@ -115,19 +111,9 @@ impl HiveCommitter {
             .into_iter()
             .collect::<Result<Vec<()>, _>>()?;
         for m in markers {
-            self.queue(m);
+            self.merges.queue(m);
         }
         Ok(())
-    }
-
-    /// Queues a committed partition for merging, if it has several files.
-    fn queue(&self, m: &PartitionMarker) {
-        if self.compact.is_some() && m.files.len() > 1 {
-            self.to_merge
-                .lock()
-                .expect("not poisoned")
-                .insert((m.table.clone(), m.partition.clone()), m.checkpoint);
-        }
     }
 
     /// Merges one committed partition, finishing first a merge a crash interrupted.
@@ -236,28 +222,15 @@ impl Committer for HiveCommitter {
             board.restore(restored.id).await?;
         }
         // Lake partitions committed by the older kept checkpoints may still wait for their merge.
-        if self.compact.is_some() {
-            for m in store.older_markers(restored.id).await? {
-                self.queue(&m);
-            }
-        }
+        self.merges.resume(restored, store).await?;
         Ok(())
     }
 
     async fn maintain(&self, oldest_kept: u64) -> Result<(), IngestError> {
-        let Some(codec) = self.compact else {
+        let Some(codec) = self.merges.codec else {
             return Ok(());
         };
-        let due: Vec<(String, Vec<String>)> = {
-            let mut to_merge = self.to_merge.lock().expect("not poisoned");
-            let due: Vec<_> = to_merge
-                .iter()
-                .filter(|(_, c)| crate::compact::mergeable(**c, oldest_kept))
-                .map(|(k, _)| k.clone())
-                .collect();
-            to_merge.retain(|k, _| !due.contains(k));
-            due
-        };
+        let due = self.merges.take_due(oldest_kept);
         for (table, segments) in due {
             self.merge(codec, table, segments).await?;
         }
@@ -265,6 +238,6 @@ impl Committer for HiveCommitter {
     }
 
     fn unsettled(&self) -> bool {
-        !self.to_merge.lock().expect("not poisoned").is_empty()
+        !self.merges.is_empty()
     }
 }

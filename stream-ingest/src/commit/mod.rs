@@ -19,12 +19,73 @@
 pub mod delta;
 pub mod hive;
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use async_trait::async_trait;
 use shared::commit::{PartitionMarker, PendingFile};
 
 use crate::IngestError;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::sink::EncodedFile;
+
+/// Committed partitions waiting to be merged (compaction at commit, either format): each
+/// is merged once no kept checkpoint can take its commit back ([`crate::compact::mergeable`]).
+pub struct MergeQueue {
+    /// Codec of merged files; `None`: no compaction at commit.
+    pub codec: Option<parquet::basic::Compression>,
+    /// (table, partition) → committing checkpoint.
+    waiting: Mutex<BTreeMap<(String, Vec<String>), u64>>,
+}
+
+impl MergeQueue {
+    pub fn new(codec: Option<parquet::basic::Compression>) -> Self {
+        MergeQueue {
+            codec,
+            waiting: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Queues a committed partition, if it has several files.
+    pub fn queue(&self, m: &PartitionMarker) {
+        if self.codec.is_some() && m.files.len() > 1 {
+            self.waiting
+                .lock()
+                .expect("not poisoned")
+                .insert((m.table.clone(), m.partition.clone()), m.checkpoint);
+        }
+    }
+
+    /// Recovery: queues again what the checkpoints kept before `restored` committed.
+    pub async fn resume(
+        &self,
+        restored: &Checkpoint,
+        store: &CheckpointStore,
+    ) -> Result<(), IngestError> {
+        if self.codec.is_some() {
+            for m in store.older_markers(restored.id).await? {
+                self.queue(&m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the partitions no kept checkpoint (the oldest is `oldest_kept`) can take back.
+    pub fn take_due(&self, oldest_kept: u64) -> Vec<(String, Vec<String>)> {
+        let mut waiting = self.waiting.lock().expect("not poisoned");
+        let due: Vec<_> = waiting
+            .iter()
+            .filter(|(_, c)| crate::compact::mergeable(**c, oldest_kept))
+            .map(|(k, _)| k.clone())
+            .collect();
+        waiting.retain(|k, _| !due.contains(k));
+        due
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.lock().expect("not poisoned").is_empty()
+    }
+}
 
 /// Which checkpoints a retraction takes back.
 pub type Redo<'a> = &'a (dyn Fn(u64) -> bool + Send + Sync);
