@@ -268,8 +268,41 @@ async fn delta_days(
         SnapshotError::Delta(shared::delta::DeltaError::of(&table.name)(e))
     };
     let horizon = shared::delta::horizon(&t, app).await.map_err(delta_err)?;
+    let files = shared::delta::active_files(&t).map_err(delta_err)?;
+    let partitions = delta_partitions(lake, table, files)?;
+    let mut days_in_lake = BTreeSet::new();
+    let mut days: BTreeMap<String, Vec<PartitionFiles>> = BTreeMap::new();
+    for (segments, mut files) in partitions {
+        let Some(day) = segments.first().and_then(|s| s.strip_prefix("dt=")) else {
+            continue;
+        };
+        days_in_lake.insert(day.to_string());
+        if !range.contains(day) {
+            continue;
+        }
+        files.sort_by(|a, b| a.location.cmp(&b.location));
+        let committed = !table.is_late && lake.time_end_of(&segments).is_some_and(|e| e <= horizon);
+        days.entry(day.to_string())
+            .or_default()
+            .push(PartitionFiles {
+                segments,
+                committed,
+                files,
+                rows: None,
+            });
+    }
+    Ok((days_in_lake.into_iter().collect(), days))
+}
+
+/// The files a Delta table's log names, by partition (their `name=value` directories),
+/// each checked to be a file of the table's partitions.
+fn delta_partitions(
+    lake: &Lake,
+    table: &LakeTable,
+    files: Vec<(String, i64)>,
+) -> Result<BTreeMap<Vec<String>, Vec<ObjectMeta>>, SnapshotError> {
     let mut partitions: BTreeMap<Vec<String>, Vec<ObjectMeta>> = BTreeMap::new();
-    for (path, size) in shared::delta::active_files(&t).map_err(delta_err)? {
+    for (path, size) in files {
         let mut segments: Vec<String> = path.split('/').map(String::from).collect();
         let name = segments.pop().unwrap_or_default();
         let safe = segments
@@ -298,28 +331,7 @@ async fn delta_days(
         };
         partitions.entry(segments).or_default().push(meta);
     }
-    let mut days_in_lake = BTreeSet::new();
-    let mut days: BTreeMap<String, Vec<PartitionFiles>> = BTreeMap::new();
-    for (segments, mut files) in partitions {
-        let Some(day) = segments.first().and_then(|s| s.strip_prefix("dt=")) else {
-            continue;
-        };
-        days_in_lake.insert(day.to_string());
-        if !range.contains(day) {
-            continue;
-        }
-        files.sort_by(|a, b| a.location.cmp(&b.location));
-        let committed = !table.is_late && lake.time_end_of(&segments).is_some_and(|e| e <= horizon);
-        days.entry(day.to_string())
-            .or_default()
-            .push(PartitionFiles {
-                segments,
-                committed,
-                files,
-                rows: None,
-            });
-    }
-    Ok((days_in_lake.into_iter().collect(), days))
+    Ok(partitions)
 }
 
 /// The partitions of one day of a table.

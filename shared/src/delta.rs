@@ -355,39 +355,7 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
     {
         return Ok(false);
     }
-    let now = chrono::Utc::now().timestamp_millis();
-    let mut actions: Vec<Action> = Vec::new();
-    if let Some(schema) = &c.file_schema
-        && let Some(metadata) = widened(t, schema).map_err(err)?
-    {
-        actions.push(Action::Metadata(metadata));
-    }
-    let data_change = !c.rearranges;
-    actions.extend(
-        c.adds
-            .into_iter()
-            .map(|a| Action::Add(Add { data_change, ..a })),
-    );
-    actions.extend(
-        c.removes
-            .into_iter()
-            .map(|r| Action::Remove(Remove { data_change, ..r })),
-    );
-    if let Some(v) = c.version {
-        actions.push(Action::Txn(Transaction::new_with_last_update(
-            &c.app_id,
-            v,
-            Some(now),
-        )));
-    }
-    if let Some(h) = c.horizon {
-        let app = format!("{}/horizon", c.app_id);
-        actions.push(Action::Txn(Transaction::new_with_last_update(
-            app,
-            h,
-            Some(now),
-        )));
-    }
+    let actions = actions_of(t, &c).map_err(err)?;
     let operation = if c.rearranges {
         DeltaOperation::Optimize {
             predicate: None,
@@ -410,6 +378,46 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
         .map_err(err)?;
     t.state = Some(done.snapshot());
     Ok(true)
+}
+
+/// The actions of a commit: the widened schema (if any), the files, the txn versions.
+fn actions_of(t: &DeltaTable, c: &TableCommit) -> Result<Vec<Action>, DeltaTableError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut actions: Vec<Action> = Vec::new();
+    if let Some(schema) = &c.file_schema
+        && let Some(metadata) = widened(t, schema)?
+    {
+        actions.push(Action::Metadata(metadata));
+    }
+    let data_change = !c.rearranges;
+    actions.extend(
+        c.adds
+            .iter()
+            .cloned()
+            .map(|a| Action::Add(Add { data_change, ..a })),
+    );
+    actions.extend(
+        c.removes
+            .iter()
+            .cloned()
+            .map(|r| Action::Remove(Remove { data_change, ..r })),
+    );
+    if let Some(v) = c.version {
+        actions.push(Action::Txn(Transaction::new_with_last_update(
+            &c.app_id,
+            v,
+            Some(now),
+        )));
+    }
+    if let Some(h) = c.horizon {
+        let app = format!("{}/horizon", c.app_id);
+        actions.push(Action::Txn(Transaction::new_with_last_update(
+            app,
+            h,
+            Some(now),
+        )));
+    }
+    Ok(actions)
 }
 
 /// The table's metadata with the columns of `file_schema` it lacks added (nullable, after

@@ -97,6 +97,17 @@ pub fn mergeable(committed: u64, oldest: u64) -> bool {
     committed < oldest
 }
 
+/// A Delta lake's partitions are merged by the stream stage's OPTIMIZE commits, not here.
+fn refuse_delta(loaded: &LoadedConfig) -> Result<(), IngestError> {
+    if loaded.config.lake.format != shared::config::LakeFormat::Delta {
+        return Ok(());
+    }
+    Err(IngestError::Usage(format!(
+        "{}: `compact` merges the files of a Hive lake; a Delta lake (`lake.format: delta`) has its committed partitions merged by the stream stage itself (OPTIMIZE commits, `partition_commit.compact`), and by Spark, Databricks or delta-rs' OPTIMIZE",
+        loaded.file.display()
+    )))
+}
+
 /// Compacts the committed partitions of the pipeline's windowed tables.
 pub async fn compact(
     loaded: &LoadedConfig,
@@ -104,12 +115,7 @@ pub async fn compact(
 ) -> Result<CompactSummary, IngestError> {
     let started = Instant::now();
     let config = &loaded.config;
-    if config.lake.format == shared::config::LakeFormat::Delta {
-        return Err(IngestError::Usage(format!(
-            "{}: `compact` merges the files of a Hive lake; a Delta lake (`lake.format: delta`) is compacted by Delta's OPTIMIZE, which this release does not run yet (Spark, Databricks and delta-rs can)",
-            loaded.file.display()
-        )));
-    }
+    refuse_delta(loaded)?;
     let root = opts.lake.as_deref().unwrap_or(&config.lake.root);
     let lake = Lake::open(root, &config.lake.s3, config.lake.partition_time)?;
     let committer = FileCommitter::new(lake.clone());

@@ -25,7 +25,7 @@ use shared::lock::{LockError, LockTarget, Locks};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::plan::{Plan, TableChange};
-use crate::checkpoint::{Checkpoint, CheckpointStore, PipelineSpec};
+use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::commit::Committer;
 use crate::commit::delta::DeltaCommitter;
 use crate::commit::hive::HiveCommitter;
@@ -175,13 +175,7 @@ pub async fn recover(
     let restored = if opts.from_scratch { None } else { restored };
     let plan = checked_plan(loaded, opts, restored.as_ref(), unit)?;
     let generation = check_input(config, restored.as_ref(), &identity)?.unwrap_or(highest + 1);
-    let header = CheckpointHeader {
-        generation,
-        pipeline: config.name.clone(),
-        input: identity,
-        spec: PipelineSpec::of(config),
-        rebuilt: Vec::new(),
-    };
+    let header = CheckpointHeader::new(config, generation, identity);
     let committer = committer_of(config, lake, unit, telemetry);
     let mut writer = CommitWriter::new(
         lake.clone(),

@@ -55,6 +55,17 @@ pub struct CheckpointHeader {
 }
 
 impl CheckpointHeader {
+    /// The header of a generation's checkpoints of `config` reading `input`.
+    pub fn new(config: &shared::config::PipelineConfig, generation: u64, input: String) -> Self {
+        CheckpointHeader {
+            generation,
+            pipeline: config.name.clone(),
+            input,
+            spec: PipelineSpec::of(config),
+            rebuilt: Vec::new(),
+        }
+    }
+
     pub fn checkpoint(&self, engine: EngineSnapshot, pending: Vec<PendingFile>) -> Checkpoint {
         Checkpoint {
             id: engine.checkpoint,

@@ -132,22 +132,11 @@ impl DeltaCommitter {
         segments: Vec<String>,
     ) -> Result<(), IngestError> {
         let mut tables = self.tables.lock().await;
-        if !tables.contains_key(table) {
-            match delta::open(&self.lake, table)
-                .await
-                .map_err(|e| self.error(e))?
-            {
-                Some(t) => tables.insert(table.to_string(), t),
-                None => return Ok(()),
-            };
-        }
-        let t = tables.get_mut(table).expect("inserted");
+        let Some(t) = self.loaded(&mut tables, table).await? else {
+            return Ok(());
+        };
         let prefix = format!("{}/", segments.join("/"));
-        let files: Vec<(String, i64)> = delta::active_files(t)
-            .map_err(|e| self.error(e))?
-            .into_iter()
-            .filter(|(p, _)| p.strip_prefix(&prefix).is_some_and(|n| !n.contains('/')))
-            .collect();
+        let files = partition_files(t, &prefix).map_err(|e| self.error(e))?;
         if files.len() < 2 {
             return Ok(());
         }
@@ -190,6 +179,24 @@ impl DeltaCommitter {
             .await
             .map_err(|e| self.error(e))?;
         self.vacuum_if_due(table, t).await
+    }
+
+    /// A table of `tables`, loaded into it first if needed; `None` if it has no log yet.
+    async fn loaded<'a>(
+        &self,
+        tables: &'a mut HashMap<String, DeltaTable>,
+        table: &str,
+    ) -> Result<Option<&'a mut DeltaTable>, IngestError> {
+        if !tables.contains_key(table) {
+            match delta::open(&self.lake, table)
+                .await
+                .map_err(|e| self.error(e))?
+            {
+                Some(t) => tables.insert(table.to_string(), t),
+                None => return Ok(None),
+            };
+        }
+        Ok(tables.get_mut(table))
     }
 
     /// The writer's application id in a table's log.
@@ -311,6 +318,17 @@ impl DeltaCommitter {
     }
 }
 
+/// The files of one partition (its directories, `prefix`) in the table's newest version.
+fn partition_files(
+    t: &DeltaTable,
+    prefix: &str,
+) -> Result<Vec<(String, i64)>, shared::delta::DeltaTableError> {
+    Ok(delta::active_files(t)?
+        .into_iter()
+        .filter(|(p, _)| p.strip_prefix(prefix).is_some_and(|n| !n.contains('/')))
+        .collect())
+}
+
 /// The longest a table with removed files waits for its next VACUUM.
 const VACUUM_EVERY: Duration = Duration::from_secs(600);
 
@@ -391,16 +409,9 @@ impl Committer for DeltaCommitter {
     ) -> Result<(), IngestError> {
         let mut open = self.tables.lock().await;
         for table in tables {
-            if !open.contains_key(table.as_str()) {
-                match delta::open(&self.lake, table)
-                    .await
-                    .map_err(|e| self.error(e))?
-                {
-                    Some(t) => open.insert(table.clone(), t),
-                    None => continue,
-                };
-            }
-            let t = open.get_mut(table.as_str()).expect("inserted");
+            let Some(t) = self.loaded(&mut open, table).await? else {
+                continue;
+            };
             let removes = self.removes(t, redo)?;
             if removes.is_empty() {
                 continue;
