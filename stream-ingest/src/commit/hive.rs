@@ -227,14 +227,12 @@ impl Committer for HiveCommitter {
     }
 
     async fn maintain(&self, oldest_kept: u64) -> Result<(), IngestError> {
-        let Some(codec) = self.merges.codec else {
-            return Ok(());
-        };
-        let due = self.merges.take_due(oldest_kept);
-        for (table, segments) in due {
-            self.merge(codec, table, segments).await?;
-        }
-        Ok(())
+        let merges = &self.merges;
+        merges
+            .merge_due(oldest_kept, |codec, table, segments| async move {
+                self.merge(codec, table, segments).await
+            })
+            .await
     }
 
     fn unsettled(&self) -> bool {

@@ -71,7 +71,7 @@ impl MergeQueue {
     }
 
     /// Takes the partitions no kept checkpoint (the oldest is `oldest_kept`) can take back.
-    pub fn take_due(&self, oldest_kept: u64) -> Vec<(String, Vec<String>)> {
+    fn take_due(&self, oldest_kept: u64) -> Vec<(String, Vec<String>)> {
         let mut waiting = self.waiting.lock().expect("not poisoned");
         let due: Vec<_> = waiting
             .iter()
@@ -80,6 +80,21 @@ impl MergeQueue {
             .collect();
         waiting.retain(|k, _| !due.contains(k));
         due
+    }
+
+    /// Merges, with `merge`, every partition [`MergeQueue::take_due`] gives.
+    pub async fn merge_due<F, Fut>(&self, oldest_kept: u64, mut merge: F) -> Result<(), IngestError>
+    where
+        F: FnMut(parquet::basic::Compression, String, Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), IngestError>>,
+    {
+        let Some(codec) = self.codec else {
+            return Ok(());
+        };
+        for (table, segments) in self.take_due(oldest_kept) {
+            merge(codec, table, segments).await?;
+        }
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
