@@ -51,12 +51,14 @@ impl DeltaError {
     }
 }
 
-/// A file to add to a table: its path below the table, as the partition directories name
-/// it (`dt=2015-05-17/hour=10/part-….parquet`), and the `Add` action that names it.
+/// A file to add to a table: the `Add` action that names it (its path below the table, as
+/// the partition directories name it: `dt=2015-05-17/hour=10/part-….parquet`), and its
+/// columns.
 #[derive(Debug, Clone)]
 pub struct FileToAdd {
-    pub path: String,
     pub add: Add,
+    /// The file's columns (a table is created with them, and widened to them).
+    pub schema: Schema,
 }
 
 /// The `Add` action of a complete Parquet file: its partition values (from the partition
@@ -85,10 +87,11 @@ pub fn add_action(path: &str, data: &Bytes) -> Result<FileToAdd, parquet::errors
         default_row_commit_version: None,
         clustering_provider: None,
     };
-    Ok(FileToAdd {
-        path: path.to_string(),
-        add,
-    })
+    let schema = parquet::arrow::parquet_to_arrow_schema(
+        meta.file_metadata().schema_descr(),
+        meta.file_metadata().key_value_metadata(),
+    )?;
+    Ok(FileToAdd { add, schema })
 }
 
 /// Delta statistics of a Parquet file: `numRecords`, and per top-level column with exact
@@ -278,16 +281,6 @@ pub async fn open_or_create(
         }
         Err(e) => Err(err(e)),
     }
-}
-
-/// The arrow schema of a Parquet file's bytes.
-pub fn file_schema(data: &Bytes) -> Result<Schema, parquet::errors::ParquetError> {
-    let meta = ParquetMetaDataReader::new().parse_and_finish(data)?;
-    let schema = parquet::arrow::parquet_to_arrow_schema(
-        meta.file_metadata().schema_descr(),
-        meta.file_metadata().key_value_metadata(),
-    )?;
-    Ok(schema)
 }
 
 /// One writer's commit to a table: files added and removed, and its txn versions.

@@ -18,12 +18,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use arrow::datatypes::Schema;
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use shared::commit::{CommitError, PartitionMarker, PendingFile, checkpoint_of, unit_of};
-use shared::delta::{self, Add, DeltaTable, Remove, TableCommit};
+use shared::delta::{self, DeltaTable, FileToAdd, Remove, TableCommit};
 use shared::lake::Lake;
 
 use super::{Committer, MergeQueue, Redo};
@@ -50,9 +50,9 @@ pub struct DeltaCommitter {
     /// vacuumed.
     retention: Duration,
     vacuumed: Mutex<HashMap<String, Instant>>,
-    /// The `Add` of each staged file, by its path in the store (after a restart, read again
-    /// from the file).
-    adds: Mutex<HashMap<String, Add>>,
+    /// The `Add` and columns of each staged file, by its path in the store (after a restart,
+    /// read again from the file).
+    adds: Mutex<HashMap<String, FileToAdd>>,
     /// The tables written, loaded once and kept at their newest version.
     tables: tokio::sync::Mutex<HashMap<String, DeltaTable>>,
 }
@@ -211,8 +211,12 @@ impl DeltaCommitter {
         IngestError::Delta(e.to_string())
     }
 
-    /// The `Add` of a pending file: kept when it was staged, or read from the file.
-    async fn add_of(&self, f: &PendingFile) -> Result<(Add, Bytes), IngestError> {
+    /// The `Add` and columns of a pending file: kept when it was staged, or (after a
+    /// restart) read from the file.
+    async fn add_of(&self, f: &PendingFile) -> Result<FileToAdd, IngestError> {
+        if let Some(kept) = self.adds.lock().expect("not poisoned").remove(&f.target) {
+            return Ok(kept);
+        }
         let path = object_store::path::Path::from(f.target.as_str());
         let data = self
             .lake
@@ -223,16 +227,7 @@ impl DeltaCommitter {
             .bytes()
             .await
             .map_err(|e| self.error(e))?;
-        let kept = self.adds.lock().expect("not poisoned").remove(&f.target);
-        let add = match kept {
-            Some(add) => add,
-            None => {
-                delta::add_action(&below_table(f), &data)
-                    .map_err(|e| self.error(e))?
-                    .add
-            }
-        };
-        Ok((add, data))
+        delta::add_action(&below_table(f), &data).map_err(|e| self.error(e))
     }
 
     /// Commits one table's share of a checkpoint.
@@ -246,13 +241,13 @@ impl DeltaCommitter {
         let mut adds = Vec::new();
         let mut first_file = None;
         for f in files {
-            let (add, data) = self.add_of(f).await?;
-            first_file.get_or_insert((data, f.partition.clone()));
-            adds.push(add);
+            let file = self.add_of(f).await?;
+            first_file.get_or_insert((file.schema, f.partition.clone()));
+            adds.push(file.add);
         }
         if !tables.contains_key(table) {
             let opened = match &first_file {
-                Some((data, partition)) => Some(self.create(table, data, partition).await?),
+                Some((schema, partition)) => Some(self.create(table, schema, partition).await?),
                 None => delta::open(&self.lake, table)
                     .await
                     .map_err(|e| self.error(e))?,
@@ -268,10 +263,7 @@ impl DeltaCommitter {
         } else {
             Vec::new()
         };
-        let file_schema = match &first_file {
-            Some((data, _)) => Some(delta::file_schema(data).map_err(|e| self.error(e))?),
-            None => None,
-        };
+        let file_schema = first_file.map(|(schema, _)| schema);
         let commit = TableCommit {
             app_id: self.app_id(table),
             version: Some(ck.id as i64),
@@ -291,15 +283,14 @@ impl DeltaCommitter {
     async fn create(
         &self,
         table: &str,
-        data: &Bytes,
+        schema: &Schema,
         partition: &str,
     ) -> Result<DeltaTable, IngestError> {
-        let schema = delta::file_schema(data).map_err(|e| self.error(e))?;
         let columns: Vec<String> = partition
             .split('/')
             .filter_map(|s| s.split_once('=').map(|(c, _)| c.to_string()))
             .collect();
-        delta::open_or_create(&self.lake, table, &schema, &columns, &self.writers)
+        delta::open_or_create(&self.lake, table, schema, &columns, &self.writers)
             .await
             .map_err(|e| self.error(e))
     }
@@ -350,7 +341,7 @@ impl Committer for DeltaCommitter {
             .data_file(&file.table, &file.partition, &file.name);
         let rel = format!("{}/{}", file.partition, file.name);
         let rel = rel.trim_start_matches('/');
-        let add = delta::add_action(rel, &file.data).map_err(|e| self.error(e))?;
+        let staged = delta::add_action(rel, &file.data).map_err(|e| self.error(e))?;
         let bytes = file.data.len() as u64;
         self.lake
             .store
@@ -363,7 +354,7 @@ impl Committer for DeltaCommitter {
         self.adds
             .lock()
             .expect("not poisoned")
-            .insert(target.to_string(), add.add);
+            .insert(target.to_string(), staged);
         Ok(PendingFile {
             table: file.table,
             partition: file.partition.to_string(),
