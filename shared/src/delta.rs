@@ -491,9 +491,6 @@ pub fn active_files(t: &DeltaTable) -> Result<Vec<(String, i64)>, DeltaTableErro
         .collect())
 }
 
-/// A shared handle to a table being written.
-pub type SharedTable = Arc<tokio::sync::Mutex<DeltaTable>>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
