@@ -35,8 +35,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::errors::ParquetError;
 use shared::commit::{PartitionMarker, REPLACE_INTENT, Replacement};
 use shared::config::{LakeFormat, LoadedConfig, QueryEngine};
+use shared::delta::ReadVersion;
 use shared::lake::{COMMIT_MARKER, Lake, PartitionPath, is_hidden, unescape_partition_value};
 use shared::schema::{self, dimension_schema};
+
+use crate::as_of::AsOf;
 
 use crate::dates::DayRange;
 use crate::plan::ident;
@@ -105,6 +108,8 @@ pub enum SnapshotError {
     Damaged { path: String, reason: String },
     #[error(transparent)]
     Delta(#[from] shared::delta::DeltaError),
+    #[error("--as-of: {0}")]
+    TimeTravel(#[from] shared::delta::TimeTravelError),
 }
 
 /// One partition directory of a table, as a run found it.
@@ -129,6 +134,8 @@ pub struct TableListing {
     pub days_in_lake: Vec<String>,
     /// The selected days, with their partitions (committed and open).
     pub days: BTreeMap<String, Vec<PartitionFiles>>,
+    /// The version read of a Delta table (`None`: a Hive table, or no Delta log yet).
+    pub version: Option<i64>,
 }
 
 impl TableListing {
@@ -198,25 +205,30 @@ impl LakeSnapshot {
             .flat_map(|t| t.days.keys().cloned())
             .collect()
     }
+
+    /// The version read of each Delta table, as `(table, version)`.
+    pub fn versions(&self) -> Vec<(String, i64)> {
+        self.tables
+            .iter()
+            .filter_map(|t| Some((t.table.name.clone(), t.version?)))
+            .collect()
+    }
 }
 
 /// Lists the selected days of every lake table and reads their commit markers (or, in a
-/// Delta lake, their logs).
+/// Delta lake, their logs at the versions `as_of` asks for, the newest without it).
 pub async fn snapshot(
     loaded: &LoadedConfig,
     lake: &Lake,
     range: &DayRange,
+    as_of: Option<&AsOf>,
 ) -> Result<LakeSnapshot, SnapshotError> {
     let mut tables = Vec::new();
     for table in lake_tables(loaded) {
         if loaded.config.lake.format == LakeFormat::Delta {
-            let app = format!("{}/{}", loaded.config.name, table.name);
-            let (days_in_lake, days) = delta_days(lake, &table, range, &app).await?;
-            tables.push(TableListing {
-                table,
-                days_in_lake,
-                days,
-            });
+            let at = as_of.map_or(ReadVersion::Newest, |a| a.of(&table.name));
+            let listing = delta_listing(lake, table, range, &loaded.config.name, at).await?;
+            tables.push(listing);
             continue;
         }
         let days_in_lake = lake
@@ -244,6 +256,7 @@ pub async fn snapshot(
             table,
             days_in_lake,
             days,
+            version: None,
         });
     }
     Ok(LakeSnapshot {
@@ -252,23 +265,48 @@ pub async fn snapshot(
     })
 }
 
-/// The days of a Delta table and the partitions of the selected ones: the files of its
-/// newest version, a partition committed when it ends at or before the writers' horizon
-/// (`app`'s, or its units', see [`shared::delta::horizon`]).
+/// The days of a Delta table and the partitions of the selected ones: the files of the
+/// version `at`, a partition committed when it ends at or before the writers' horizon
+/// recorded in that version (`<pipeline>/<table>`'s, or its units', see
+/// [`shared::delta::horizon`]).
+async fn delta_listing(
+    lake: &Lake,
+    table: LakeTable,
+    range: &DayRange,
+    pipeline: &str,
+    at: ReadVersion,
+) -> Result<TableListing, SnapshotError> {
+    let Some(t) = shared::delta::open_at(lake, &table.name, at).await? else {
+        return Ok(TableListing {
+            table,
+            days_in_lake: Vec::new(),
+            days: BTreeMap::new(),
+            version: None,
+        });
+    };
+    let (days_in_lake, days) = delta_days(lake, &table, range, pipeline, &t).await?;
+    Ok(TableListing {
+        table,
+        days_in_lake,
+        days,
+        version: t.version().map(|v| v as i64),
+    })
+}
+
+/// The days of a loaded Delta table and the partitions of the selected ones.
 async fn delta_days(
     lake: &Lake,
     table: &LakeTable,
     range: &DayRange,
-    app: &str,
+    pipeline: &str,
+    t: &shared::delta::DeltaTable,
 ) -> Result<(Vec<String>, BTreeMap<String, Vec<PartitionFiles>>), SnapshotError> {
-    let Some(t) = shared::delta::open(lake, &table.name).await? else {
-        return Ok((Vec::new(), BTreeMap::new()));
-    };
     let delta_err = |e: shared::delta::DeltaTableError| {
         SnapshotError::Delta(shared::delta::DeltaError::of(&table.name)(e))
     };
-    let horizon = shared::delta::horizon(&t, app).await.map_err(delta_err)?;
-    let files = shared::delta::active_files(&t).map_err(delta_err)?;
+    let app = format!("{pipeline}/{}", table.name);
+    let horizon = shared::delta::horizon(t, &app).await.map_err(delta_err)?;
+    let files = shared::delta::active_files(t).map_err(delta_err)?;
     let partitions = delta_partitions(lake, table, files)?;
     let mut days_in_lake = BTreeSet::new();
     let mut days: BTreeMap<String, Vec<PartitionFiles>> = BTreeMap::new();

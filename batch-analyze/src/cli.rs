@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use shared::config::{LoadedConfig, QueryEngine};
 
+use crate::as_of::AsOf;
 use crate::cluster::process::{ExecutorOptions, SchedulerOptions};
 use crate::dates::{self, DateArgs, DayRange};
 use crate::error::{AnalyzeError, EXIT_NOTHING_TO_DO};
@@ -48,6 +49,7 @@ Examples:
   batch-analyze run -c pipelines/access-log.yaml --last 7d --format html --out reports
   batch-analyze run -c pipelines/access-log.yaml --incremental --wait 10m --explain
   stream-ingest run -c P.yaml --emit-commits | batch-analyze run -c P.yaml --follow-commits
+  batch-analyze run -c delta-lake.yaml --date 2024-05-17 --as-of '2024-05-18 06:00'
 
 crontab (hourly, only what changed; exit 3 means the previous run is still going; figures for
 node_exporter's textfile collector):
@@ -208,6 +210,19 @@ pub(crate) struct RunArgs {
     /// Read partitions that are not committed yet (no `_SUCCESS`) too.
     #[arg(long)]
     pub include_open: bool,
+    /// A Delta lake's tables as they were: a version (`37`), a timestamp
+    /// (`2026-12-04T06:00:00Z`, or `2026-12-04 06:00` in UTC: each table's newest version
+    /// committed by then), or per table `status_1m=37,late=12` (each table has its own
+    /// versions; tables not named are read at the version or timestamp given without a
+    /// name, else their newest). The summary and the HTML page print the `--as-of` that
+    /// reads a run's versions again. Writes no report into the lake and no incremental
+    /// state.
+    #[arg(
+        long,
+        value_name = "VERSION|TIMESTAMP|TABLE=VERSION,…",
+        conflicts_with_all = ["incremental", "follow_commits"]
+    )]
+    pub as_of: Option<AsOf>,
     /// Print nothing but the reports and errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -319,6 +334,9 @@ fn run_options(
         ));
     }
     let engine = query_engine(args, loaded)?;
+    if let Some(a) = &args.as_of {
+        check_as_of(a, loaded)?;
+    }
     Ok(RunOptions {
         lake: args.lake.clone(),
         out: args.out.clone(),
@@ -334,7 +352,30 @@ fn run_options(
             .map(|d| d.0)
             .or((!engine.is_embedded()).then_some(DEFAULT_CLUSTER_QUERY_TIMEOUT)),
         engine,
+        as_of: args.as_of.clone(),
     })
+}
+
+/// `--as-of` needs a Delta lake, and names only its tables.
+fn check_as_of(a: &AsOf, loaded: &LoadedConfig) -> Result<(), AnalyzeError> {
+    if loaded.config.lake.format != shared::config::LakeFormat::Delta {
+        return Err(AnalyzeError::Usage(
+            "--as-of reads older versions of Delta tables; this pipeline's lake is Hive-partitioned (`lake.format: hive`), which keeps none".into(),
+        ));
+    }
+    let known: Vec<String> = crate::catalog::lake_tables(loaded)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let unknown = a.unknown_tables(&known);
+    if !unknown.is_empty() {
+        return Err(AnalyzeError::Usage(format!(
+            "--as-of: no lake table {} (tables: {})",
+            unknown.join(", "),
+            known.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// The days of `--date`, `--from`/`--to`, `--last` (all days without them).

@@ -4,6 +4,7 @@
 
 use datafusion::error::DataFusionError;
 use shared::config::ConfigError;
+use shared::delta::TimeTravelError;
 use shared::lake::LakeError;
 
 use crate::catalog::SnapshotError;
@@ -90,13 +91,17 @@ impl AnalyzeError {
         }
     }
 
-    /// 2 for a bad configuration or arguments, 3 when another run holds a lock, 1 for
+    /// 2 for a bad configuration or arguments (a version `--as-of` asks for that the
+    /// table lacks included), 3 when another run holds a lock, 1 for
     /// anything else.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             AnalyzeError::Config(_)
             | AnalyzeError::Usage(_)
-            | AnalyzeError::Lake(LakeError::InvalidRoot { .. }) => 2,
+            | AnalyzeError::Lake(LakeError::InvalidRoot { .. })
+            | AnalyzeError::Snapshot(SnapshotError::TimeTravel(
+                TimeTravelError::NoSuchVersion { .. } | TimeTravelError::Expired { .. },
+            )) => 2,
             AnalyzeError::Locked(ReportLockError::Busy { .. }) => 3,
             _ => 1,
         }

@@ -16,7 +16,7 @@ use crate::prepare::{RunOptions, prepare};
 /// The `--explain` text of a run with `opts`.
 pub async fn explain(loaded: &LoadedConfig, opts: &RunOptions) -> Result<String, AnalyzeError> {
     let prep = prepare(loaded, opts).await?;
-    let snapshot = catalog::snapshot(loaded, &prep.lake, &opts.range).await?;
+    let snapshot = catalog::snapshot(loaded, &prep.lake, &opts.range, opts.as_of.as_ref()).await?;
     let mut s = String::new();
     let _ = writeln!(
         s,

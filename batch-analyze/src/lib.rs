@@ -36,10 +36,12 @@
 //! | [`lake_output`] | reports into the lake (dynamic partition overwrite) |
 //! | [`state`], [`lock`] | incremental state and report locks, under `_state/` |
 //! | [`dates`] | day selection |
+//! | [`as_of`] | `--as-of`: the versions of a Delta lake's tables a run reads |
 //! | [`fault`] | fault injection for the crash tests |
 
 pub mod cli;
 
+pub(crate) mod as_of;
 pub(crate) mod catalog;
 pub(crate) mod cluster;
 pub(crate) mod dates;
@@ -96,8 +98,12 @@ pub(crate) async fn compute(
     range: &DayRange,
 ) -> Result<RunSummary, AnalyzeError> {
     let started = Instant::now();
-    let snapshot = catalog::snapshot(prep.loaded, &prep.lake, range).await?;
-    let mut summary = RunSummary::default();
+    let snapshot = catalog::snapshot(prep.loaded, &prep.lake, range, opts.as_of.as_ref()).await?;
+    let mut summary = RunSummary {
+        versions: snapshot.versions(),
+        as_of: opts.as_of.is_some(),
+        ..RunSummary::default()
+    };
     for i in 0..prep.reports.len() {
         let result = compute_report(prep, opts, i, &snapshot).await?;
         summary.days.extend(result.days.iter().cloned());
@@ -159,6 +165,9 @@ async fn compute_report(
     };
     report::write_outputs(prep, opts, r, &mut result).await?;
     fault("before-state");
-    report::save_state(prep, r, work).await?;
+    // A run of the past (`--as-of`) changes nothing of the present: no state either.
+    if opts.as_of.is_none() {
+        report::save_state(prep, r, work).await?;
+    }
     Ok(result)
 }

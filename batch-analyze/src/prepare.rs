@@ -12,6 +12,7 @@ use shared::commit::FileCommitter;
 use shared::config::{LoadedConfig, Problem, QueryEngine, ReportConfig};
 use shared::lake::Lake;
 
+use crate::as_of::AsOf;
 use crate::dates::DayRange;
 use crate::error::{AnalyzeError, first_line};
 use crate::fault::fault;
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub engine: QueryEngine,
     /// Give up on a report whose query runs longer (exit 1, nothing of it written).
     pub query_timeout: Option<Duration>,
+    /// Read the Delta tables as they were (`--as-of`); writes no lake output and no state.
+    pub as_of: Option<AsOf>,
 }
 
 /// A run's fixed parts: the reports, their plans, the lake.

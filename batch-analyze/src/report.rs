@@ -12,6 +12,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use shared::config::ReportConfig;
 
+use crate::as_of::VersionsRead;
 use crate::catalog::{self, LakeSnapshot};
 use crate::due::Work;
 use crate::error::AnalyzeError;
@@ -137,15 +138,16 @@ async fn query_failed(
     error
 }
 
-/// Writes a computed report: into its lake table when it has one, then (except for the
-/// HTML page, written at the end of the run) to `--out` or into `result.printed`.
+/// Writes a computed report: into its lake table when it has one (not with `--as-of`: a
+/// report of the past does not replace today's), then (except for the HTML page, written
+/// at the end of the run) to `--out` or into `result.printed`.
 pub async fn write_outputs(
     prep: &Prepared<'_>,
     opts: &RunOptions,
     r: &ReportConfig,
     result: &mut ReportResult,
 ) -> Result<(), AnalyzeError> {
-    if let Some(l) = &r.lake {
+    if let Some(l) = r.lake.as_ref().filter(|_| opts.as_of.is_none()) {
         let table = l.table_path(&r.name);
         let lake_err = |source| AnalyzeError::LakeOutput {
             report: r.name.clone(),
@@ -251,7 +253,7 @@ fn page(prep: &Prepared<'_>, snapshot: &LakeSnapshot, summary: &RunSummary) -> S
             summary.days.last().cloned().unwrap_or_default()
         )
     };
-    let subtitle = format!(
+    let mut subtitle = format!(
         "{}lake {} · {days} (selected: {})",
         cfg.description
             .as_deref()
@@ -260,6 +262,12 @@ fn page(prep: &Prepared<'_>, snapshot: &LakeSnapshot, summary: &RunSummary) -> S
         prep.lake.display_root(),
         snapshot.range
     );
+    if !summary.versions.is_empty() {
+        subtitle.push_str(&format!(
+            " · table versions --as-of {}",
+            VersionsRead(&summary.versions)
+        ));
+    }
     let reports: Vec<html::HtmlReport<'_>> = summary
         .reports
         .iter()

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
+use crate::as_of::VersionsRead;
 use crate::lake_output::ReportWrite;
 
 /// One report's result.
@@ -39,6 +40,10 @@ pub struct RunSummary {
     pub page_path: Option<PathBuf>,
     pub page: Option<Vec<u8>>,
     pub seconds: f64,
+    /// The version read of each Delta table (empty for a Hive lake).
+    pub versions: Vec<(String, i64)>,
+    /// The versions were asked for (`--as-of`): no lake output or state was written.
+    pub as_of: bool,
 }
 
 impl RunSummary {
@@ -80,12 +85,20 @@ impl RunSummary {
         if let Some(p) = &self.page_path {
             parts.push(format!("page → {}", p.display()));
         }
-        format!(
+        let mut line = format!(
             "{} day{}: {} in {:.2} s",
             self.days.len(),
             if self.days.len() == 1 { "" } else { "s" },
             parts.join(", "),
             self.seconds
-        )
+        );
+        if !self.versions.is_empty() {
+            let versions = VersionsRead(&self.versions);
+            line.push_str(&format!("; tables read: --as-of {versions}"));
+        }
+        if self.as_of {
+            line.push_str(" (a run of the past: no lake output or state written)");
+        }
+        line
     }
 }

@@ -236,6 +236,95 @@ pub async fn open(lake: &Lake, table: &str) -> Result<Option<DeltaTable>, DeltaE
     Ok(Some(t))
 }
 
+/// Which version of a table a reader takes: its newest, a version number, or the newest
+/// committed at or before an instant (by the commit file's time, as every Delta reader
+/// travels in time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadVersion {
+    Newest,
+    Number(i64),
+    At(chrono::DateTime<chrono::Utc>),
+}
+
+/// A version asked for that the table's log cannot give.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeTravelError {
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    #[error("Delta table {table} has no version {asked}: its newest is {newest}")]
+    NoSuchVersion {
+        table: String,
+        asked: i64,
+        newest: i64,
+    },
+    #[error(
+        "Delta table {table}: version {asked} is no longer in its log (log entries older than `delta.logRetentionDuration`, 30 days by default, are cleaned up); ask for a newer version"
+    )]
+    Expired { table: String, asked: String },
+}
+
+/// The table at the version `at` asks for; `None` when it has no log yet or, for an
+/// instant, had none then (a reader then saw no table). Asking for a version newer than the
+/// newest, or older than the log still holds, is an error naming what there is.
+pub async fn open_at(
+    lake: &Lake,
+    table: &str,
+    at: ReadVersion,
+) -> Result<Option<DeltaTable>, TimeTravelError> {
+    let Some(mut t) = open(lake, table).await? else {
+        return Ok(None);
+    };
+    let err = DeltaError::of(table);
+    let newest = t.version().unwrap_or(0) as i64;
+    match at {
+        ReadVersion::Newest => {}
+        ReadVersion::Number(v) if v > newest || v < 0 => {
+            return Err(TimeTravelError::NoSuchVersion {
+                table: table.to_string(),
+                asked: v,
+                newest,
+            });
+        }
+        ReadVersion::Number(v) => {
+            t.load_version(v as u64)
+                .await
+                .map_err(|_| TimeTravelError::Expired {
+                    table: table.to_string(),
+                    asked: v.to_string(),
+                })?;
+        }
+        ReadVersion::At(instant) => {
+            t.load_with_datetime(instant).await.map_err(err)?;
+            let v = t.version().unwrap_or(0) as i64;
+            // The search settles on the oldest version it has when all are newer.
+            if commit_time(lake, table, v).await.map_err(err)? > instant {
+                if v == 0 {
+                    return Ok(None);
+                }
+                return Err(TimeTravelError::Expired {
+                    table: table.to_string(),
+                    asked: instant.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                });
+            }
+        }
+    }
+    Ok(Some(t))
+}
+
+/// When version `v` of a table was committed: its log entry's modification time.
+async fn commit_time(
+    lake: &Lake,
+    table: &str,
+    v: i64,
+) -> Result<chrono::DateTime<chrono::Utc>, DeltaTableError> {
+    use object_store::ObjectStoreExt;
+    let path = lake
+        .table_dir(table)
+        .join("_delta_log")
+        .join(format!("{v:020}.json").as_str());
+    Ok(lake.store.head(&path).await?.last_modified)
+}
+
 /// The table property naming the writers of a table written by several (a Kafka
 /// pipeline's units: `p0,p1,…`): a partition is complete once every one's horizon passed it.
 pub const WRITERS_PROPERTY: &str = "stream-ingest.writers";
@@ -513,6 +602,39 @@ mod tests {
             .await
             .unwrap();
         (lake, t)
+    }
+
+    #[tokio::test]
+    async fn a_reader_travels_to_a_version_or_an_instant() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+        let (lake, mut t) = table(dir.path()).await;
+        for v in 1..=3 {
+            let c = TableCommit {
+                app_id: "p/t".into(),
+                version: Some(v),
+                ..TableCommit::default()
+            };
+            commit(&mut t, "t", c).await.unwrap();
+        }
+        let lake = &lake;
+        let at = move |v| async move {
+            open_at(lake, "t", v)
+                .await
+                .map(|t| t.map(|t| t.version().unwrap()))
+        };
+        assert_eq!(at(ReadVersion::Newest).await.unwrap(), Some(3));
+        assert_eq!(at(ReadVersion::Number(2)).await.unwrap(), Some(2));
+        let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+        assert_eq!(at(ReadVersion::At(later)).await.unwrap(), Some(3));
+        assert_eq!(at(ReadVersion::At(before)).await.unwrap(), None);
+        let err = at(ReadVersion::Number(4)).await.unwrap_err().to_string();
+        assert!(err.contains("no version 4: its newest is 3"), "{err}");
+        let v2 = open_at(lake, "t", ReadVersion::Number(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(committed_version(&v2, "p/t").await.unwrap(), Some(2));
     }
 
     #[tokio::test]

@@ -833,3 +833,106 @@ print(n, with_value)
     );
     run_ok(python().args(["-c", &script]));
 }
+
+/// `batch-analyze run` of a Delta lake into `dir/<out>` with `args` (and `-v`): the CSV
+/// reports, and the `--as-of` its summary prints.
+fn delta_reports(dir: &Path, yaml: &Path, out: &str, args: &[&str]) -> (String, String) {
+    let run = run_ok(
+        cmd("batch-analyze")
+            .current_dir(dir)
+            .args(["run", "-v", "-c"])
+            .arg(yaml)
+            .args(["--format", "csv", "--out", out])
+            .args(args),
+    );
+    let summary = stderr(&run);
+    let as_of = summary
+        .split("tables read: --as-of ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no versions in the summary: {summary}"))
+        .to_string();
+    let mut reports = String::new();
+    for (name, data) in files(&dir.join(out)) {
+        reports += &format!("{name}:\n{}", String::from_utf8_lossy(&data));
+    }
+    (reports, as_of)
+}
+
+#[test]
+fn as_of_gives_the_reports_of_an_older_delta_lake_after_more_data_arrived() {
+    let lines = sample();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = pipeline(dir.path(), |y| {
+        y.replacen(
+            "  partition_time: hour",
+            "  format: delta\n  partition_time: hour",
+            1,
+        )
+    });
+    let log = dir.path().join("access.log");
+    append(&log, &lines[..4_000]);
+    ingest(dir.path(), &yaml, &["--end-of-input", "keep"]);
+    let (then, versions) = delta_reports(dir.path(), &yaml, "r1", &[]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let instant = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    std::thread::sleep(Duration::from_millis(1100));
+    append(&log, &lines[4_000..]);
+    ingest(dir.path(), &yaml, &[]);
+    let (now, newer) = delta_reports(dir.path(), &yaml, "r2", &[]);
+    assert_ne!(then, now, "more data changed nothing");
+    assert_ne!(versions, newer);
+
+    let report_table = dir.path().join("lake/reports");
+    let reports_before = lake_files(&report_table);
+    // The reports' states (their locks name the last run that held them).
+    let states = || {
+        let mut f = lake_files(&dir.path().join("lake/_state"));
+        f.retain(|(name, _)| name.ends_with(".json"));
+        f
+    };
+    let state_before = states();
+    let (by_versions, again) = delta_reports(dir.path(), &yaml, "r3", &["--as-of", &versions]);
+    assert_eq!(by_versions, then, "--as-of {versions}");
+    assert_eq!(again, versions);
+    let (by_instant, _) = delta_reports(dir.path(), &yaml, "r4", &["--as-of", &instant]);
+    assert_eq!(by_instant, then, "--as-of {instant}");
+    assert_eq!(
+        lake_files(&report_table),
+        reports_before,
+        "--as-of wrote a report into the lake"
+    );
+    assert!(states() == state_before, "--as-of wrote state");
+    let (newest, _) = delta_reports(dir.path(), &yaml, "r5", &[]);
+    assert_eq!(newest, now);
+
+    // A version the table does not have, and a lake that keeps no versions: exit 2.
+    let refused = |yaml: &Path, as_of: &str| {
+        let out = cmd("batch-analyze")
+            .current_dir(dir.path())
+            .args(["run", "-c"])
+            .arg(yaml)
+            .args(["--as-of", as_of])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let e = refused(&yaml, "status_1m=99999");
+    assert!(
+        e.contains("status_1m has no version 99999: its newest is"),
+        "{e}"
+    );
+    let e = refused(&yaml, "nosuch=1");
+    assert!(e.contains("no lake table nosuch"), "{e}");
+    let hive = dir.path().join("hive.yaml");
+    std::fs::write(
+        &hive,
+        std::fs::read_to_string(&yaml)
+            .unwrap()
+            .replace("  format: delta\n", ""),
+    )
+    .unwrap();
+    let e = refused(&hive, "3");
+    assert!(e.contains("`lake.format: hive`"), "{e}");
+}
