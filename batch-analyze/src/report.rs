@@ -10,7 +10,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
-use shared::config::ReportConfig;
+use shared::config::{LakeFormat, ReportConfig};
 
 use crate::as_of::VersionsRead;
 use crate::catalog::{self, LakeSnapshot};
@@ -149,28 +149,40 @@ pub async fn write_outputs(
 ) -> Result<(), AnalyzeError> {
     if let Some(l) = r.lake.as_ref().filter(|_| opts.as_of.is_none()) {
         let table = l.table_path(&r.name);
-        let lake_err = |source| AnalyzeError::LakeOutput {
-            report: r.name.clone(),
-            source: Box::new(source),
-        };
-        lake_output::recover(&prep.committer, &table)
+        let written = write_into_lake(prep, &table, &l.partition_by, result)
             .await
-            .map_err(|e| lake_err(e.into()))?;
-        let written = lake_output::write(
-            &prep.committer,
-            &table,
-            &l.partition_by,
-            &result.schema,
-            &result.batches,
-        )
-        .await
-        .map_err(lake_err)?;
+            .map_err(|source| AnalyzeError::LakeOutput {
+                report: r.name.clone(),
+                source: Box::new(source),
+            })?;
         result.lake = Some((table, written));
     }
     if opts.format != OutputFormat::Html {
         write_report_file(opts, result)?;
     }
     Ok(())
+}
+
+/// A report's rows into its lake table, in the lake's format.
+async fn write_into_lake(
+    prep: &Prepared<'_>,
+    table: &str,
+    partition_by: &[String],
+    result: &ReportResult,
+) -> Result<lake_output::ReportWrite, lake_output::LakeOutputError> {
+    let lake = &prep.loaded.config.lake;
+    let (schema, batches) = (&result.schema, &result.batches);
+    match lake.format {
+        LakeFormat::Hive => {
+            lake_output::hive::recover(&prep.committer, table).await?;
+            lake_output::hive::write(&prep.committer, table, partition_by, schema, batches).await
+        }
+        LakeFormat::Delta => {
+            let retention = lake.delta.vacuum.0;
+            let lake = &prep.lake;
+            lake_output::delta::write(lake, table, partition_by, schema, batches, retention).await
+        }
+    }
 }
 
 /// The report encoded in `--format`: to `DIR/<report>.<ext>` with `--out`, else kept to

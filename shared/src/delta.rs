@@ -533,14 +533,18 @@ fn widened(
     Ok(Some(state.metadata().clone().with_schema(&widened)?))
 }
 
-/// VACUUM: deletes the files removed from the table longer than `retention` ago (files the
-/// log never named are each writer's to delete). Returns the table at its new version
-/// (vacuum commits its start and end) and how many files went.
+/// VACUUM: deletes the files removed from the table longer than `retention` ago and, when
+/// `full`, also every file the log does not name that is older than that (it lists the
+/// whole table; without it, files the log never named are each writer's to delete).
+/// Returns the table at its new version (vacuum commits its start and end) and how many
+/// files went.
 pub async fn vacuum(
     t: &DeltaTable,
     table: &str,
     retention: std::time::Duration,
+    full: bool,
 ) -> Result<(DeltaTable, usize), DeltaError> {
+    use deltalake_core::operations::vacuum::VacuumMode;
     let err = DeltaError::of(table);
     let retention = chrono::Duration::from_std(retention)
         .map_err(|e| err(DeltaTableError::Generic(e.to_string())))?;
@@ -549,7 +553,11 @@ pub async fn vacuum(
         .vacuum()
         .with_retention_period(retention)
         .with_enforce_retention_duration(false)
-        .with_mode(deltalake_core::operations::vacuum::VacuumMode::Lite)
+        .with_mode(if full {
+            VacuumMode::Full
+        } else {
+            VacuumMode::Lite
+        })
         .await
         .map_err(err)?;
     Ok((t, metrics.files_deleted.len()))

@@ -765,6 +765,10 @@ fn delta_lake_gives_every_reader_the_rows_of_the_hive_lake() {
         check_reports(out);
     };
     reports(&d.join("reports"));
+    analyze(d.join("hive").to_str().unwrap(), &d.join("hive-reports"));
+    let report_log = delta.join("reports/daily_status_class/_delta_log");
+    let log_entries = || std::fs::read_dir(&report_log).unwrap().count();
+    let entries = log_entries();
 
     let data_files = parquet_files(&delta.join("status_1m"));
     let stray = data_files
@@ -797,14 +801,24 @@ for t in ["status_1m", "path_1m"]:
                 adds.append(action["add"]["path"])
     assert len(adds) == len(set(adds)), (t, "a file added twice")
     print(t, len(b))
+# The report written into the lake: a Delta table with the Hive table's rows.
+a = duckdb.sql(f"SELECT * FROM read_parquet('{{hive}}/reports/daily_status_class/**/*.parquet', hive_partitioning=true) ORDER BY ALL").fetchall()
+b = duckdb.sql(f"SELECT * FROM delta_scan('{{delta}}/reports/daily_status_class') ORDER BY ALL").fetchall()
+assert len(a) > 0 and [tuple(map(str, r)) for r in a] == [tuple(map(str, r)) for r in b], (a[:3], b[:3])
+print("daily_status_class", len(b))
 "#,
         hive = d.join("hive").to_str().unwrap(),
         delta = delta.to_str().unwrap()
     );
     let printed = String::from_utf8(run_ok(python().args(["-c", &script])).stdout).unwrap();
     assert!(printed.contains("status_1m "), "{printed}");
-    // The stray file changes no report either.
+    // The stray file changes no report either, and the rerun commits nothing new.
     reports(&d.join("reports-again"));
+    assert_eq!(
+        log_entries(),
+        entries,
+        "a rerun on the same input committed"
+    );
 }
 
 /// `lake.format: delta` on S3 (moto): the reports are the golden ones, and the tables,

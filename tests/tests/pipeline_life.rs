@@ -879,9 +879,45 @@ fn as_of_gives_the_reports_of_an_older_delta_lake_after_more_data_arrived() {
     std::thread::sleep(Duration::from_millis(1100));
     append(&log, &lines[4_000..]);
     ingest(dir.path(), &yaml, &[]);
+    // A run that dies after writing the report's new files, before their commit.
+    let crashed = cmd("batch-analyze")
+        .current_dir(dir.path())
+        .args(["run", "-q", "-c"])
+        .arg(&yaml)
+        .env("BATCH_ANALYZE_CRASH_AT", "after-stage")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
     let (now, newer) = delta_reports(dir.path(), &yaml, "r2", &[]);
     assert_ne!(then, now, "more data changed nothing");
     assert_ne!(versions, newer);
+    // The report's days in the lake were replaced in one commit, and read as the report.
+    let script = format!(
+        r#"
+import csv, duckdb, glob, json
+from duckdb_extensions import import_extension
+import_extension("delta")
+table, report = {table:?}, {report:?}
+last = sorted(glob.glob(f"{{table}}/_delta_log/*.json"))[-1]
+kinds = [next(iter(json.loads(l))) for l in open(last)]
+assert "add" in kinds and "remove" in kinds, kinds
+rows = duckdb.sql(f"SELECT dt, class, requests FROM delta_scan('{{table}}') ORDER BY ALL").fetchall()
+want = sorted((r["dt"], r["class"], int(r["requests"])) for r in csv.DictReader(open(report)))
+assert [tuple(map(str, r)) for r in rows] == [tuple(map(str, r)) for r in want], (rows[:3], want[:3])
+print(len(rows))
+"#,
+        table = dir
+            .path()
+            .join("lake/reports/daily_status_class")
+            .to_str()
+            .unwrap(),
+        report = dir
+            .path()
+            .join("r2/daily_status_class.csv")
+            .to_str()
+            .unwrap(),
+    );
+    run_ok(python().args(["-c", &script]));
 
     let report_table = dir.path().join("lake/reports");
     let reports_before = lake_files(&report_table);

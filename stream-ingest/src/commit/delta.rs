@@ -107,7 +107,7 @@ impl DeltaCommitter {
         if !due {
             return Ok(());
         }
-        let (vacuumed, deleted) = delta::vacuum(t, table, self.retention)
+        let (vacuumed, deleted) = delta::vacuum(t, table, self.retention, false)
             .await
             .map_err(|e| self.error(e))?;
         *t = vacuumed;
