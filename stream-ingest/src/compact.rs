@@ -22,11 +22,12 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use shared::commit::{
     FileCommitter, PartitionMarker, PendingFile, Replacement, checkpoint_of, data_file_name,
 };
-use shared::config::{LoadedConfig, PipelineConfig};
+use shared::config::{LakeFormat, LoadedConfig, PipelineConfig};
 use shared::lake::{COMMIT_MARKER, Lake, PartitionPath};
 
 use crate::IngestError;
 use crate::checkpoint::CheckpointStore;
+use crate::commit::delta::DeltaCommitter;
 use crate::sink::{SinkError, write_parquet};
 use crate::unit::{Unit, lock_unit};
 
@@ -97,17 +98,6 @@ pub fn mergeable(committed: u64, oldest: u64) -> bool {
     committed < oldest
 }
 
-/// A Delta lake's partitions are merged by the stream stage's OPTIMIZE commits, not here.
-fn refuse_delta(loaded: &LoadedConfig) -> Result<(), IngestError> {
-    if loaded.config.lake.format != shared::config::LakeFormat::Delta {
-        return Ok(());
-    }
-    Err(IngestError::Usage(format!(
-        "{}: `compact` merges the files of a Hive lake; a Delta lake (`lake.format: delta`) has its committed partitions merged by the stream stage itself (OPTIMIZE commits, `partition_commit.compact`), and by Spark, Databricks or delta-rs' OPTIMIZE",
-        loaded.file.display()
-    )))
-}
-
 /// Compacts the committed partitions of the pipeline's windowed tables.
 pub async fn compact(
     loaded: &LoadedConfig,
@@ -115,7 +105,6 @@ pub async fn compact(
 ) -> Result<CompactSummary, IngestError> {
     let started = Instant::now();
     let config = &loaded.config;
-    refuse_delta(loaded)?;
     let root = opts.lake.as_deref().unwrap_or(&config.lake.root);
     let lake = Lake::open(root, &config.lake.s3, config.lake.partition_time)?;
     let committer = FileCommitter::new(lake.clone());
@@ -131,6 +120,17 @@ pub async fn compact(
         dry_run: opts.dry_run,
         ..CompactSummary::default()
     };
+    let codec = config.lake.compression.codec();
+    if config.lake.format == LakeFormat::Delta {
+        let check = || locks.as_ref().map_or(Ok(()), |l| l.check());
+        let delta = DeltaCommitter::new(lake, &config.name, &Unit::whole())
+            .with_retention(config.lake.delta.vacuum.0);
+        for table in tables {
+            optimize(&delta, table, codec, oldest, opts, &check, &mut summary).await?;
+        }
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
     for table in tables {
         if !opts.dry_run {
             summary.recovered += committer.finish_replacements(table).await? as u64;
@@ -153,20 +153,55 @@ pub async fn compact(
             if let Some(l) = &locks {
                 l.check().map_err(IngestError::Lock)?;
             }
-            let codec = config.lake.compression.codec();
             let merged = merge(&lake, &committer, &marker, codec, opts.dry_run).await?;
             if !opts.dry_run {
                 tracing::info!(table = %marker.table, partition = %marker.partition_path(), files = merged.files, rows = merged.rows, "merged");
             }
-            summary.partitions += 1;
-            summary.files_before += merged.files as u64;
-            summary.bytes_before += merged.bytes_before;
-            summary.bytes_after += merged.bytes_after;
-            summary.rows += merged.rows;
+            summary.add(&merged);
         }
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+impl CompactSummary {
+    fn add(&mut self, merged: &Merged) {
+        self.partitions += 1;
+        self.files_before += merged.files as u64;
+        self.bytes_before += merged.bytes_before;
+        self.bytes_after += merged.bytes_after;
+        self.rows += merged.rows;
+    }
+}
+
+/// OPTIMIZE of a Delta table's complete partitions with several files, each in one commit
+/// of Removes and an Add that change no data (see [`DeltaCommitter::merge`]), under the
+/// same rule of kept checkpoints as a Hive lake's.
+async fn optimize(
+    delta: &DeltaCommitter,
+    table: &str,
+    codec: parquet::basic::Compression,
+    oldest: u64,
+    opts: &CompactOptions,
+    check: &dyn Fn() -> Result<(), shared::lock::LockError>,
+    summary: &mut CompactSummary,
+) -> Result<(), IngestError> {
+    for (segments, newest) in delta
+        .complete_partitions(table, opts.min_files.max(2))
+        .await?
+    {
+        if !mergeable(newest, oldest) {
+            summary.too_recent += 1;
+            continue;
+        }
+        check().map_err(IngestError::Lock)?;
+        let partition = segments.join("/");
+        if let Some(merged) = delta.merge(codec, table, segments, opts.dry_run).await? {
+            tracing::info!(table, %partition, files = merged.files, rows = merged.rows, dry_run = opts.dry_run, "merged");
+            summary.add(&merged);
+        }
+    }
+    Ok(())
 }
 
 /// The windowed tables to compact: `--table`, or all of them.

@@ -1073,6 +1073,66 @@ fn delta_optimize_and_vacuum_leave_only_the_newest_files() {
     }
 }
 
+/// `stream-ingest compact` on a Delta lake written without merging at commit: one OPTIMIZE
+/// commit per split partition, fewer files named by the log, the same rows.
+#[test]
+fn compact_optimizes_the_complete_partitions_of_a_delta_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = generated_log(dir.path(), 30_000);
+    let run = delta_run_dir(&dir.path().join("delta"), "");
+    let yaml = run.join("pipeline.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap().replace(
+        "    window: { kind: tumbling, size: 1m }\n",
+        "    window: { kind: tumbling, size: 1m }\n    rolling: { max_rows: 20 }\n",
+    ) + "\npartition_commit: { compact: false }\n";
+    std::fs::write(&yaml, text).unwrap();
+    let lake = run.join("lake");
+    // Slow enough that most hours span several checkpoints, hence several files.
+    let paced = [
+        "--checkpoint-interval",
+        "100ms",
+        "--chunk-bytes",
+        "4096",
+        "--max-lines-per-sec",
+        "4000",
+    ];
+    run_ok(&mut ingest(&run, &log, lake.to_str().unwrap(), &paced, &[]));
+    let tables = snapshot(&run, &lake);
+    let files_before = delta_files(&lake.join("path_1m")).len();
+    let compact = |extra: &[&str]| {
+        let out = run_ok(
+            cmd("stream-ingest")
+                .current_dir(&run)
+                .args(["compact", "-c"])
+                .arg(&yaml)
+                .arg("--lake")
+                .arg(&lake)
+                .args(extra),
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = compact(&["--dry-run"]);
+    assert!(said.contains("would merge"), "{said}");
+    assert_eq!(delta_files(&lake.join("path_1m")).len(), files_before);
+    let said = compact(&[]);
+    assert!(said.contains("merged"), "{said}");
+    let files_after = delta_files(&lake.join("path_1m")).len();
+    assert!(
+        files_after < files_before,
+        "{files_before} -> {files_after} files: {said}"
+    );
+    assert_same(&tables, &snapshot(&run, &lake), 0);
+    let optimize = std::fs::read_dir(lake.join("path_1m/_delta_log"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .filter(|c| c.contains("\"OPTIMIZE\""))
+        .count();
+    assert!(optimize > 0);
+    // A second compact has nothing left to merge.
+    let said = compact(&[]);
+    assert!(said.contains("merged 0 files"), "{said}");
+}
+
 /// Every Parquet file below `dir`, whatever a log says.
 fn all_parquet(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

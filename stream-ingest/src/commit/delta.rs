@@ -30,6 +30,7 @@ use super::{Committer, MergeQueue, Redo};
 use crate::IngestError;
 use crate::board::Board;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::compact::Merged;
 use crate::fault;
 use crate::sink::EncodedFile;
 use crate::unit::Unit;
@@ -121,24 +122,58 @@ impl DeltaCommitter {
         Ok(())
     }
 
+    /// The complete partitions of a table (ending at or before its horizon) with at least
+    /// `min_files` files in its newest version: their `name=value` segments, and the newest
+    /// checkpoint that wrote one of their files.
+    pub async fn complete_partitions(
+        &self,
+        table: &str,
+        min_files: usize,
+    ) -> Result<Vec<(Vec<String>, u64)>, IngestError> {
+        let mut tables = self.tables.lock().await;
+        let Some(t) = self.loaded(&mut tables, table).await? else {
+            return Ok(Vec::new());
+        };
+        let horizon = delta::horizon(t, &format!("{}/{table}", self.pipeline))
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut partitions: BTreeMap<Vec<String>, (usize, u64)> = BTreeMap::new();
+        for (path, _) in delta::active_files(t).map_err(|e| self.error(e))? {
+            let mut segments: Vec<String> = path.split('/').map(String::from).collect();
+            let name = segments.pop().unwrap_or_default();
+            let entry = partitions.entry(segments).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.max(checkpoint_of(&name).unwrap_or(0));
+        }
+        Ok(partitions
+            .into_iter()
+            .filter(|(s, (n, _))| {
+                *n >= min_files && self.lake.time_end_of(s).is_some_and(|e| e <= horizon)
+            })
+            .map(|(s, (_, newest))| (s, newest))
+            .collect())
+    }
+
     /// OPTIMIZE of one committed partition: its files (as the log has them now) merged into
     /// one, committed as the Removes of the files and the Add of the merged one, neither a
     /// change of data. A crash before the commit leaves an unnamed file (written again, with
-    /// the same name, by the next merge).
-    async fn merge(
+    /// the same name, by the next merge). With `dry_run`, only measures. `None`: nothing to
+    /// merge.
+    pub async fn merge(
         &self,
         codec: parquet::basic::Compression,
         table: &str,
         segments: Vec<String>,
-    ) -> Result<(), IngestError> {
+        dry_run: bool,
+    ) -> Result<Option<Merged>, IngestError> {
         let mut tables = self.tables.lock().await;
         let Some(t) = self.loaded(&mut tables, table).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let prefix = format!("{}/", segments.join("/"));
         let files = partition_files(t, &prefix).map_err(|e| self.error(e))?;
         if files.len() < 2 {
-            return Ok(());
+            return Ok(None);
         }
         let names: Vec<String> = files
             .iter()
@@ -151,9 +186,18 @@ impl DeltaCommitter {
                 // Files whose columns differ (an aggregate added in between) stay as they are.
                 Err(e) => {
                     tracing::warn!(table, %partition, error = %e, "not merging a partition");
-                    return Ok(());
+                    return Ok(None);
                 }
             };
+        let figures = Merged {
+            files: files.len(),
+            bytes_before: merged.bytes_before,
+            bytes_after: merged.data.len() as u64,
+            rows: merged.rows,
+        };
+        if dry_run {
+            return Ok(Some(figures));
+        }
         let path = format!("{prefix}{}", merged.name);
         let add = delta::add_action(&path, &merged.data)
             .map_err(|e| self.error(e))?
@@ -178,7 +222,8 @@ impl DeltaCommitter {
         delta::commit(t, table, commit)
             .await
             .map_err(|e| self.error(e))?;
-        self.vacuum_if_due(table, t).await
+        self.vacuum_if_due(table, t).await?;
+        Ok(Some(figures))
     }
 
     /// A table of `tables`, loaded into it first if needed; `None` if it has no log yet.
@@ -481,7 +526,7 @@ impl Committer for DeltaCommitter {
         let merges = &self.merges;
         merges
             .merge_due(oldest_kept, |codec, table, segments| async move {
-                self.merge(codec, &table, segments).await
+                self.merge(codec, &table, segments, false).await.map(|_| ())
             })
             .await
     }
