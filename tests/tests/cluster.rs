@@ -209,6 +209,44 @@ fn the_standalone_cluster_gives_the_embedded_reports_byte_for_byte() {
     }
 }
 
+/// A Delta lake (`lake.format: delta`): the client resolves each table's files from its log
+/// and ships the list, so the cluster's reports are the embedded ones, and both are the Hive
+/// lake's, byte for byte.
+#[test]
+fn the_standalone_cluster_reads_a_delta_lake_as_the_hive_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = shared_data("apache_logs.log");
+    let delta = dir.path().join("delta.yaml");
+    let text = std::fs::read_to_string(reference()).unwrap().replacen(
+        "  partition_time: hour",
+        "  format: delta\n  partition_time: hour",
+        1,
+    );
+    std::fs::write(&delta, text).unwrap();
+    std::fs::copy(
+        workspace().join("pipelines/status_codes.csv"),
+        dir.path().join("status_codes.csv"),
+    )
+    .unwrap();
+    let lake = dir.path().join("delta-lake");
+    ingest(dir.path(), &delta, &log, &lake.to_string_lossy(), &[]);
+    assert!(lake.join("status_1m/_delta_log").is_dir());
+    assert_cluster_matches(dir.path(), &delta, &lake, "standalone", &[]);
+    let hive = dir.path().join("hive-lake");
+    ingest(dir.path(), &reference(), &log, &hive.to_string_lossy(), &[]);
+    reports(
+        &reference(),
+        &hive.to_string_lossy(),
+        &dir.path().join("hive"),
+        None,
+        &[],
+    );
+    for format in ["csv", "parquet"] {
+        let embedded = dir.path().join("delta-lake-embedded").join(format);
+        assert_same_files(&dir.path().join("hive").join(format), &embedded);
+    }
+}
+
 #[test]
 fn a_scheduler_and_two_executors_give_the_embedded_reports_on_three_lakes() {
     let dir = tempfile::tempdir().unwrap();
