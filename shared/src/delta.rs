@@ -427,8 +427,9 @@ pub async fn horizon(t: &DeltaTable, app: &str) -> Result<i64, DeltaTableError> 
 }
 
 /// Commits `c` unless the table holds its version already (a restart's second commit of one
-/// checkpoint); refreshes `t` first and returns whether it committed. A failed commit whose
-/// outcome is unknown (a timeout after the PUT) is answered the same way by the next call.
+/// checkpoint); refreshes `t` first and returns whether it committed. A commit that fails
+/// with an outcome unknown (a timeout after the PUT) is resolved the same way: the log, read
+/// again, holds the version or not.
 pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<bool, DeltaError> {
     let err = DeltaError::of(table);
     t.update_state().await.map_err(err)?;
@@ -456,10 +457,27 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
     let done = CommitBuilder::from(CommitProperties::default())
         .with_actions(actions)
         .build(Some(snapshot), t.log_store(), operation)
-        .await
-        .map_err(err)?;
-    t.state = Some(done.snapshot());
-    Ok(true)
+        .await;
+    match done {
+        Ok(done) => {
+            t.state = Some(done.snapshot());
+            Ok(true)
+        }
+        Err(e) if landed(t, &c).await.unwrap_or(false) => {
+            tracing::warn!(table, app = %c.app_id, error = %e, "the commit reported an error but is in the log");
+            Ok(true)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Whether a versioned commit whose request failed is in the log all the same.
+async fn landed(t: &mut DeltaTable, c: &TableCommit) -> Result<bool, DeltaTableError> {
+    let Some(v) = c.version else {
+        return Ok(false);
+    };
+    t.update_state().await?;
+    Ok(committed_version(t, &c.app_id).await? >= Some(v))
 }
 
 /// The actions of a commit: the widened schema (if any), the files, the txn versions.
@@ -610,6 +628,120 @@ mod tests {
             .await
             .unwrap();
         (lake, t)
+    }
+
+    /// A store whose next write of a log entry lands and then reports a timeout: the answer
+    /// of a commit whose outcome the writer cannot know.
+    #[derive(Debug)]
+    struct TimeoutAfterPut {
+        inner: Arc<dyn object_store::ObjectStore>,
+        armed: std::sync::atomic::AtomicBool,
+    }
+
+    impl std::fmt::Display for TimeoutAfterPut {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "TimeoutAfterPut({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for TimeoutAfterPut {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            let put = self.inner.put_opts(location, payload, opts).await?;
+            let entry = location.as_ref().contains("_delta_log/");
+            if entry && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(object_store::Error::Generic {
+                    store: "test",
+                    source: "timed out waiting for the response".into(),
+                });
+            }
+            Ok(put)
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::path::Path>,
+            >,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+        {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_lands_but_reports_an_error_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut lake, _) = table(dir.path()).await;
+        let store = Arc::new(TimeoutAfterPut {
+            inner: lake.store.clone(),
+            armed: std::sync::atomic::AtomicBool::new(true),
+        });
+        lake.store = store.clone();
+        let mut t = open(&lake, "t").await.unwrap().unwrap();
+        let c = |v| TableCommit {
+            app_id: "p/t".into(),
+            version: Some(v),
+            ..TableCommit::default()
+        };
+        assert!(
+            commit(&mut t, "t", c(1)).await.unwrap(),
+            "resolved as committed"
+        );
+        assert!(
+            !store.armed.load(std::sync::atomic::Ordering::SeqCst),
+            "no timeout happened"
+        );
+        assert!(!commit(&mut t, "t", c(1)).await.unwrap(), "committed twice");
+        assert!(commit(&mut t, "t", c(2)).await.unwrap());
+        let t = open(&lake, "t").await.unwrap().unwrap();
+        assert_eq!(t.version(), Some(2), "one log entry per checkpoint");
     }
 
     #[tokio::test]
