@@ -391,6 +391,9 @@ pub struct TableCommit {
     /// A compaction (OPTIMIZE): the files added hold the rows of those removed, so neither
     /// changes data (`dataChange: false`) and readers of the log's changes skip both.
     pub rearranges: bool,
+    /// Other writers' txn versions recorded in the same commit (`(app id, version)`): a
+    /// commit made for several (the swap of a Kafka pipeline's rebuild).
+    pub txns: Vec<(String, i64)>,
 }
 
 /// The last checkpoint of `app_id` committed to the table.
@@ -514,6 +517,13 @@ fn actions_of(t: &DeltaTable, c: &TableCommit) -> Result<Vec<Action>, DeltaTable
         actions.push(Action::Txn(Transaction::new_with_last_update(
             app,
             h,
+            Some(now),
+        )));
+    }
+    for (app, v) in &c.txns {
+        actions.push(Action::Txn(Transaction::new_with_last_update(
+            app,
+            *v,
             Some(now),
         )));
     }

@@ -50,9 +50,7 @@ use std::time::Instant;
 
 use shared::HumanDuration;
 use shared::commit::{CommitError, MarkerError};
-use shared::config::{
-    ConfigError, EndOfInput, LakeFormat, LoadedConfig, PipelineConfig, SourceConfig,
-};
+use shared::config::{ConfigError, EndOfInput, LoadedConfig, PipelineConfig, SourceConfig};
 use shared::lake::{Lake, LakeError};
 use shared::lock::LockError;
 
@@ -280,12 +278,6 @@ pub fn check_runnable(loaded: &LoadedConfig, opts: &RunOptions) -> Result<(), In
         Input::Files(p) if !p.parent().is_some_and(Path::is_dir) => problems
             .push(loaded.problem("source.path", format!("no such directory: {}", p.display()))),
         _ => {}
-    }
-    let delta = loaded.config.lake.format == LakeFormat::Delta;
-    if delta && matches!(input, Input::Kafka(_)) && !opts.rebuild.is_empty() {
-        return Err(IngestError::Usage(
-            "--rebuild of a Kafka pipeline's Delta tables is not supported yet (the swap of every partition's files is the Hive layout's); give the changed table a new name, or use `lake.format: hive`".into(),
-        ));
     }
     let keep = opts.end_of_input.unwrap_or(loaded.config.end_of_input) == EndOfInput::Keep;
     if keep && matches!(input, Input::Kafka(_)) {

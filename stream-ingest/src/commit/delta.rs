@@ -317,6 +317,7 @@ impl DeltaCommitter {
             horizon: Some(ck.engine.horizon),
             file_schema,
             rearranges: false,
+            txns: Vec::new(),
         };
         delta::commit(t, table, commit)
             .await
@@ -338,6 +339,64 @@ impl DeltaCommitter {
         delta::open_or_create(&self.lake, table, schema, &columns, &self.writers)
             .await
             .map_err(|e| self.error(e))
+    }
+
+    /// The swap of a Kafka pipeline's rebuild (`rebuild::kafka`), for the whole pipeline:
+    /// per table, one commit removes every file and adds the files of each unit's rebuilt
+    /// checkpoint, with each unit's txn version and horizon. A table whose swap is in the
+    /// log already (a crash after it) is left as it is.
+    pub async fn swap_rebuilt(
+        &self,
+        tables: &[String],
+        rebuilt: &[(String, &Checkpoint)],
+    ) -> Result<(), IngestError> {
+        for table in tables {
+            let mut adds = Vec::new();
+            let mut first_file = None;
+            let mut txns = Vec::new();
+            for (unit, ck) in rebuilt {
+                for f in ck.pending.iter().filter(|f| f.table == *table) {
+                    let file = self.add_of(f).await?;
+                    first_file.get_or_insert((file.schema, f.partition.clone()));
+                    adds.push(file.add);
+                }
+                let app = format!("{}/{table}/{unit}", self.pipeline);
+                txns.push((format!("{app}/horizon"), ck.engine.horizon));
+                txns.push((app, ck.id as i64));
+            }
+            let Some((app_id, version)) = txns.pop() else {
+                continue;
+            };
+            let mut t = match &first_file {
+                Some((schema, partition)) => self.create(table, schema, partition).await?,
+                None => match delta::open(&self.lake, table)
+                    .await
+                    .map_err(|e| self.error(e))?
+                {
+                    Some(t) => t,
+                    None => continue,
+                },
+            };
+            let removes = delta::active_files(&t)
+                .map_err(|e| self.error(e))?
+                .into_iter()
+                .map(|(path, size)| delta::remove_of(&path, size))
+                .collect();
+            let commit = TableCommit {
+                app_id,
+                version: Some(version),
+                adds,
+                removes,
+                file_schema: first_file.map(|(schema, _)| schema),
+                txns,
+                ..TableCommit::default()
+            };
+            delta::commit(&mut t, table, commit)
+                .await
+                .map_err(|e| self.error(e))?;
+            fault::point("after-rebuild-retract");
+        }
+        Ok(())
     }
 
     /// Removes of this unit's files in the table whose checkpoint `redo` selects.
@@ -411,6 +470,11 @@ impl Committer for DeltaCommitter {
     }
 
     async fn commit(&self, ck: &Checkpoint) -> Result<Vec<PartitionMarker>, IngestError> {
+        if !ck.rebuilt.is_empty() && self.board.lock().await.is_some() {
+            // A Kafka unit's rebuild is swapped in with every unit's, once all are rebuilt
+            // ([`DeltaCommitter::swap_rebuilt`]); its files stay unnamed until then.
+            return Ok(Vec::new());
+        }
         let mut by_table: BTreeMap<&str, Vec<&PendingFile>> = BTreeMap::new();
         for f in &ck.pending {
             by_table.entry(f.table.as_str()).or_default().push(f);

@@ -22,7 +22,7 @@
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
-use shared::config::{KafkaConfig, LoadedConfig};
+use shared::config::{KafkaConfig, LakeFormat, LoadedConfig};
 use shared::lake::Lake;
 use std::collections::BTreeMap;
 
@@ -30,6 +30,7 @@ use super::{Replay, Target, rebuild_unit};
 use crate::board::Board;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::commit::Committer;
+use crate::commit::delta::DeltaCommitter;
 use crate::commit::hive::HiveCommitter;
 use crate::member::{KafkaPartition, partitions, unit_tag};
 use crate::metrics::Telemetry;
@@ -215,34 +216,60 @@ async fn is_rebuilt(
     Ok(ours.then_some(ck))
 }
 
-/// Swaps every unit's rebuilt files in: removes the tables' markers (they list every
-/// unit's old files) and files without a unit (merged by `compact`), then each unit's files
-/// older than its rebuild; posts each unit's new markers, and commits what all passed.
+/// Swaps every unit's rebuilt files in, in the lake's format; then drops the units'
+/// checkpoints older than their rebuilt one.
 async fn swap(
     loaded: &LoadedConfig,
     lake: &Lake,
     units: &[Unit],
     journal: &Journal,
 ) -> Result<(), IngestError> {
-    let tables = &journal.tables;
     let mut rebuilt = Vec::new();
     for unit in units {
         if let Some(ck) = is_rebuilt(loaded, lake, unit, journal).await? {
             rebuilt.push((unit, ck));
         }
     }
+    match loaded.config.lake.format {
+        LakeFormat::Hive => swap_hive(loaded, lake, &journal.tables, &rebuilt).await?,
+        LakeFormat::Delta => {
+            let committer = DeltaCommitter::new(lake.clone(), &loaded.config.name, &Unit::whole());
+            let tagged: Vec<(String, &Checkpoint)> = rebuilt
+                .iter()
+                .filter_map(|(u, ck)| Some((u.tag.clone()?, ck)))
+                .collect();
+            committer.swap_rebuilt(&journal.tables, &tagged).await?;
+        }
+    }
+    for (unit, ck) in &rebuilt {
+        let store = store(loaded, lake, unit);
+        let older = store.older_than(ck.id).await?;
+        store.prune(older).await;
+    }
+    Ok(())
+}
+
+/// The swap in a Hive lake: removes the tables' markers (they list every unit's old files)
+/// and files without a unit (merged by `compact`), then each unit's files older than its
+/// rebuild; posts each unit's new markers, and commits what all passed.
+async fn swap_hive(
+    loaded: &LoadedConfig,
+    lake: &Lake,
+    tables: &[String],
+    rebuilt: &[(&Unit, Checkpoint)],
+) -> Result<(), IngestError> {
     let why = "replaced by the rebuild";
     let telemetry = Telemetry::new(tables);
     let committer = HiveCommitter::new(lake.clone(), None, telemetry.clone());
     committer.retract(tables, why, &|_| true).await?;
-    for (unit, ck) in &rebuilt {
+    for (unit, ck) in rebuilt {
         let theirs = HiveCommitter::new(lake.clone(), unit.tag.clone(), telemetry.clone());
         let id = ck.id;
         theirs.retract(tables, why, &move |c| c < id).await?;
     }
     fault::point("after-rebuild-retract");
     let mut board = None;
-    for (unit, ck) in &rebuilt {
+    for (unit, ck) in rebuilt {
         let tag = unit.tag.clone().unwrap_or_default();
         let mut b = Board::new(lake.clone(), &loaded.config.name, tag, unit.all.clone());
         let state = &ck.engine;
@@ -253,11 +280,6 @@ async fn swap(
     if let Some(b) = &mut board {
         let committed = b.commit_posted(&committer.files).await?;
         tracing::info!(partitions = committed.len(), "rebuilt partitions committed");
-    }
-    for (unit, ck) in &rebuilt {
-        let store = store(loaded, lake, unit);
-        let older = store.older_than(ck.id).await?;
-        store.prune(older).await;
     }
     Ok(())
 }

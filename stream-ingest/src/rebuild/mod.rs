@@ -168,12 +168,18 @@ async fn rebuild_unit(
             rebuilt.source
         )));
     }
+    let rebuilt_horizon = rebuilt.horizon;
     let mut files = Vec::new();
     let mut state = engine.snapshot(&mut files)?;
     for f in files {
         writer.handle(ToWriter::File(f)).await?;
     }
     replace_tables(&mut state, rebuilt, &loaded.config, &opts.rebuild);
+    if flushed_at_end {
+        // The restored engine does not know its input ended: the rebuilt one, flushed
+        // again, says where every table is complete (a Delta lake's readers go by it).
+        state.horizon = rebuilt_horizon;
+    }
     writer.handle(ToWriter::Checkpoint(Box::new(state))).await?;
     tracing::warn!(tables = %opts.rebuild.join(", "), %unit, checkpoint = from, "rebuilt up to the checkpoint's position");
     Ok(Some(next))
