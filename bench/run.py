@@ -7,12 +7,25 @@ table (wall time, lines/s, CPU seconds, peak RSS, files and bytes written) per c
     python3 bench/run.py --compare before.json --json after.json
     python3 bench/run.py --cases stream-1m,batch-1m --repeat 5
     python3 bench/run.py --quick              # skip the 10M-line cases
+    python3 bench/run.py --instructions --quick --json a.json   # + instructions (callgrind)
+    python3 bench/run.py --instructions --quick --compare a.json  # flags >3 % more
 
 Inputs are generated once by `stream-ingest gen` into target/bench/ (deterministic: the same
 seed gives the same bytes) and reused. Each case runs `--repeat` times (default 3) on a fresh
 lake (stream) or on the lake of the matching stream case (batch); the table shows the run
 with the median wall time. CPU seconds and peak RSS come from the kernel (wait4), for the
-whole process. Standard library only.
+whole process. Standard library only, but for the `-s3` cases: they start a moto S3 server on
+127.0.0.1 (`pip install 'moto[server]' boto3`, as the tests) and are skipped without it; moto
+is a Python server, so their figures bound ours from below, they do not measure S3.
+
+`--instructions` also runs each stream case of at most 1M lines once under valgrind's
+callgrind and records the instructions it executed (every thread's): a figure that does
+not move with the machine's load, so a change of a few percent is real. `--compare` then
+flags every case whose instructions (or, without them, CPU seconds) grew by more than
+`--threshold` (3 %) and exits with status 1.
+
+Stream cases also report the mean time to make a checkpoint durable and commit its files
+(`ms/ck`, from the run's summary line): with a Delta lake, the log commits of every table.
 """
 import argparse
 import json
@@ -69,6 +82,8 @@ def case_list(bins):
         # The Delta lake beside the Hive one: 1 s checkpoints, each a log commit per table.
         ("stream-10m-hive-1s", "stream", "gen10m", [si, "run", "-c", str(PIPELINE), "--checkpoint-interval", "1s"], None),
         ("stream-10m-delta-1s", "stream", "gen10m", [si, "run", "-c", str(WORK / "access-log-delta.yaml"), "--checkpoint-interval", "1s"], None),
+        ("stream-10m-hive-1s-s3", "stream", "gen10m", [si, "run", "-c", str(PIPELINE), "--checkpoint-interval", "1s"], None),
+        ("stream-10m-delta-1s-s3", "stream", "gen10m", [si, "run", "-c", str(WORK / "access-log-delta.yaml"), "--checkpoint-interval", "1s"], None),
         ("batch-insights-1m", "batch", "insights-1m", [ba, "run", "-c", str(INSIGHTS), "--format", "csv"], None),
         ("batch-sample", "batch", "stream-sample", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
         ("batch-1m", "batch", "stream-1m", [ba, "run", "-c", str(PIPELINE), "--format", "csv"], None),
@@ -88,6 +103,69 @@ def case_list(bins):
 
 # case name -> executors of its cluster
 CLUSTER_CASES = {}
+
+
+class S3:
+    """A moto S3 server on 127.0.0.1 (a bucket per run), or None without moto."""
+
+    @staticmethod
+    def start():
+        try:
+            import boto3  # noqa: F401
+            import moto  # noqa: F401
+        except ImportError:
+            return None
+        return S3()
+
+    def __init__(self):
+        import socket
+        import boto3
+        port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    sys.exit("bench: moto did not start")
+                time.sleep(0.1)
+        self.env = dict(os.environ, AWS_ENDPOINT_URL=self.endpoint, AWS_ALLOW_HTTP="true", AWS_ACCESS_KEY_ID="test",
+                        AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1")
+        self.client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="test",
+                                   aws_secret_access_key="test", region_name="us-east-1")
+        self.buckets = 0
+
+    def new_lake(self):
+        self.buckets += 1
+        bucket = f"bench{self.buckets}"
+        self.client.create_bucket(Bucket=bucket)
+        return f"s3://{bucket}/lake"
+
+    def lake_files(self, url):
+        bucket = url.split("/")[2]
+        files, size = 0, 0
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for o in page.get("Contents", []):
+                parts = o["Key"].split("/")
+                if parts[-1].endswith(".parquet") and not any(p.startswith(("_", ".")) for p in parts[1:]):
+                    files += 1
+                    size += o["Size"]
+        return files, size
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def checkpoint_ms(stderr):
+    """The mean checkpoint time the summary line reports (`…, 12.3 ms each)`), or None."""
+    import re
+    m = re.search(r"([0-9.]+) ms each", stderr)
+    return float(m.group(1)) if m else None
 
 
 def free_port():
@@ -139,11 +217,11 @@ class Cluster:
             p.wait()
 
 
-def run_measured(argv, cwd, prefix=None):
+def run_measured(argv, cwd, prefix=None, env=None):
     """Runs argv; returns wall seconds, CPU seconds (user+sys), peak RSS (bytes), stderr."""
     argv = (prefix or []) + argv
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     stderr = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
@@ -206,6 +284,8 @@ def main():
     ap.add_argument("--compare", help="figures saved earlier (--json) to compare with")
     ap.add_argument("--label", default=None, help="a name for this run in the JSON (default: git commit)")
     ap.add_argument("--show", metavar="JSON", help="print the table of figures saved earlier (with --compare) and exit")
+    ap.add_argument("--instructions", action="store_true", help="count instructions of the stream cases up to 1M lines (valgrind)")
+    ap.add_argument("--threshold", type=float, default=3.0, help="with --compare: flag a case this many percent worse")
     args = ap.parse_args()
 
     if args.show:
@@ -252,9 +332,14 @@ def main():
 
     results = []
     lakes = {}
+    s3 = S3.start() if any(c[0].endswith("-s3") for c in cases) else None
     for name, kind, source, argv, prefix in cases:
         if prefix is None and name.endswith("1core"):
             print(f"bench: {name}: no taskset, skipped", file=sys.stderr)
+            continue
+        on_s3 = name.endswith("-s3")
+        if on_s3 and s3 is None:
+            print(f"bench: {name}: no moto (pip install 'moto[server]' boto3), skipped", file=sys.stderr)
             continue
         runs = []
         cluster = Cluster(argv[0], CLUSTER_CASES[name]) if name in CLUSTER_CASES else None
@@ -263,7 +348,7 @@ def main():
             if kind == "stream":
                 shutil.rmtree(cwd, ignore_errors=True)
                 cwd.mkdir(parents=True)
-                lake = cwd / "lake"
+                lake = s3.new_lake() if on_s3 else cwd / "lake"
                 full = argv + ["--input", str(inputs[source]), "--lake", str(lake)] if "--input" not in argv else argv + ["--lake", str(lake)]
                 lines = line_counts[source]
             else:
@@ -276,25 +361,33 @@ def main():
             if cluster:
                 full = full + ["--cluster", cluster.url]
                 cluster_cpu = cluster.cpu_s()
-            wall, cpu, rss, stderr = run_measured(full, cwd, prefix)
+            wall, cpu, rss, stderr = run_measured(full, cwd, prefix, s3.env if on_s3 else None)
             if cluster:
                 # The client's CPU and the cluster's (scheduler and executors) together.
                 cpu += cluster.cpu_s() - cluster_cpu
-            if kind == "stream":
+            if on_s3:
+                files, size = s3.lake_files(lake)
+            elif kind == "stream":
                 files, size = lake_files(lake)
             else:
                 files, size = lake_files(lake, "reports")
             runs.append(dict(case=name, wall_s=wall, cpu_s=cpu, rss_mb=rss / 1e6, lines=lines,
-                             lines_per_s=lines / wall, files=files, mb_written=size / 1e6))
+                             lines_per_s=lines / wall, files=files, mb_written=size / 1e6,
+                             checkpoint_ms=checkpoint_ms(stderr) if kind == "stream" else None))
             print(f"bench: {name} run {i + 1}: {wall:.3f} s", file=sys.stderr)
         if cluster:
             cluster.stop()
-        if kind == "stream":
+        if kind == "stream" and not on_s3:
             lakes[name] = WORK / "runs" / name / "lake"
         runs.sort(key=lambda r: r["wall_s"])
         best = dict(runs[len(runs) // 2])
         best["wall_s_all"] = [round(r["wall_s"], 3) for r in runs]
+        if args.instructions and kind == "stream" and not on_s3 and lines <= 1_000_000:
+            best["instructions"] = count_instructions(full, WORK / "runs" / name)
+            print(f"bench: {name}: {best['instructions']:,} instructions", file=sys.stderr)
         results.append(best)
+    if s3:
+        s3.stop()
 
     label = args.label or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     doc = {
@@ -312,20 +405,60 @@ def main():
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)
         print(f"bench: figures saved to {args.json}", file=sys.stderr)
+    if before and regressions(doc, before, args.threshold):
+        sys.exit(1)
+
+
+def count_instructions(argv, cwd):
+    """Instructions of one run under callgrind (a fresh lake; every thread's)."""
+    if not shutil.which("valgrind"):
+        sys.exit("bench: --instructions needs valgrind")
+    lake = Path(argv[argv.index("--lake") + 1])
+    shutil.rmtree(lake, ignore_errors=True)
+    tool = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    # Without the case's prefix (taskset): callgrind runs one thread at a time anyway.
+    argv = tool + argv
+    proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    import re
+    m = re.search(r"Collected : ([0-9]+)", proc.stderr)
+    if proc.returncode != 0 or not m:
+        sys.exit(f"bench: callgrind failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(m.group(1))
+
+
+def regressions(doc, before, threshold):
+    """Prints the cases more than `threshold` % worse than `before` (instructions where both
+    have them, else CPU seconds); whether there were any."""
+    worse = []
+    for r in doc["results"]:
+        b = before.get(r["case"])
+        if not b:
+            continue
+        key = "instructions" if r.get("instructions") and b.get("instructions") else "cpu_s"
+        change = (r[key] / b[key] - 1) * 100 if b[key] else 0.0
+        if change > threshold:
+            worse.append(f"{r['case']}: {key} {change:+.1f} %")
+    for w in worse:
+        print(f"bench: REGRESSION {w}", file=sys.stderr)
+    return bool(worse)
 
 
 def print_table(doc, before):
-    head = ["case", "lines", "wall s", "lines/s", "CPU s", "peak RSS MB", "files", "MB written"]
+    head = ["case", "lines", "wall s", "lines/s", "CPU s", "peak RSS MB", "files", "MB written", "ms/ck", "instructions"]
     if before:
-        head += ["lines/s before", "speed-up", "CPU s before", "RSS MB before"]
+        head += ["lines/s before", "speed-up", "CPU s before", "RSS MB before", "instr Δ"]
     rows = []
     for r in doc["results"]:
         row = [r["case"], f"{r['lines']:,}", f"{r['wall_s']:.3f}", f"{r['lines_per_s']:,.0f}", f"{r['cpu_s']:.2f}",
-               f"{r['rss_mb']:.0f}", str(r["files"]), f"{r['mb_written']:.1f}"]
+               f"{r['rss_mb']:.0f}", str(r["files"]), f"{r['mb_written']:.1f}",
+               f"{r['checkpoint_ms']:.1f}" if r.get("checkpoint_ms") is not None else "-",
+               f"{r['instructions']:,}" if r.get("instructions") else "-"]
         if before:
             b = before.get(r["case"])
             row += ([f"{b['lines_per_s']:,.0f}", f"{r['lines_per_s'] / b['lines_per_s']:.2f}x", f"{b['cpu_s']:.2f}",
                      f"{b['rss_mb']:.0f}"] if b else ["-", "-", "-", "-"])
+            instr = b and r.get("instructions") and b.get("instructions")
+            row.append(f"{(r['instructions'] / b['instructions'] - 1) * 100:+.1f} %" if instr else "-")
         rows.append(row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     print(f"# {doc['label']} on {doc['machine']['cpus']} CPUs, {doc['date']}")

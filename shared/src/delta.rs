@@ -430,18 +430,50 @@ pub async fn horizon(t: &DeltaTable, app: &str) -> Result<i64, DeltaTableError> 
 }
 
 /// Commits `c` unless the table holds its version already (a restart's second commit of one
-/// checkpoint); refreshes `t` first and returns whether it committed. A commit that fails
-/// with an outcome unknown (a timeout after the PUT) is resolved the same way: the log, read
-/// again, holds the version or not.
+/// checkpoint); refreshes `t` first and returns whether it committed.
+///
+/// A commit that fails with an outcome unknown (a timeout after the PUT) is resolved the same
+/// way: the log, read again, holds the version or not. A commit that adds files and removes
+/// none (a blind append, as every unit of a Kafka pipeline makes) and lost a race with
+/// another writer's commit (a table created or widened at the same moment) is made again on
+/// the newer version, up to [`COMMIT_ATTEMPTS`] times.
 pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<bool, DeltaError> {
-    let err = DeltaError::of(table);
-    t.update_state().await.map_err(err)?;
+    let mut attempt = 1;
+    loop {
+        match commit_once(t, &c).await {
+            Ok(done) => return Ok(done),
+            Err(e) if c.removes.is_empty() && is_conflict(&e) && attempt < COMMIT_ATTEMPTS => {
+                tracing::debug!(table, attempt, error = %e, "commit conflict: again on the newer version");
+                attempt += 1;
+            }
+            Err(e) => return Err(DeltaError::of(table)(e)),
+        }
+    }
+}
+
+/// How many times a blind append is tried against other writers' commits.
+pub const COMMIT_ATTEMPTS: u32 = 10;
+
+/// A commit that lost a race with another writer's (whose outcome is known: not made).
+fn is_conflict(e: &DeltaTableError) -> bool {
+    use deltalake_core::kernel::transaction::TransactionError as T;
+    matches!(
+        e,
+        DeltaTableError::Transaction {
+            source: T::CommitConflict(_) | T::MaxCommitAttempts(_) | T::VersionAlreadyExists(_)
+        } | DeltaTableError::VersionAlreadyExists(_)
+    )
+}
+
+/// One attempt of [`commit`].
+async fn commit_once(t: &mut DeltaTable, c: &TableCommit) -> Result<bool, DeltaTableError> {
+    t.update_state().await?;
     if let Some(v) = c.version
-        && committed_version(t, &c.app_id).await.map_err(err)? >= Some(v)
+        && committed_version(t, &c.app_id).await? >= Some(v)
     {
         return Ok(false);
     }
-    let actions = actions_of(t, &c).map_err(err)?;
+    let actions = actions_of(t, c)?;
     let operation = if c.rearranges {
         DeltaOperation::Optimize {
             predicate: None,
@@ -454,7 +486,7 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
             epoch_id: c.version.unwrap_or(-1),
         }
     };
-    let snapshot = t.snapshot().map_err(err)?;
+    let snapshot = t.snapshot()?;
     // Post-commit: a log checkpoint every `delta.checkpointInterval` commits (100), and log
     // entries older than `delta.logRetentionDuration` (30 days) cleaned up.
     let done = CommitBuilder::from(CommitProperties::default())
@@ -466,11 +498,11 @@ pub async fn commit(t: &mut DeltaTable, table: &str, c: TableCommit) -> Result<b
             t.state = Some(done.snapshot());
             Ok(true)
         }
-        Err(e) if landed(t, &c).await.unwrap_or(false) => {
-            tracing::warn!(table, app = %c.app_id, error = %e, "the commit reported an error but is in the log");
+        Err(e) if landed(t, c).await.unwrap_or(false) => {
+            tracing::warn!(app = %c.app_id, error = %e, "the commit reported an error but is in the log");
             Ok(true)
         }
-        Err(e) => Err(err(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -646,6 +678,9 @@ mod tests {
     struct TimeoutAfterPut {
         inner: Arc<dyn object_store::ObjectStore>,
         armed: std::sync::atomic::AtomicBool,
+        /// Before the next log entry is written, another writer (on this lake, without the
+        /// wrapper) commits a column added to the table: the entry's version is taken.
+        race: std::sync::Mutex<Option<Lake>>,
     }
 
     impl std::fmt::Display for TimeoutAfterPut {
@@ -662,8 +697,23 @@ mod tests {
             payload: object_store::PutPayload,
             opts: object_store::PutOptions,
         ) -> object_store::Result<object_store::PutResult> {
-            let put = self.inner.put_opts(location, payload, opts).await?;
             let entry = location.as_ref().contains("_delta_log/");
+            let race = self.race.lock().unwrap().take().filter(|_| entry);
+            if let Some(lake) = race {
+                let mut other = open(&lake, "t").await.unwrap().unwrap();
+                let wider = Schema::new(vec![arrow::datatypes::Field::new(
+                    "max_bytes",
+                    arrow::datatypes::DataType::Int64,
+                    true,
+                )]);
+                let c = TableCommit {
+                    app_id: "p/t/other".into(),
+                    file_schema: Some(wider),
+                    ..TableCommit::default()
+                };
+                commit(&mut other, "t", c).await.unwrap();
+            }
+            let put = self.inner.put_opts(location, payload, opts).await?;
             if entry && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
                 return Err(object_store::Error::Generic {
                     store: "test",
@@ -732,6 +782,7 @@ mod tests {
         let store = Arc::new(TimeoutAfterPut {
             inner: lake.store.clone(),
             armed: std::sync::atomic::AtomicBool::new(true),
+            race: std::sync::Mutex::new(None),
         });
         lake.store = store.clone();
         let mut t = open(&lake, "t").await.unwrap().unwrap();
@@ -752,6 +803,29 @@ mod tests {
         assert!(commit(&mut t, "t", c(2)).await.unwrap());
         let t = open(&lake, "t").await.unwrap().unwrap();
         assert_eq!(t.version(), Some(2), "one log entry per checkpoint");
+    }
+
+    #[tokio::test]
+    async fn an_append_that_loses_a_race_with_a_schema_change_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut lake, _) = table(dir.path()).await;
+        let plain = lake.clone();
+        lake.store = Arc::new(TimeoutAfterPut {
+            inner: plain.store.clone(),
+            armed: std::sync::atomic::AtomicBool::new(false),
+            race: std::sync::Mutex::new(Some(plain.clone())),
+        });
+        let mut t = open(&lake, "t").await.unwrap().unwrap();
+        let c = TableCommit {
+            app_id: "p/t/p0".into(),
+            version: Some(1),
+            ..TableCommit::default()
+        };
+        assert!(commit(&mut t, "t", c).await.unwrap());
+        let t = open(&plain, "t").await.unwrap().unwrap();
+        assert_eq!(t.version(), Some(2), "the other writer's commit, then ours");
+        assert_eq!(committed_version(&t, "p/t/p0").await.unwrap(), Some(1));
+        assert!(t.snapshot().unwrap().schema().field("max_bytes").is_some());
     }
 
     #[tokio::test]

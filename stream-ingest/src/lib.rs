@@ -158,6 +158,8 @@ pub struct RunSummary {
     pub checkpoints: u64,
     /// Size of the last checkpoint written.
     pub checkpoint_bytes: u64,
+    /// The time the checkpoints took to become durable and commit their files, together.
+    pub checkpoint_time: std::time::Duration,
     /// The checkpoint this run resumed from.
     pub resumed_from: Option<u64>,
     /// Stopped by a signal before the end of the input (resumable).
@@ -174,6 +176,7 @@ impl RunSummary {
         self.bytes_written += o.bytes_written;
         self.rows_written += o.rows_written;
         self.checkpoints += o.checkpoints;
+        self.checkpoint_time += o.checkpoint_time;
     }
 
     /// Adds the counts of another unit's run (a Kafka member runs several).
@@ -199,7 +202,7 @@ impl fmt::Display for RunSummary {
         let s = &self.stats;
         write!(
             f,
-            "{} lines read, {} parsed, {} invalid, {} late; {} windows emitted; {} rows in {} files ({:.1} MB) written; {} checkpoints ({:.1} KB) in {:.2} s",
+            "{} lines read, {} parsed, {} invalid, {} late; {} windows emitted; {} rows in {} files ({:.1} MB) written; {} checkpoints ({:.1} KB, {:.1} ms each) in {:.2} s",
             s.lines,
             s.parsed,
             s.invalid,
@@ -210,6 +213,7 @@ impl fmt::Display for RunSummary {
             self.bytes_written as f64 / 1e6,
             self.checkpoints,
             self.checkpoint_bytes as f64 / 1e3,
+            self.checkpoint_time.as_secs_f64() * 1e3 / self.checkpoints.max(1) as f64,
             self.seconds
         )?;
         if s.state_budget_exceeded > 0 {

@@ -584,15 +584,15 @@ pub fn summarize(
     resumed_from: Option<u64>,
     interrupted: bool,
 ) -> RunSummary {
-    let (files_written, rows_written, bytes_written, checkpoint_bytes, checkpoints) =
-        telemetry.published();
+    let p = telemetry.published();
     RunSummary {
         stats: telemetry.engine_stats(),
-        files_written,
-        bytes_written,
-        rows_written,
-        checkpoints,
-        checkpoint_bytes,
+        files_written: p.files,
+        bytes_written: p.bytes,
+        rows_written: p.rows,
+        checkpoints: p.checkpoints,
+        checkpoint_bytes: p.checkpoint_bytes,
+        checkpoint_time: p.checkpoint_time,
         resumed_from,
         interrupted,
         seconds: 0.0,

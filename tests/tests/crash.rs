@@ -1073,6 +1073,78 @@ fn delta_optimize_and_vacuum_leave_only_the_newest_files() {
     }
 }
 
+/// Slow enough, in small chunks, that most hours of the generated log span several
+/// checkpoints, hence several files.
+const PACED_SMALL_CHUNKS: [&str; 6] = [
+    "--checkpoint-interval",
+    "100ms",
+    "--chunk-bytes",
+    "4096",
+    "--max-lines-per-sec",
+    "4000",
+];
+
+/// The OPTIMIZE commits in a Delta table's log.
+fn optimize_commits(table: &Path) -> usize {
+    std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .filter(|c| c.contains("\"OPTIMIZE\""))
+        .count()
+}
+
+/// Readers during OPTIMIZE: DuckDB's `delta_scan` reads `status_1m` over and over while the
+/// stream stage commits and merges partitions; no read ever sees a window's row twice (the
+/// small files and the merged one at once), as a reader listing directories can.
+#[test]
+fn a_delta_reader_during_optimize_sees_each_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = generated_log(dir.path(), 30_000);
+    let run = delta_run_dir(&dir.path().join("delta"), "");
+    let lake = run.join("lake");
+    let done = dir.path().join("done");
+    let script = format!(
+        r#"
+import os, time, duckdb
+from duckdb_extensions import import_extension
+import_extension("delta")
+table, done = {table:?}, {done:?}
+reads = 0
+while not os.path.exists(done):
+    if not os.path.exists(table + "/_delta_log"):
+        time.sleep(0.05)
+        continue
+    rows, keys = duckdb.sql(f"SELECT count(*), count(DISTINCT (window_start, status)) FROM delta_scan('{{table}}')").fetchone()
+    assert rows == keys, (reads, rows, keys)
+    reads += 1
+print(reads)
+"#,
+        table = lake.join("status_1m").to_str().unwrap(),
+        done = done.to_str().unwrap(),
+    );
+    let reader = python()
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let streamed = ingest(&run, &log, lake.to_str().unwrap(), &PACED_SMALL_CHUNKS, &[]).output();
+    std::fs::write(&done, "").unwrap();
+    let read = reader.wait_with_output().unwrap();
+    assert!(streamed.unwrap().status.success());
+    let said = String::from_utf8_lossy(&read.stderr);
+    assert!(read.status.success(), "a read saw a row twice: {said}");
+    let reads: u32 = String::from_utf8_lossy(&read.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let optimized = optimize_commits(&lake.join("status_1m"));
+    assert!(
+        reads >= 10 && optimized >= 5,
+        "{reads} reads, {optimized} OPTIMIZE commits"
+    );
+}
+
 /// `stream-ingest compact` on a Delta lake written without merging at commit: one OPTIMIZE
 /// commit per split partition, fewer files named by the log, the same rows.
 #[test]
@@ -1087,16 +1159,13 @@ fn compact_optimizes_the_complete_partitions_of_a_delta_lake() {
     ) + "\npartition_commit: { compact: false }\n";
     std::fs::write(&yaml, text).unwrap();
     let lake = run.join("lake");
-    // Slow enough that most hours span several checkpoints, hence several files.
-    let paced = [
-        "--checkpoint-interval",
-        "100ms",
-        "--chunk-bytes",
-        "4096",
-        "--max-lines-per-sec",
-        "4000",
-    ];
-    run_ok(&mut ingest(&run, &log, lake.to_str().unwrap(), &paced, &[]));
+    run_ok(&mut ingest(
+        &run,
+        &log,
+        lake.to_str().unwrap(),
+        &PACED_SMALL_CHUNKS,
+        &[],
+    ));
     let tables = snapshot(&run, &lake);
     let files_before = delta_files(&lake.join("path_1m")).len();
     let compact = |extra: &[&str]| {
@@ -1122,12 +1191,7 @@ fn compact_optimizes_the_complete_partitions_of_a_delta_lake() {
         "{files_before} -> {files_after} files: {said}"
     );
     assert_same(&tables, &snapshot(&run, &lake), 0);
-    let optimize = std::fs::read_dir(lake.join("path_1m/_delta_log"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
-        .filter(|c| c.contains("\"OPTIMIZE\""))
-        .count();
-    assert!(optimize > 0);
+    assert!(optimize_commits(&lake.join("path_1m")) > 0);
     // A second compact has nothing left to merge.
     let said = compact(&[]);
     assert!(said.contains("merged 0 files"), "{said}");

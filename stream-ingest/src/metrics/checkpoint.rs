@@ -29,6 +29,8 @@ pub(super) struct CheckpointMetrics {
     // first), and its size, for the summary line.
     last_ms: AtomicI64,
     last_bytes: AtomicU64,
+    /// Time spent making checkpoints durable and committing, in total (µs).
+    total_us: AtomicU64,
 }
 
 impl CheckpointMetrics {
@@ -65,6 +67,7 @@ impl CheckpointMetrics {
             ),
             last_ms: AtomicI64::new(0),
             last_bytes: AtomicU64::new(0),
+            total_us: AtomicU64::new(0),
         }
     }
 
@@ -77,10 +80,12 @@ impl CheckpointMetrics {
         }
     }
 
-    /// Checkpoints this process wrote, and the last one's size in bytes.
-    pub(super) fn written(&self) -> (u64, u64) {
+    /// Checkpoints this process wrote, the last one's size in bytes, and the time they took
+    /// together.
+    pub(super) fn written(&self) -> (u64, u64, Duration) {
         let last_bytes = self.last_bytes.load(Ordering::Relaxed);
-        (self.checkpoints.get(), last_bytes)
+        let total = Duration::from_micros(self.total_us.load(Ordering::Relaxed));
+        (self.checkpoints.get(), last_bytes, total)
     }
 }
 
@@ -98,6 +103,8 @@ impl Telemetry {
         c.duration.observe(took.as_secs_f64());
         c.size.set(bytes as i64);
         c.last_bytes.store(bytes, Ordering::Relaxed);
+        c.total_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         let now = chrono::Utc::now().timestamp_millis();
         c.last_ms.store(now, Ordering::Relaxed);
     }

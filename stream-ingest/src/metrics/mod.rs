@@ -91,12 +91,18 @@ impl Telemetry {
         })
     }
 
-    /// Files, rows and bytes this process published, the last checkpoint's size, and the
-    /// checkpoints it wrote (for the summary line).
-    pub fn published(&self) -> (u64, u64, u64, u64, u64) {
+    /// What this process published and checkpointed (for the summary line).
+    pub fn published(&self) -> Published {
         let (files, rows, bytes) = self.commit.published();
-        let (checkpoints, last_bytes) = self.checkpoint.written();
-        (files, rows, bytes, last_bytes, checkpoints)
+        let (checkpoints, checkpoint_bytes, checkpoint_time) = self.checkpoint.written();
+        Published {
+            files,
+            rows,
+            bytes,
+            checkpoints,
+            checkpoint_bytes,
+            checkpoint_time,
+        }
     }
 
     /// The metrics as OpenMetrics text (what `/metrics` serves); derived gauges (ages, lags,
@@ -212,4 +218,16 @@ mod tests {
         assert!(text.contains("# TYPE stream_ingest_checkpoint_duration_seconds histogram"));
         assert!(text.trim_end().ends_with("# EOF"));
     }
+}
+
+/// Files, rows and bytes a process published; the checkpoints it wrote, the last one's size
+/// and the time they took to become durable and commit their files, together.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Published {
+    pub files: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub checkpoints: u64,
+    pub checkpoint_bytes: u64,
+    pub checkpoint_time: std::time::Duration,
 }
