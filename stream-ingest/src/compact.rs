@@ -107,12 +107,12 @@ pub async fn compact(
     let config = &loaded.config;
     let root = opts.lake.as_deref().unwrap_or(&config.lake.root);
     let lake = Lake::open(root, &config.lake.s3, config.lake.partition_time)?;
-    let committer = FileCommitter::new(lake.clone());
     // A run of the pipeline merges too: one process at a time (a dry run only reads).
     let locks = match opts.dry_run {
         false => Some(lock_unit(&lake, &config.name, &Unit::whole(), None).await?),
         true => None,
     };
+    let check = || locks.as_ref().map_or(Ok(()), |l| l.check());
     let tables = selected_tables(config, opts.table.as_deref())?;
     let store = CheckpointStore::new(lake.clone(), &config.name, config.checkpoint.keep as usize);
     let oldest = store.oldest().await?.unwrap_or(u64::MAX);
@@ -122,46 +122,58 @@ pub async fn compact(
     };
     let codec = config.lake.compression.codec();
     if config.lake.format == LakeFormat::Delta {
-        let check = || locks.as_ref().map_or(Ok(()), |l| l.check());
         let delta = DeltaCommitter::new(lake, &config.name, &Unit::whole())
             .with_retention(config.lake.delta.vacuum.0);
         for table in tables {
             optimize(&delta, table, codec, oldest, opts, &check, &mut summary).await?;
         }
-        summary.seconds = started.elapsed().as_secs_f64();
-        return Ok(summary);
-    }
-    for table in tables {
-        if !opts.dry_run {
-            summary.recovered += committer.finish_replacements(table).await? as u64;
-        }
-        for segments in lake
-            .committed_partitions(table)
-            .await
-            .map_err(|e| IngestError::Internal(e.to_string()))?
-        {
-            let partition = PartitionPath { segments };
-            let marker_path = lake.data_file(table, &partition, COMMIT_MARKER);
-            let marker = committer.read_marker(&marker_path).await?;
-            if marker.files.len() < opts.min_files.max(2) {
-                continue;
-            }
-            if !mergeable(marker.checkpoint, oldest) {
-                summary.too_recent += 1;
-                continue;
-            }
-            if let Some(l) = &locks {
-                l.check().map_err(IngestError::Lock)?;
-            }
-            let merged = merge(&lake, &committer, &marker, codec, opts.dry_run).await?;
-            if !opts.dry_run {
-                tracing::info!(table = %marker.table, partition = %marker.partition_path(), files = merged.files, rows = merged.rows, "merged");
-            }
-            summary.add(&merged);
+    } else {
+        for table in tables {
+            merge_table(&lake, table, codec, oldest, opts, &check, &mut summary).await?;
         }
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Merges a Hive table's committed partitions with several files, finishing the merges a
+/// crash interrupted first.
+async fn merge_table(
+    lake: &Lake,
+    table: &str,
+    codec: parquet::basic::Compression,
+    oldest: u64,
+    opts: &CompactOptions,
+    check: &dyn Fn() -> Result<(), shared::lock::LockError>,
+    summary: &mut CompactSummary,
+) -> Result<(), IngestError> {
+    let committer = FileCommitter::new(lake.clone());
+    if !opts.dry_run {
+        summary.recovered += committer.finish_replacements(table).await? as u64;
+    }
+    let partitions = lake
+        .committed_partitions(table)
+        .await
+        .map_err(|e| IngestError::Internal(e.to_string()))?;
+    for segments in partitions {
+        let partition = PartitionPath { segments };
+        let marker_path = lake.data_file(table, &partition, COMMIT_MARKER);
+        let marker = committer.read_marker(&marker_path).await?;
+        if marker.files.len() < opts.min_files.max(2) {
+            continue;
+        }
+        if !mergeable(marker.checkpoint, oldest) {
+            summary.too_recent += 1;
+            continue;
+        }
+        check().map_err(IngestError::Lock)?;
+        let merged = merge(lake, &committer, &marker, codec, opts.dry_run).await?;
+        if !opts.dry_run {
+            tracing::info!(table = %marker.table, partition = %marker.partition_path(), files = merged.files, rows = merged.rows, "merged");
+        }
+        summary.add(&merged);
+    }
+    Ok(())
 }
 
 impl CompactSummary {

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use shared::commit::{CommitError, PartitionMarker, PendingFile, checkpoint_of, unit_of};
-use shared::delta::{self, DeltaTable, FileToAdd, Remove, TableCommit};
+use shared::delta::{self, Add, DeltaTable, FileToAdd, Remove, TableCommit};
 use shared::lake::Lake;
 
 use super::{Committer, MergeQueue, Redo};
@@ -195,35 +195,45 @@ impl DeltaCommitter {
             bytes_after: merged.data.len() as u64,
             rows: merged.rows,
         };
-        if dry_run {
-            return Ok(Some(figures));
+        if !dry_run {
+            let add = self.put_merged(table, &partition, merged).await?;
+            let commit = TableCommit {
+                app_id: self.app_id(table),
+                adds: vec![add],
+                removes: files
+                    .iter()
+                    .map(|(p, size)| delta::remove_of(p, *size))
+                    .collect(),
+                rearranges: true,
+                ..TableCommit::default()
+            };
+            delta::commit(t, table, commit)
+                .await
+                .map_err(|e| self.error(e))?;
+            self.vacuum_if_due(table, t).await?;
         }
-        let path = format!("{prefix}{}", merged.name);
-        let add = delta::add_action(&path, &merged.data)
+        Ok(Some(figures))
+    }
+
+    /// Writes a merged file under its final name (no version names it yet); its `Add`.
+    async fn put_merged(
+        &self,
+        table: &str,
+        partition: &shared::lake::PartitionPath,
+        merged: crate::compact::MergedFile,
+    ) -> Result<Add, IngestError> {
+        let path = format!("{partition}/{}", merged.name);
+        let add = delta::add_action(path.trim_start_matches('/'), &merged.data)
             .map_err(|e| self.error(e))?
             .add;
-        let target = self.lake.data_file(table, &partition, &merged.name);
+        let target = self.lake.data_file(table, partition, &merged.name);
         self.lake
             .store
             .put(&target, PutPayload::from_bytes(merged.data))
             .await
             .map_err(|e| self.error(format!("{}: {e}", self.lake.display(&target))))?;
         fault::point("mid-replace");
-        let commit = TableCommit {
-            app_id: self.app_id(table),
-            adds: vec![add],
-            removes: files
-                .iter()
-                .map(|(p, size)| delta::remove_of(p, *size))
-                .collect(),
-            rearranges: true,
-            ..TableCommit::default()
-        };
-        delta::commit(t, table, commit)
-            .await
-            .map_err(|e| self.error(e))?;
-        self.vacuum_if_due(table, t).await?;
-        Ok(Some(figures))
+        Ok(add)
     }
 
     /// A table of `tables`, loaded into it first if needed; `None` if it has no log yet.
