@@ -339,3 +339,55 @@ fn a_bad_expression_is_one_message_with_file_line_and_field_and_exit_2() {
         );
     }
 }
+
+/// `lake.format: delta` for the insights pipeline: every windowed table and the late table,
+/// read by DuckDB's `delta_scan`, holds the Hive lake's rows (sketch columns included, as
+/// bytes), and the reports are the Hive lake's, byte for byte.
+#[test]
+fn a_delta_lake_holds_the_rows_of_the_hive_lake() {
+    let log = shared_data("apache_logs.log");
+    let lakes = ["hive", "delta"].map(|format| {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = pipeline(dir.path(), &log, "");
+        let text = std::fs::read_to_string(&yaml).unwrap();
+        assert!(text.contains("\nlake:\n"));
+        let text = text.replacen("\nlake:\n", &format!("\nlake:\n  format: {format}\n"), 1);
+        std::fs::write(&yaml, text).unwrap();
+        let out = ingest(dir.path(), &yaml);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reports = dir.path().join("reports");
+        render(dir.path(), &yaml, &reports);
+        (dir, reports)
+    });
+    for r in REPORTS {
+        let file = format!("{r}.csv");
+        let [a, b] = [&lakes[0].1, &lakes[1].1].map(|d| std::fs::read(d.join(&file)).unwrap());
+        assert!(a == b, "{file} differs between the lakes");
+    }
+    let script = format!(
+        r#"
+import duckdb, os
+from duckdb_extensions import import_extension
+import_extension("delta")
+hive, delta = {hive:?}, {delta:?}
+for t in {tables:?} + ["late"]:
+    if not os.path.exists(f"{{hive}}/{{t}}"):
+        assert not os.path.exists(f"{{delta}}/{{t}}"), t
+        continue
+    a = duckdb.sql(f"SELECT * EXCLUDE (dt, hour) FROM read_parquet('{{hive}}/{{t}}/**/*.parquet', hive_partitioning=true, union_by_name=true) ORDER BY ALL").fetchall()
+    b = duckdb.sql(f"SELECT * EXCLUDE (dt, hour) FROM delta_scan('{{delta}}/{{t}}') ORDER BY ALL").fetchall()
+    assert len(a) > 0 and a == b, (t, len(a), len(b))
+    print(t, len(b))
+"#,
+        hive = lakes[0].0.path().join("lake").to_str().unwrap(),
+        delta = lakes[1].0.path().join("lake").to_str().unwrap(),
+        tables = TABLES,
+    );
+    let out = run_ok(python().args(["-c", &script]));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("hosts_1m "), "{printed}");
+}
