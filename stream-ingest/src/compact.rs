@@ -112,108 +112,116 @@ pub async fn compact(
         false => Some(lock_unit(&lake, &config.name, &Unit::whole(), None).await?),
         true => None,
     };
-    let check = || locks.as_ref().map_or(Ok(()), |l| l.check());
     let tables = selected_tables(config, opts.table.as_deref())?;
     let store = CheckpointStore::new(lake.clone(), &config.name, config.checkpoint.keep as usize);
-    let oldest = store.oldest().await?.unwrap_or(u64::MAX);
-    let mut summary = CompactSummary {
-        dry_run: opts.dry_run,
-        ..CompactSummary::default()
+    let mut pass = Pass {
+        opts,
+        codec: config.lake.compression.codec(),
+        oldest: store.oldest().await?.unwrap_or(u64::MAX),
+        locks,
+        summary: CompactSummary {
+            dry_run: opts.dry_run,
+            ..CompactSummary::default()
+        },
     };
-    let codec = config.lake.compression.codec();
     if config.lake.format == LakeFormat::Delta {
         let delta = DeltaCommitter::new(lake, &config.name, &Unit::whole())
             .with_retention(config.lake.delta.vacuum.0);
         for table in tables {
-            optimize(&delta, table, codec, oldest, opts, &check, &mut summary).await?;
+            pass.optimize(&delta, table).await?;
         }
     } else {
         for table in tables {
-            merge_table(&lake, table, codec, oldest, opts, &check, &mut summary).await?;
+            pass.merge_table(&lake, table).await?;
         }
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    pass.summary.seconds = started.elapsed().as_secs_f64();
+    Ok(pass.summary)
 }
 
-/// Merges a Hive table's committed partitions with several files, finishing the merges a
-/// crash interrupted first.
-async fn merge_table(
-    lake: &Lake,
-    table: &str,
+/// One `compact`: what it merges with, the rule for which partitions, and what it did.
+struct Pass<'a> {
+    opts: &'a CompactOptions,
     codec: parquet::basic::Compression,
+    /// The oldest checkpoint kept (see [`mergeable`]).
     oldest: u64,
-    opts: &CompactOptions,
-    check: &dyn Fn() -> Result<(), shared::lock::LockError>,
-    summary: &mut CompactSummary,
-) -> Result<(), IngestError> {
-    let committer = FileCommitter::new(lake.clone());
-    if !opts.dry_run {
-        summary.recovered += committer.finish_replacements(table).await? as u64;
-    }
-    let partitions = lake
-        .committed_partitions(table)
-        .await
-        .map_err(|e| IngestError::Internal(e.to_string()))?;
-    for segments in partitions {
-        let partition = PartitionPath { segments };
-        let marker_path = lake.data_file(table, &partition, COMMIT_MARKER);
-        let marker = committer.read_marker(&marker_path).await?;
-        if marker.files.len() < opts.min_files.max(2) {
-            continue;
-        }
-        if !mergeable(marker.checkpoint, oldest) {
-            summary.too_recent += 1;
-            continue;
-        }
-        check().map_err(IngestError::Lock)?;
-        let merged = merge(lake, &committer, &marker, codec, opts.dry_run).await?;
-        if !opts.dry_run {
-            tracing::info!(table = %marker.table, partition = %marker.partition_path(), files = merged.files, rows = merged.rows, "merged");
-        }
-        summary.add(&merged);
-    }
-    Ok(())
+    locks: Option<shared::lock::Locks>,
+    summary: CompactSummary,
 }
 
-impl CompactSummary {
-    fn add(&mut self, merged: &Merged) {
-        self.partitions += 1;
-        self.files_before += merged.files as u64;
-        self.bytes_before += merged.bytes_before;
-        self.bytes_after += merged.bytes_after;
-        self.rows += merged.rows;
+impl Pass<'_> {
+    /// Whether a partition of `files` files whose newest was committed by checkpoint
+    /// `committed` is merged now (the lock still held); counts those too recent.
+    fn admits(&mut self, files: usize, committed: u64) -> Result<bool, IngestError> {
+        if files < self.opts.min_files.max(2) {
+            return Ok(false);
+        }
+        if !mergeable(committed, self.oldest) {
+            self.summary.too_recent += 1;
+            return Ok(false);
+        }
+        if let Some(l) = &self.locks {
+            l.check().map_err(IngestError::Lock)?;
+        }
+        Ok(true)
     }
-}
 
-/// OPTIMIZE of a Delta table's complete partitions with several files, each in one commit
-/// of Removes and an Add that change no data (see [`DeltaCommitter::merge`]), under the
-/// same rule of kept checkpoints as a Hive lake's.
-async fn optimize(
-    delta: &DeltaCommitter,
-    table: &str,
-    codec: parquet::basic::Compression,
-    oldest: u64,
-    opts: &CompactOptions,
-    check: &dyn Fn() -> Result<(), shared::lock::LockError>,
-    summary: &mut CompactSummary,
-) -> Result<(), IngestError> {
-    for (segments, newest) in delta
-        .complete_partitions(table, opts.min_files.max(2))
-        .await?
-    {
-        if !mergeable(newest, oldest) {
-            summary.too_recent += 1;
-            continue;
-        }
-        check().map_err(IngestError::Lock)?;
-        let partition = segments.join("/");
-        if let Some(merged) = delta.merge(codec, table, segments, opts.dry_run).await? {
-            tracing::info!(table, %partition, files = merged.files, rows = merged.rows, dry_run = opts.dry_run, "merged");
-            summary.add(&merged);
-        }
+    fn merged(&mut self, table: &str, partition: &str, merged: &Merged) {
+        let dry_run = self.opts.dry_run;
+        tracing::info!(
+            table,
+            partition,
+            files = merged.files,
+            rows = merged.rows,
+            dry_run,
+            "merged"
+        );
+        self.summary.partitions += 1;
+        self.summary.files_before += merged.files as u64;
+        self.summary.bytes_before += merged.bytes_before;
+        self.summary.bytes_after += merged.bytes_after;
+        self.summary.rows += merged.rows;
     }
-    Ok(())
+
+    /// Merges a Hive table's committed partitions, finishing the merges a crash interrupted
+    /// first.
+    async fn merge_table(&mut self, lake: &Lake, table: &str) -> Result<(), IngestError> {
+        let committer = FileCommitter::new(lake.clone());
+        if !self.opts.dry_run {
+            self.summary.recovered += committer.finish_replacements(table).await? as u64;
+        }
+        let partitions = lake
+            .committed_partitions(table)
+            .await
+            .map_err(|e| IngestError::Internal(e.to_string()))?;
+        for segments in partitions {
+            let partition = PartitionPath { segments };
+            let marker_path = lake.data_file(table, &partition, COMMIT_MARKER);
+            let marker = committer.read_marker(&marker_path).await?;
+            if !self.admits(marker.files.len(), marker.checkpoint)? {
+                continue;
+            }
+            let merged = merge(lake, &committer, &marker, self.codec, self.opts.dry_run).await?;
+            self.merged(table, &partition.to_string(), &merged);
+        }
+        Ok(())
+    }
+
+    /// OPTIMIZE of a Delta table's complete partitions, each in one commit of Removes and
+    /// an Add that change no data (see [`DeltaCommitter::merge`]).
+    async fn optimize(&mut self, delta: &DeltaCommitter, table: &str) -> Result<(), IngestError> {
+        for (segments, files, newest) in delta.complete_partitions(table).await? {
+            if !self.admits(files, newest)? {
+                continue;
+            }
+            let partition = segments.join("/");
+            let dry_run = self.opts.dry_run;
+            if let Some(merged) = delta.merge(self.codec, table, segments, dry_run).await? {
+                self.merged(table, &partition, &merged);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The windowed tables to compact: `--table`, or all of them.

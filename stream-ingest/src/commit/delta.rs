@@ -122,14 +122,13 @@ impl DeltaCommitter {
         Ok(())
     }
 
-    /// The complete partitions of a table (ending at or before its horizon) with at least
-    /// `min_files` files in its newest version: their `name=value` segments, and the newest
-    /// checkpoint that wrote one of their files.
+    /// The complete partitions of a table (ending at or before its horizon) in its newest
+    /// version: their `name=value` segments, their files, and the newest checkpoint that
+    /// wrote one of them.
     pub async fn complete_partitions(
         &self,
         table: &str,
-        min_files: usize,
-    ) -> Result<Vec<(Vec<String>, u64)>, IngestError> {
+    ) -> Result<Vec<(Vec<String>, usize, u64)>, IngestError> {
         let mut tables = self.tables.lock().await;
         let Some(t) = self.loaded(&mut tables, table).await? else {
             return Ok(Vec::new());
@@ -147,10 +146,8 @@ impl DeltaCommitter {
         }
         Ok(partitions
             .into_iter()
-            .filter(|(s, (n, _))| {
-                *n >= min_files && self.lake.time_end_of(s).is_some_and(|e| e <= horizon)
-            })
-            .map(|(s, (_, newest))| (s, newest))
+            .filter(|(s, _)| self.lake.time_end_of(s).is_some_and(|e| e <= horizon))
+            .map(|(s, (files, newest))| (s, files, newest))
             .collect())
     }
 
