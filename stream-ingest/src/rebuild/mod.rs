@@ -168,18 +168,18 @@ async fn rebuild_unit(
             rebuilt.source
         )));
     }
-    let rebuilt_horizon = rebuilt.horizon;
     let mut files = Vec::new();
     let mut state = engine.snapshot(&mut files)?;
     for f in files {
         writer.handle(ToWriter::File(f)).await?;
     }
-    replace_tables(&mut state, rebuilt, &loaded.config, &opts.rebuild);
-    if flushed_at_end {
-        // The restored engine does not know its input ended: the rebuilt one, flushed
-        // again, says where every table is complete (a Delta lake's readers go by it).
-        state.horizon = rebuilt_horizon;
-    }
+    replace_tables(
+        &mut state,
+        rebuilt,
+        &loaded.config,
+        &opts.rebuild,
+        flushed_at_end,
+    );
     writer.handle(ToWriter::Checkpoint(Box::new(state))).await?;
     tracing::warn!(tables = %opts.rebuild.join(", "), %unit, checkpoint = from, "rebuilt up to the checkpoint's position");
     Ok(Some(next))
@@ -316,12 +316,14 @@ fn send(
     Ok(())
 }
 
-/// The run's state with the rebuilt tables' state (and their markers) in place of theirs.
+/// The run's state with the rebuilt tables' state (and their markers) in place of theirs;
+/// `flushed`: the input had ended and every window was emitted.
 fn replace_tables(
     state: &mut EngineSnapshot,
     rebuilt: EngineSnapshot,
     config: &PipelineConfig,
     tables: &[String],
+    flushed: bool,
 ) {
     let mut new_tables = rebuilt.tables.into_iter().zip(rebuilt.sinks);
     for (i, t) in config.tables.iter().enumerate() {
@@ -332,6 +334,12 @@ fn replace_tables(
         }
     }
     state.markers.extend(rebuilt.markers);
-    // Where a lake partition is complete for both (several units: see `Board`).
-    state.horizon = state.horizon.min(rebuilt.horizon);
+    state.horizon = if flushed {
+        // The restored engine does not know its input ended: the rebuilt one, flushed
+        // again, says where every table is complete (a Delta lake's readers go by it).
+        rebuilt.horizon
+    } else {
+        // Where a lake partition is complete for both (several units: see `Board`).
+        state.horizon.min(rebuilt.horizon)
+    };
 }
