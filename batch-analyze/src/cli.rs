@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use shared::config::{LoadedConfig, QueryEngine};
 
 use crate::as_of::AsOf;
+#[cfg(feature = "cluster")]
 use crate::cluster::process::{ExecutorOptions, SchedulerOptions};
 use crate::dates::{self, DateArgs, DayRange};
 use crate::error::{AnalyzeError, EXIT_NOTHING_TO_DO};
@@ -497,6 +498,17 @@ async fn validate(args: ValidateArgs) -> Result<(), AnalyzeError> {
     Ok(())
 }
 
+#[cfg(not(feature = "cluster"))]
+async fn scheduler(_: SchedulerArgs) -> Result<(), AnalyzeError> {
+    Err(AnalyzeError::Usage(crate::cluster::NO_CLUSTER.into()))
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn executor(_: ExecutorArgs) -> Result<(), AnalyzeError> {
+    Err(AnalyzeError::Usage(crate::cluster::NO_CLUSTER.into()))
+}
+
+#[cfg(feature = "cluster")]
 async fn scheduler(args: SchedulerArgs) -> Result<(), AnalyzeError> {
     let opts = SchedulerOptions {
         bind: args.bind,
@@ -508,6 +520,7 @@ async fn scheduler(args: SchedulerArgs) -> Result<(), AnalyzeError> {
         .map_err(AnalyzeError::Cluster)
 }
 
+#[cfg(feature = "cluster")]
 async fn executor(args: ExecutorArgs) -> Result<(), AnalyzeError> {
     let QueryEngine::Cluster { host, port } = QueryEngine::parse(&args.scheduler)
         .map_err(|e| AnalyzeError::Usage(format!("--scheduler: {e}")))?

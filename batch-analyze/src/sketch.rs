@@ -28,7 +28,9 @@ use arrow::array::{ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::common::{ScalarValue, exec_datafusion_err, internal_err, plan_err};
 use datafusion::error::{DataFusionError, Result};
+#[cfg(feature = "cluster")]
 use datafusion::execution::FunctionRegistry;
+#[cfg(feature = "cluster")]
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{AggregateOrderSensitivity, format_state_name};
@@ -55,6 +57,7 @@ pub fn register(ctx: &SessionContext) {
 
 /// Registers the sketch functions in a session state (a cluster process's, which has no
 /// context).
+#[cfg(feature = "cluster")]
 pub fn register_in(state: &mut SessionState) -> Result<()> {
     for f in udafs() {
         state.register_udaf(Arc::new(f))?;

@@ -7,15 +7,19 @@
 //! - [`DimensionTable`]: a dimension's rows, read once by the client and shipped inside the
 //!   plan when the query runs on a cluster.
 
+#[cfg(feature = "cluster")]
 use std::io::Cursor;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, SchemaRef};
+#[cfg(feature = "cluster")]
 use arrow::ipc::reader::StreamReader;
+#[cfg(feature = "cluster")]
 use arrow::ipc::writer::StreamWriter;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+#[cfg(feature = "cluster")]
 use datafusion::common::ScalarValue;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -29,6 +33,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::prelude::Expr;
+#[cfg(feature = "cluster")]
 use object_store::ObjectMeta;
 
 use crate::small_files::WholeFileReaderFactory;
@@ -44,6 +49,7 @@ pub struct SnapshotTable {
 }
 
 /// A [`SnapshotTable`] as it travels to a cluster's scheduler ([`crate::cluster::codec`]).
+#[cfg(feature = "cluster")]
 #[derive(serde::Serialize, serde::Deserialize)]
 struct WireSnapshot {
     store_url: String,
@@ -51,6 +57,7 @@ struct WireSnapshot {
     files: Vec<WireFile>,
 }
 
+#[cfg(feature = "cluster")]
 #[derive(serde::Serialize, serde::Deserialize)]
 struct WireFile {
     path: String,
@@ -78,6 +85,7 @@ impl SnapshotTable {
     }
 
     /// The table as bytes; the read schema travels beside it (in the plan).
+    #[cfg(feature = "cluster")]
     pub fn to_wire(&self) -> Result<Vec<u8>, DataFusionError> {
         let files = self
             .files
@@ -105,6 +113,7 @@ impl SnapshotTable {
     }
 
     /// The table [`Self::to_wire`] wrote, with its read schema.
+    #[cfg(feature = "cluster")]
     pub fn from_wire(schema: SchemaRef, bytes: &[u8]) -> Result<SnapshotTable, DataFusionError> {
         let wire: WireSnapshot =
             serde_json::from_slice(bytes).map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -215,6 +224,7 @@ impl DimensionTable {
         DimensionTable { schema, batches }
     }
 
+    #[cfg(feature = "cluster")]
     pub fn write_ipc(&self, buf: &mut Vec<u8>) -> Result<(), DataFusionError> {
         let mut writer = StreamWriter::try_new(buf, &self.schema)?;
         for b in &self.batches {
@@ -224,6 +234,7 @@ impl DimensionTable {
         Ok(())
     }
 
+    #[cfg(feature = "cluster")]
     pub fn from_ipc(payload: &[u8]) -> Result<DimensionTable, DataFusionError> {
         let reader = StreamReader::try_new(Cursor::new(payload), None)?;
         let schema = reader.schema();
@@ -259,7 +270,7 @@ impl TableProvider for DimensionTable {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cluster"))]
 mod tests {
     use arrow::array::{Int32Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};

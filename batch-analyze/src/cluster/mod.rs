@@ -20,25 +20,24 @@
 //! wrong-result bugs around window functions and joins), the tests compare both engines'
 //! outputs byte for byte on the reference pipelines.
 
+#[cfg(feature = "cluster")]
+mod ballista;
+#[cfg(feature = "cluster")]
 pub(crate) mod codec;
+#[cfg(feature = "cluster")]
 pub(crate) mod process;
+#[cfg(feature = "cluster")]
 pub(crate) mod stores;
 
-use std::sync::Arc;
+#[cfg(feature = "cluster")]
+pub use ballista::config;
+
 use std::time::Duration;
 
-use ballista::prelude::SessionContextExt;
-use ballista_core::extension::SessionConfigExt;
-use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
-use datafusion::error::DataFusionError;
-use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use shared::config::{QueryEngine, S3Config};
-use stores::LakeS3Options;
-use tokio::sync::OnceCell;
 
+#[cfg(feature = "cluster")]
 use crate::error::first_line;
 
 /// The options every report session has, embedded or on a cluster: no information schema
@@ -61,108 +60,20 @@ pub async fn session_on(engine: &QueryEngine, s3: &S3Config) -> Result<SessionCo
     if engine.is_embedded() {
         return Ok(embedded_session());
     }
-    session(engine, s3)
+    #[cfg(feature = "cluster")]
+    return ballista::session(engine, s3)
         .await
-        .map_err(|e| format!("{engine}: {}", first_line(&e.to_string())))
-}
-
-/// The session configuration every cluster process shares: Ballista's defaults, our
-/// options (as the embedded session's), our codec, and room for a query's S3 settings.
-pub fn config() -> SessionConfig {
-    our_options(SessionConfig::new_with_ballista())
-        .with_ballista_logical_extension_codec(Arc::new(codec::LakeCodec::default()))
-        .with_option_extension(LakeS3Options::default())
-}
-
-/// A session whose queries run on `engine` (which must not be embedded), with the sketch
-/// functions registered; its queries carry the pipeline's `lake.s3` settings to executors.
-async fn session(engine: &QueryEngine, s3: &S3Config) -> Result<SessionContext, DataFusionError> {
-    let url = match engine {
-        QueryEngine::Embedded => {
-            return Err(DataFusionError::Internal(
-                "the embedded engine has no cluster session".into(),
-            ));
-        }
-        QueryEngine::Standalone => {
-            let port = STANDALONE.get_or_try_init(start_standalone).await?;
-            format!("df://localhost:{port}")
-        }
-        QueryEngine::Cluster { .. } => engine.to_string(),
-    };
-    let mut state = session_state()?;
-    state
-        .config_mut()
-        .options_mut()
-        .extensions
-        .insert(LakeS3Options(s3.clone()));
-    let ctx = SessionContext::remote_with_state(&url, state).await?;
-    // Ballista's upgrade of the state replaces its functions: ours go in again, for planning
-    // here (the cluster's processes have their own).
-    crate::sketch::register(&ctx);
-    Ok(ctx)
-}
-
-/// The port of this process's standalone scheduler, started by the first session.
-static STANDALONE: OnceCell<u16> = OnceCell::const_new();
-
-/// The runtime of this process's cluster sessions and of its standalone scheduler and
-/// executor: one, so the lake store a run registers (with the YAML's `s3:` settings) is the
-/// one a standalone executor reads with.
-static RUNTIME: std::sync::OnceLock<Arc<RuntimeEnv>> = std::sync::OnceLock::new();
-
-fn runtime() -> Result<Arc<RuntimeEnv>, DataFusionError> {
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime.clone());
+        .map_err(|e| format!("{engine}: {}", first_line(&e.to_string())));
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = s3;
+        Err(format!("{engine}: {NO_CLUSTER}"))
     }
-    let runtime = RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::new(stores::LakeStores::default()))
-        .build_arc()?;
-    Ok(RUNTIME.get_or_init(|| runtime).clone())
 }
 
-/// A session state for cluster queries: our codec, the process's [`runtime()`], and the
-/// functions a standalone scheduler and executor (built from this state) plan and run with.
-fn session_state() -> Result<SessionState, DataFusionError> {
-    let mut state = SessionStateBuilder::new()
-        .with_default_features()
-        .with_config(config())
-        .with_runtime_env(runtime()?)
-        .build();
-    crate::sketch::register_in(&mut state)?;
-    Ok(state)
-}
-
-/// Starts a scheduler and an executor (one slot per core) inside this process.
-async fn start_standalone() -> Result<u16, DataFusionError> {
-    let state = session_state()?;
-    let failed = |e: ballista_core::error::BallistaError| {
-        DataFusionError::Execution(format!("the standalone cluster did not start: {e}"))
-    };
-    let addr = ballista_scheduler::standalone::new_standalone_scheduler_from_state(&state)
-        .await
-        .map_err(failed)?;
-    let url = format!("http://localhost:{}", addr.port());
-    let mut attempts = 0;
-    let scheduler = loop {
-        match SchedulerGrpcClient::connect(url.clone()).await {
-            Ok(client) => break client,
-            Err(e) if attempts >= 50 => {
-                return Err(DataFusionError::Execution(format!(
-                    "the standalone scheduler does not answer: {e}"
-                )));
-            }
-            Err(_) => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let slots = std::thread::available_parallelism().map_or(2, |n| n.get());
-    ballista_executor::new_standalone_executor_from_state(scheduler, slots, &state)
-        .await
-        .map_err(failed)?;
-    Ok(addr.port())
-}
+/// Why a binary built without the `cluster` feature runs no query on a cluster.
+#[cfg(not(feature = "cluster"))]
+pub const NO_CLUSTER: &str = "this batch-analyze was built without the `cluster` feature (Ballista); build it with the default features to run reports on a cluster";
 
 /// Fails with one line when the scheduler cannot be reached (it is otherwise found out at
 /// the first query, deep in a gRPC error).
