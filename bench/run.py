@@ -46,6 +46,7 @@ INSIGHTS = ROOT / "pipelines" / "access-log-insights.yaml"
 # The reference pipeline with a table filter (in the condition language every version reads).
 FILTERED = ROOT / "bench" / "filtered.yaml"
 SAMPLE = ROOT / "pipelines" / "data" / "apache_logs.log"
+DUCKDB_W1 = ROOT / "bench" / "duckdb_w1.py"
 
 # name -> gen arguments
 INPUTS = {
@@ -72,6 +73,10 @@ def case_list(bins):
         ("stream-1m-36days", "stream", "sparse1m", [si, "run", "-c", str(PIPELINE)], None),
         ("stream-1m-11days", "stream", "days1m", [si, "run", "-c", str(PIPELINE)], None),
         ("stream-high-cardinality", "stream", "uniq1m", [si, "run", "-c", str(HIGH_CARD)], None),
+        # The yardstick: the same two windowed tables computed by DuckDB as one batch query
+        # over the log (bench/duckdb_w1.py; skipped without the duckdb module).
+        ("duckdb-w1-1m", "stream", "gen1m", [sys.executable, str(DUCKDB_W1)], None),
+        ("duckdb-w1-11days", "stream", "days1m", [sys.executable, str(DUCKDB_W1)], None),
         ("stream-1m-filter", "stream", "gen1m", [si, "run", "-c", str(FILTERED)], None),
         # derive, lookup, percentiles and sketches (pipelines/access-log-insights.yaml).
         ("insights-1m", "stream", "gen1m", [si, "run", "-c", str(INSIGHTS)], None),
@@ -337,6 +342,9 @@ def main():
         if prefix is None and name.endswith("1core"):
             print(f"bench: {name}: no taskset, skipped", file=sys.stderr)
             continue
+        if name.startswith("duckdb-") and not has_duckdb():
+            print(f"bench: {name}: no duckdb module (pip install duckdb), skipped", file=sys.stderr)
+            continue
         on_s3 = name.endswith("-s3")
         if on_s3 and s3 is None:
             print(f"bench: {name}: no moto (pip install 'moto[server]' boto3), skipped", file=sys.stderr)
@@ -382,7 +390,8 @@ def main():
         runs.sort(key=lambda r: r["wall_s"])
         best = dict(runs[len(runs) // 2])
         best["wall_s_all"] = [round(r["wall_s"], 3) for r in runs]
-        if args.instructions and kind == "stream" and not on_s3 and lines <= 1_000_000:
+        ours = Path(argv[0]).parent == bins
+        if args.instructions and ours and kind == "stream" and not on_s3 and lines <= 1_000_000:
             best["instructions"] = count_instructions(full, WORK / "runs" / name)
             print(f"bench: {name}: {best['instructions']:,} instructions", file=sys.stderr)
         results.append(best)
@@ -409,6 +418,14 @@ def main():
         sys.exit(1)
 
 
+def has_duckdb():
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def count_instructions(argv, cwd):
     """Instructions of one run under callgrind (a fresh lake; every thread's)."""
     if not shutil.which("valgrind"):
@@ -416,6 +433,11 @@ def count_instructions(argv, cwd):
     lake = Path(argv[argv.index("--lake") + 1])
     shutil.rmtree(lake, ignore_errors=True)
     tool = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    # Checkpoints are taken by the wall clock, and callgrind runs about 50x slower: without a
+    # fixed interval, a run under it takes checkpoints (and rolls and merges files) that the
+    # same run does not take at full speed, and the count measures valgrind's pace.
+    if "--checkpoint-interval" not in argv:
+        argv = argv + ["--checkpoint-interval", "1h"]
     # Without the case's prefix (taskset): callgrind runs one thread at a time anyway.
     argv = tool + argv
     proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -26,13 +26,12 @@ use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use shared::config::{EndOfInput, PipelineConfig};
 use shared::lake::Lake;
 
-use shared::expr::Derivations;
-
 use crate::checkpoint::EngineSnapshot;
 use crate::dead_letter::{DeadLetter, DeadLetterError};
 use crate::lookup::Lookups;
 use crate::metrics::{TableMetrics, Telemetry};
 use crate::parallel::ParsedChunk;
+use crate::prepare::Prepare;
 use crate::sink::{EncodedFile, SinkError, SinkOptions, TableSink, complete_through};
 use crate::sources::{Advance, Position};
 use crate::table::{LateRow, WindowedTable};
@@ -75,10 +74,9 @@ pub struct Engine {
     /// A bounded input ended and every window was emitted (`end_of_input: flush`): every
     /// partition is complete, while the watermark stays the events' own.
     ended: bool,
-    /// A Kafka source: the event schema, whose last fields come from each line's record.
-    with_records: Option<SchemaRef>,
-    /// The pipeline's `derive` columns, appended to each batch.
-    derive: Derivations,
+    /// Kafka record fields and `derive` columns (on the parse threads, unless a chunk comes
+    /// unprepared).
+    prepare: Arc<Prepare>,
     /// The pipeline's `lookup` columns, appended after them.
     lookups: Lookups,
     /// The checkpoint that commits the files cut now.
@@ -95,47 +93,6 @@ pub struct Engine {
     metrics: Vec<TableMetrics>,
 }
 
-/// A parsed batch with the fields of each valid line's Kafka record appended (NULL when the
-/// chunk came without records: a Kafka pipeline run on a file).
-fn with_record_fields(
-    schema: &SchemaRef,
-    parsed: &ParsedChunk,
-) -> Result<RecordBatch, EngineError> {
-    use arrow::array::{Int32Builder, Int64Builder, TimestampMicrosecondBuilder};
-    let rows = parsed.batch.num_rows();
-    let (mut kafka_partition, mut offset) = (
-        Int32Builder::with_capacity(rows),
-        Int64Builder::with_capacity(rows),
-    );
-    let mut ts = TimestampMicrosecondBuilder::with_capacity(rows);
-    let mut invalid = parsed.invalid.iter().map(|i| i.index).peekable();
-    for line in 0..parsed.lines as usize {
-        if invalid.next_if_eq(&(line as u64)).is_some() {
-            continue;
-        }
-        match &parsed.records {
-            Some(r) => {
-                kafka_partition.append_value(r.kafka_partition);
-                offset.append_option(r.offsets.get(line).copied());
-                ts.append_option(r.timestamps.get(line).copied().flatten());
-            }
-            None => {
-                kafka_partition.append_null();
-                offset.append_null();
-                ts.append_null();
-            }
-        }
-    }
-    let mut columns = parsed.batch.columns().to_vec();
-    columns.push(Arc::new(kafka_partition.finish()));
-    columns.push(Arc::new(offset.finish()));
-    columns.push(Arc::new(ts.finish().with_timezone("UTC")));
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| EngineError::Build {
-        table: "(Kafka record fields)".into(),
-        message: e.to_string(),
-    })
-}
-
 impl Engine {
     /// `lookups` are the pipeline's, opened on their dimension files ([`Lookups::open`]).
     pub fn new(
@@ -146,14 +103,11 @@ impl Engine {
         lookups: Lookups,
     ) -> Result<Self, EngineError> {
         let source_events = shared::schema::source_events_of(config);
-        let derive =
-            Derivations::compile(&source_events, &config.derive).map_err(|(i, message)| {
-                EngineError::Build {
-                    table: format!("(derive[{i}])"),
-                    message,
-                }
-            })?;
-        let events = lookups.schema(derive.schema(&source_events)).clone();
+        let prepare = Prepare::new(config).map_err(|(i, message)| EngineError::Build {
+            table: format!("(derive[{i}])"),
+            message,
+        })?;
+        let events = lookups.schema(prepare.schema(&source_events)).clone();
         let ts_column =
             events
                 .index_of(&config.event_time.field)
@@ -181,9 +135,7 @@ impl Engine {
             idle_base: None,
             idle_empty: false,
             ended: false,
-            with_records: matches!(config.source, shared::config::SourceConfig::Kafka(_))
-                .then(|| source_events.clone()),
-            derive,
+            prepare: Arc::new(prepare),
             lookups,
             checkpoint: 1,
             commit_delay: config.partition_commit.delay.as_micros(),
@@ -193,6 +145,11 @@ impl Engine {
             telemetry,
             metrics,
         })
+    }
+
+    /// What the parse threads do to a chunk before it reaches [`Engine::apply`].
+    pub fn prepare(&self) -> Arc<Prepare> {
+        self.prepare.clone()
     }
 
     /// With more than one thread, tables process a batch and emit windows in parallel.
@@ -219,7 +176,7 @@ impl Engine {
     /// Counts a parsed chunk's lines, dead-letters its invalid ones, processes its events.
     fn process_parsed(
         &mut self,
-        parsed: ParsedChunk,
+        mut parsed: ParsedChunk,
         files: &mut Vec<EncodedFile>,
     ) -> Result<(), EngineError> {
         for bad in &parsed.invalid {
@@ -235,11 +192,11 @@ impl Engine {
             parsed.batch.num_rows() as u64,
             parsed.invalid.len() as u64,
         );
-        let batch = match &self.with_records {
-            Some(schema) => with_record_fields(schema, &parsed)?,
-            None => parsed.batch,
+        let batch = match parsed.prepared.take() {
+            Some(prepared) => prepared?,
+            None => self.prepare.apply(&parsed)?,
         };
-        let batch = self.lookups.apply(self.derive.apply(batch)?)?;
+        let batch = self.lookups.apply(batch)?;
         self.process_batch(&batch, files)
     }
 

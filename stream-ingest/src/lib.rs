@@ -33,6 +33,7 @@ pub(crate) mod lookup;
 pub(crate) mod member;
 pub(crate) mod metrics;
 pub(crate) mod parallel;
+pub(crate) mod prepare;
 pub(crate) mod produce;
 pub(crate) mod rebuild;
 pub(crate) mod sink;

@@ -8,6 +8,9 @@
 //! single-threaded run would, so the output is identical for any number of threads; the
 //! pool only lets parsing of the next chunks overlap the engine's work on this one.
 //!
+//! A worker also prepares the events it parsed ([`Prepare`]: Kafka record fields, `derive`),
+//! which depend only on the chunk as well.
+//!
 //! With one thread there is no pool: chunks are parsed on the engine thread.
 
 use std::collections::VecDeque;
@@ -16,9 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use arrow::array::RecordBatch;
+use arrow::error::ArrowError;
 use shared::config::FormatConfig;
 
 use crate::format::{EventParser, parser_for};
+use crate::prepare::Prepare;
 use crate::sources::{Advance, Chunk, RecordMeta};
 
 /// An invalid line of a parsed chunk.
@@ -38,6 +43,8 @@ pub struct ParsedChunk {
     pub invalid: Vec<InvalidLine>,
     /// Kafka: each line's record (the fields the source adds to its events).
     pub records: Option<RecordMeta>,
+    /// The events prepared for the engine ([`Prepare::apply`]), when a parse thread did it.
+    pub prepared: Option<Result<RecordBatch, ArrowError>>,
 }
 
 /// Parses one chunk with `parser`.
@@ -59,13 +66,27 @@ pub fn parse_chunk(parser: &mut dyn EventParser, data: &[u8], at_start: bool) ->
         lines: parsed.lines,
         invalid,
         records: None,
+        prepared: None,
     }
+}
+
+/// Parses one chunk with `parser` and prepares its events.
+fn parse_and_prepare(
+    parser: &mut dyn EventParser,
+    prepare: &Prepare,
+    data: &[u8],
+    at_start: bool,
+    records: Option<RecordMeta>,
+) -> ParsedChunk {
+    let mut parsed = parse_chunk(parser, data, at_start);
+    parsed.records = records;
+    parsed.prepared = Some(prepare.apply(&parsed));
+    parsed
 }
 
 /// One item from the source, in order: its events (being parsed, or parsed) and what follows.
 pub struct InFlight {
     events: Option<Pending>,
-    records: Option<RecordMeta>,
     pub after: Advance,
 }
 
@@ -78,7 +99,7 @@ impl InFlight {
     /// Waits for the chunk's events (`None` for an item without data). An error means a
     /// worker died.
     pub fn wait(self) -> Result<(Option<ParsedChunk>, Advance), String> {
-        let mut events = match self.events {
+        let events = match self.events {
             None => None,
             Some(Pending::Ready(p)) => Some(p),
             Some(Pending::Parsing(rx)) => Some(
@@ -86,9 +107,6 @@ impl InFlight {
                     .map_err(|_| "a parser thread stopped".to_string())?,
             ),
         };
-        if let Some(p) = &mut events {
-            p.records = self.records;
-        }
         Ok((events, self.after))
     }
 }
@@ -96,12 +114,14 @@ impl InFlight {
 struct Job {
     data: Vec<u8>,
     at_start: bool,
+    records: Option<RecordMeta>,
     reply: SyncSender<ParsedChunk>,
 }
 
 /// Parses chunks on `threads` threads (inline when 1), keeping them in source order.
 pub struct Parsers {
     inline: Option<Box<dyn EventParser>>,
+    prepare: Arc<Prepare>,
     jobs: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
     threads: usize,
@@ -111,12 +131,19 @@ pub struct Parsers {
 }
 
 impl Parsers {
-    /// `at_start`: the run reads its input from the beginning.
-    pub fn new(format: &FormatConfig, threads: usize, at_start: bool) -> Self {
+    /// `at_start`: the run reads its input from the beginning. `prepare`: the engine's
+    /// ([`crate::engine::Engine::prepare`]).
+    pub fn new(
+        format: &FormatConfig,
+        threads: usize,
+        at_start: bool,
+        prepare: Arc<Prepare>,
+    ) -> Self {
         let threads = threads.max(1);
         if threads == 1 {
             return Parsers {
                 inline: Some(parser_for(format)),
+                prepare,
                 jobs: None,
                 workers: Vec::new(),
                 threads,
@@ -128,6 +155,7 @@ impl Parsers {
         let workers = (0..threads)
             .map(|i| {
                 let rx = rx.clone();
+                let prepare = prepare.clone();
                 let mut parser = parser_for(format);
                 std::thread::Builder::new()
                     .name(format!("parse-{i}"))
@@ -138,7 +166,13 @@ impl Parsers {
                                 Err(_) => return,
                             };
                             let Ok(job) = job else { return };
-                            let parsed = parse_chunk(parser.as_mut(), &job.data, job.at_start);
+                            let parsed = parse_and_prepare(
+                                parser.as_mut(),
+                                &prepare,
+                                &job.data,
+                                job.at_start,
+                                job.records,
+                            );
                             // The engine may have stopped waiting (shutdown): fine.
                             let _ = job.reply.send(parsed);
                         }
@@ -148,6 +182,7 @@ impl Parsers {
             .collect();
         Parsers {
             inline: None,
+            prepare,
             jobs: Some(tx),
             workers,
             threads,
@@ -174,19 +209,25 @@ impl Parsers {
         if data.is_empty() {
             return InFlight {
                 events: None,
-                records: None,
                 after: advance,
             };
         }
         let after = advance;
         let at_start = std::mem::replace(&mut self.at_start, false);
         let events = match (&mut self.inline, &self.jobs) {
-            (Some(parser), _) => Pending::Ready(parse_chunk(parser.as_mut(), &data, at_start)),
+            (Some(parser), _) => Pending::Ready(parse_and_prepare(
+                parser.as_mut(),
+                &self.prepare,
+                &data,
+                at_start,
+                records,
+            )),
             (None, Some(jobs)) => {
                 let (reply, rx) = sync_channel(1);
                 match jobs.send(Job {
                     data,
                     at_start,
+                    records,
                     reply,
                 }) {
                     Ok(()) => Pending::Parsing(rx),
@@ -198,7 +239,6 @@ impl Parsers {
         };
         InFlight {
             events: Some(events),
-            records,
             after,
         }
     }

@@ -12,6 +12,7 @@
 //! through [`shared::commit`]; their names carry the id of the checkpoint that commits them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use arrow::error::ArrowError;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
@@ -186,41 +188,15 @@ impl TableSink {
         lake: &Lake,
         closed: Option<Instant>,
     ) -> Result<(), SinkError> {
-        let times = batch
-            .column(self.time_column)
-            .as_primitive::<TimestampMicrosecondType>();
-        let mut groups: BTreeMap<PartitionPath, (Vec<u32>, i64, i64)> = BTreeMap::new();
-        let mut last: Option<(i64, PartitionPath, i64)> = None;
-        for row in 0..batch.num_rows() {
-            let t = times.value(row);
-            // Rows come sorted by time: reuse the time partition of the previous row.
-            let (time_part, time_end) = match &last {
-                Some((start, p, end)) if t >= *start && t < *end => (p.clone(), *end),
-                _ => {
-                    let (start, end) = self.time_range(t);
-                    let p = lake.time_partition(t);
-                    last = Some((start, p.clone(), end));
-                    (p, end)
-                }
-            };
-            let mut part = time_part;
-            for (name, col) in &self.partition_keys {
-                let value = partition_value(batch.column(*col).as_ref(), row);
-                part.push_value(name, value.as_deref());
-            }
-            let e = groups.entry(part).or_insert((Vec::new(), time_end, t));
-            e.0.push(row as u32);
-        }
         let now = now_ms();
-        for (part, (rows, time_end, first_time)) in groups {
-            let taken = take_record_batch(batch, &UInt32Array::from(rows))?;
-            let taken = taken.project(&self.file_columns)?;
+        for (part, runs) in self.runs_by_partition(batch, lake) {
+            let taken = runs.take(batch)?.project(&self.file_columns)?;
             let buf = self.buffers.entry(part).or_insert(Buffer {
                 batches: Vec::new(),
                 rows: 0,
                 bytes: 0,
-                time_end,
-                first_time,
+                time_end: runs.time_end,
+                first_time: runs.first_time,
                 opened_ms: now,
                 closed: Vec::new(),
             });
@@ -232,6 +208,47 @@ impl TableSink {
             buf.batches.push(taken);
         }
         Ok(())
+    }
+
+    /// The rows of `batch` by partition, as runs of consecutive rows. Emitted rows come
+    /// sorted by time, so a time partition is one run, and a partition path is built once
+    /// per run, not once per row.
+    fn runs_by_partition(&self, batch: &RecordBatch, lake: &Lake) -> BTreeMap<PartitionPath, Runs> {
+        let times = batch
+            .column(self.time_column)
+            .as_primitive::<TimestampMicrosecondType>();
+        let mut keys = KeyValues::new(batch, &self.partition_keys);
+        let mut groups: BTreeMap<PartitionPath, Runs> = BTreeMap::new();
+        if batch.num_rows() == 0 {
+            return groups;
+        }
+        let mut run_start = 0;
+        let mut range = (i64::MAX, i64::MIN);
+        for row in 0..=batch.num_rows() {
+            let boundary = row == batch.num_rows() || {
+                let t = times.value(row);
+                let same_time = t >= range.0 && t < range.1;
+                if !same_time {
+                    range = self.time_range(t);
+                }
+                let same_keys = keys.same_as_previous(row);
+                !(same_time && same_keys) && row > 0
+            };
+            if !boundary {
+                continue;
+            }
+            let t = times.value(run_start);
+            let mut part = lake.time_partition(t);
+            keys.push_values(&mut part, run_start);
+            let runs = groups.entry(part).or_insert_with(|| Runs {
+                ranges: Vec::new(),
+                time_end: self.time_range(t).1,
+                first_time: t,
+            });
+            runs.ranges.push((run_start, row));
+            run_start = row;
+        }
+        groups
     }
 
     /// Files for the partitions the rolling policy says to write now (called at checkpoints).
@@ -467,13 +484,85 @@ pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-/// A partition value as text: the value's display form, `None` for NULL.
-fn partition_value(array: &dyn Array, row: usize) -> Option<String> {
-    if array.is_null(row) {
-        return None;
+/// The rows of one partition in a batch: runs of consecutive rows, in row order.
+struct Runs {
+    ranges: Vec<(usize, usize)>,
+    /// The end of the partition's time range, and the time of its first row.
+    time_end: i64,
+    first_time: i64,
+}
+
+impl Runs {
+    /// The rows: the batch itself when they are all of it, else a copy (a slice would keep
+    /// the whole batch alive, and count its size, until the partition is written).
+    fn take(&self, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+        match self.ranges[..] {
+            [(0, end)] if end == batch.num_rows() => Ok(batch.clone()),
+            _ => {
+                let rows = self.ranges.iter().flat_map(|&(s, e)| s as u32..e as u32);
+                take_record_batch(batch, &UInt32Array::from_iter_values(rows))
+            }
+        }
     }
-    let fmt = arrow::util::display::ArrayFormatter::try_new(array, &Default::default()).ok()?;
-    Some(fmt.value(row).to_string())
+}
+
+/// The `partition_by` values of a batch's rows as text (a value's display form; NULL is
+/// `None`), with one formatter per column and no allocation per row.
+struct KeyValues<'a> {
+    columns: Vec<(&'a str, &'a dyn Array, Option<ArrayFormatter<'a>>)>,
+    /// The previous row's values (`None`: NULL), and a scratch buffer.
+    previous: Vec<Option<String>>,
+    scratch: String,
+}
+
+impl<'a> KeyValues<'a> {
+    fn new(batch: &'a RecordBatch, keys: &'a [(String, usize)]) -> Self {
+        let options = FormatOptions::default();
+        let columns = keys
+            .iter()
+            .map(|(name, col)| {
+                let array = batch.column(*col).as_ref();
+                let format = ArrayFormatter::try_new(array, &options).ok();
+                (name.as_str(), array, format)
+            })
+            .collect();
+        KeyValues {
+            columns,
+            previous: vec![None; keys.len()],
+            scratch: String::new(),
+        }
+    }
+
+    /// Whether `row` has the values of the row before it (which it then remembers).
+    fn same_as_previous(&mut self, row: usize) -> bool {
+        let mut same = true;
+        for (i, (_, array, format)) in self.columns.iter().enumerate() {
+            let value = match format {
+                Some(f) if !array.is_null(row) => {
+                    self.scratch.clear();
+                    let _ = write!(self.scratch, "{}", f.value(row));
+                    Some(self.scratch.as_str())
+                }
+                _ => None,
+            };
+            if self.previous[i].as_deref() != value || row == 0 {
+                same = false;
+                self.previous[i] = value.map(str::to_string);
+            }
+        }
+        same
+    }
+
+    /// Appends the partition values of `row` to `part`.
+    fn push_values(&self, part: &mut PartitionPath, row: usize) {
+        for (name, array, format) in &self.columns {
+            let value = match format {
+                Some(f) if !array.is_null(row) => Some(f.value(row).to_string()),
+                _ => None,
+            };
+            part.push_value(name, value.as_deref());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -556,6 +645,79 @@ mod tests {
             rest.iter()
                 .all(|f| f.name.starts_with("part-19700101T01") && f.name.ends_with(".parquet"))
         );
+    }
+
+    /// The values of column `n` in an encoded file, in file order.
+    fn ns(file: &EncodedFile) -> Vec<i32> {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file.data.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        for b in reader {
+            let b = b.unwrap();
+            let n = b.column_by_name("n").unwrap();
+            out.extend(n.as_primitive::<arrow::datatypes::Int32Type>().values());
+        }
+        out
+    }
+
+    /// Rows that go back and forth between partitions (the late table's, in arrival order)
+    /// land in their partitions in row order; runs of one partition are taken whole.
+    #[test]
+    fn rows_out_of_partition_order_keep_their_order_in_each_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = test_lake(dir.path());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("window_start", shared::types::timestamp_type(), false),
+            Field::new("path", DataType::Utf8, true),
+            Field::new("n", DataType::Int32, false),
+        ]));
+        let rows: [(i64, Option<&str>); 8] = [
+            (0, Some("/a")),
+            (1, Some("/a")),
+            (2, Some("/b")),
+            (3, Some("/a")),
+            (H, Some("/a")),
+            (4, None),
+            (5, Some("/a")),
+            (H + 1, Some("/a")),
+        ];
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1))),
+                Arc::new(arrow::array::Int32Array::from_iter_values(0..8)),
+            ],
+        )
+        .unwrap();
+        let partition_by = ["path".to_string()];
+        let rolling = RollingConfig::default();
+        let mut sink = TableSink::new("t", schema, windowed(&partition_by, &rolling), &lake);
+        sink.add(&batch, &lake, None).unwrap();
+        let files = sink.flush_all().unwrap();
+        let got: Vec<(String, Vec<i32>)> = files
+            .iter()
+            .map(|f| (f.partition.to_string(), ns(f)))
+            .collect();
+        let want = [
+            ("dt=1970-01-01/hour=00/path=%2Fa", vec![0, 1, 3, 6]),
+            ("dt=1970-01-01/hour=00/path=%2Fb", vec![2]),
+            (
+                "dt=1970-01-01/hour=00/path=__HIVE_DEFAULT_PARTITION__",
+                vec![5],
+            ),
+            ("dt=1970-01-01/hour=01/path=%2Fa", vec![4, 7]),
+        ];
+        let want: Vec<(String, Vec<i32>)> =
+            want.into_iter().map(|(p, n)| (p.to_string(), n)).collect();
+        assert_eq!(got, want);
+        assert!(files.iter().all(|f| f.name.starts_with("part-19700101T0")));
     }
 
     /// A table of window starts only.

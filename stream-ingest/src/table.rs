@@ -11,7 +11,7 @@
 //! Emitted rows are ordered by window start, then key (row-format bytes sort like the
 //! values, NULL first), so a run's output does not depend on hash order.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -87,6 +87,83 @@ impl Window {
         });
         let added = GROUP_BYTES + key.len() + (self.accs.len() - before) * size_of::<Acc>();
         (g, added)
+    }
+
+    /// Empties the window for reuse, keeping its allocations.
+    fn clear(&mut self) {
+        self.index.clear();
+        self.keys.clear();
+        self.ends.clear();
+        self.accs.clear();
+        self.bytes = 0;
+    }
+}
+
+/// Emitted windows kept for their allocations, at most this many.
+const SPARE_WINDOWS: usize = 4;
+/// A window with more groups than this is not kept for reuse (its capacity would stay
+/// allocated, unaccounted for).
+const SPARE_MAX_GROUPS: usize = 1 << 16;
+
+/// The open fixed windows, ascending by start. Windows open and close in time order, and an
+/// event usually falls in the newest window or one just before it: a deque with the newest
+/// window checked first finds it in a comparison or two (a binary search otherwise), and
+/// emission pops from the front. Emitted windows are cleared and reused, so their hash
+/// tables, key arenas and state vectors are not allocated again for every window.
+#[derive(Debug, Default)]
+struct OpenWindows {
+    open: VecDeque<(i64, Window)>,
+    spare: Vec<Window>,
+}
+
+impl OpenWindows {
+    /// The window that starts at `start`, opened when new.
+    #[inline]
+    fn get_or_open(&mut self, start: i64) -> &mut Window {
+        let i = match self.open.back() {
+            Some((last, _)) if *last == start => self.open.len() - 1,
+            Some((last, _)) if *last > start => {
+                match self.open.binary_search_by_key(&start, |(s, _)| *s) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        let fresh = self.spare.pop().unwrap_or_default();
+                        self.open.insert(i, (start, fresh));
+                        i
+                    }
+                }
+            }
+            _ => {
+                let fresh = self.spare.pop().unwrap_or_default();
+                self.open.push_back((start, fresh));
+                self.open.len() - 1
+            }
+        };
+        &mut self.open[i].1
+    }
+
+    /// Removes the oldest window if it ends at or before `watermark` (`span` long).
+    fn pop_complete(&mut self, span: i64, watermark: i64) -> Option<(i64, Window)> {
+        let (start, _) = self.open.front()?;
+        if start.saturating_add(span) > watermark {
+            return None;
+        }
+        self.open.pop_front()
+    }
+
+    /// Keeps an emitted window's allocations for a window to come.
+    fn recycle(&mut self, mut window: Window) {
+        if self.spare.len() < SPARE_WINDOWS && window.len() <= SPARE_MAX_GROUPS {
+            window.clear();
+            self.spare.push(window);
+        }
+    }
+
+    fn starts(&self) -> impl Iterator<Item = i64> + '_ {
+        self.open.iter().map(|(s, _)| *s)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(i64, Window)> {
+        self.open.iter()
     }
 }
 
@@ -191,8 +268,8 @@ pub struct WindowedTable {
     keys: Option<RowConverter>,
     aggs: Vec<AggSpec>,
     filter: Option<Predicate>,
-    /// Fixed windows by start.
-    windows: BTreeMap<i64, Window>,
+    /// Open fixed windows.
+    windows: OpenWindows,
     /// Session windows by key.
     sessions: HashMap<Box<[u8]>, Vec<Session>>,
     /// Bytes of open state (estimated: keys, states, distinct values, table overhead).
@@ -257,7 +334,7 @@ impl WindowedTable {
             keys,
             aggs,
             filter,
-            windows: BTreeMap::new(),
+            windows: OpenWindows::default(),
             sessions: HashMap::new(),
             state_bytes: 0,
             hasher: DefaultHashBuilder::default(),
@@ -356,7 +433,7 @@ impl WindowedTable {
                 return; // this window was emitted: late for it
             }
             accepted = true;
-            let window = windows.entry(start).or_default();
+            let window = windows.get_or_open(start);
             let (g, mut added) = window.group(hasher, hash, key, |accs| {
                 accs.extend(aggs.iter().map(AggSpec::new_acc))
             });
@@ -426,7 +503,7 @@ impl WindowedTable {
     /// ([`WindowedTable::emit`] at the end of time), while the watermark stays where the
     /// events put it.
     pub fn mark_flushed(&mut self) {
-        self.flushed_windows.extend(self.windows.keys());
+        self.flushed_windows.extend(self.windows.starts());
         self.flushed_windows.sort_unstable();
         self.flushed_windows.dedup();
         for (key, list) in &self.sessions {
@@ -461,12 +538,7 @@ impl WindowedTable {
     fn emit_windows(&mut self, watermark: i64) -> Result<Option<RecordBatch>, ArrowError> {
         let span = self.assigner.span();
         let mut done = Vec::new();
-        while let Some(entry) = self.windows.first_entry() {
-            let start = *entry.key();
-            if start.saturating_add(span) > watermark {
-                break;
-            }
-            let window = entry.remove();
+        while let Some((start, window)) = self.windows.pop_complete(span, watermark) {
             self.state_bytes = self.state_bytes.saturating_sub(window.bytes);
             self.windows_emitted += 1;
             done.push((start, window));
@@ -485,7 +557,12 @@ impl WindowedTable {
                 (*start, end, window.key(g), &window.accs[g * n..(g + 1) * n])
             }));
         }
-        self.rows_to_batch(&rows).map(Some)
+        let batch = self.rows_to_batch(&rows);
+        drop(rows);
+        for (_, window) in done {
+            self.windows.recycle(window);
+        }
+        batch.map(Some)
     }
 
     /// [`WindowedTable::emit`] for sessions; a window is a distinct session start.
@@ -572,7 +649,7 @@ impl WindowedTable {
         let open = if self.assigner.is_session() {
             self.sessions.values().flatten().map(|s| s.start).min()
         } else {
-            self.windows.keys().next().copied()
+            self.windows.starts().next()
         };
         open.map_or(future, |o| o.min(future))
     }
@@ -635,7 +712,7 @@ impl WindowedTable {
 
     /// Replaces the open state by a checkpoint's.
     pub fn restore(&mut self, snapshot: TableSnapshot) {
-        self.windows = snapshot
+        let mut windows: Vec<(i64, Window)> = snapshot
             .windows
             .into_iter()
             .map(|(start, groups)| {
@@ -649,6 +726,11 @@ impl WindowedTable {
                 (start, window)
             })
             .collect();
+        windows.sort_unstable_by_key(|(start, _)| *start);
+        self.windows = OpenWindows {
+            open: windows.into(),
+            spare: Vec::new(),
+        };
         self.sessions = snapshot
             .sessions
             .into_iter()
@@ -670,7 +752,7 @@ impl WindowedTable {
                 .or_default();
             list.push((start, end));
         }
-        self.state_bytes = self.windows.values().map(|w| w.bytes).sum::<usize>()
+        self.state_bytes = self.windows.iter().map(|(_, w)| w.bytes).sum::<usize>()
             + self
                 .sessions
                 .iter()
@@ -690,8 +772,8 @@ impl WindowedTable {
             (n, n)
         } else {
             (
-                self.windows.len(),
-                self.windows.values().map(Window::len).sum(),
+                self.windows.open.len(),
+                self.windows.iter().map(|(_, w)| w.len()).sum(),
             )
         }
     }

@@ -406,7 +406,7 @@ pub async fn execute(
         at_start,
         ..
     } = recovered;
-    let parsers = Parsers::new(&format, threads, at_start);
+    let parsers = Parsers::new(&format, threads, at_start, engine.prepare());
     engine.set_threads(threads);
     tracing::debug!(threads, "parsing");
     let (tx, mut rx) = mpsc::channel::<ToWriter>(8);

@@ -9,21 +9,32 @@
 //!
 //! Compiling happens once, when the config is validated and again when a stage starts; only
 //! [`CompiledExpr::evaluate`] runs per batch.
+//!
+//! Only DataFusion's expression crates are used (SQL parser and planner, simplifier, scalar
+//! functions, physical expressions), through [`Functions`], not a `SessionContext`: that
+//! would link the whole query engine into `stream-ingest`, which never runs a query.
 
 mod functions;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow::compute::{cast, prep_null_mask_filter};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
-use datafusion::common::DFSchema;
-use datafusion::logical_expr::ScalarUDF;
-use datafusion::logical_expr::simplify::SimplifyContext;
-use datafusion::optimizer::simplify_expressions::ExprSimplifier;
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::prelude::SessionContext;
+use datafusion_common::config::ConfigOptions;
+use datafusion_common::{DFSchema, DataFusionError, TableReference, plan_err};
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::planner::{ContextProvider, ExprPlanner};
+use datafusion_expr::simplify::SimplifyContext;
+use datafusion_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, WindowUDF};
+use datafusion_optimizer::simplify_expressions::ExprSimplifier;
+use datafusion_physical_expr::PhysicalExpr;
+use datafusion_sql::parser::DFParserBuilder;
+use datafusion_sql::planner::{ParserOptions, PlannerContext, SqlToRel};
+use datafusion_sql::sqlparser::dialect::GenericDialect;
 
 use crate::config::filter;
 use crate::config::model::DerivedColumn;
@@ -39,19 +50,115 @@ pub struct CompiledExpr {
     pub data_type: DataType,
 }
 
-/// The session expressions are planned in: DataFusion's functions and ours. One per
-/// process (it registers every function; planning only reads it).
-fn session() -> &'static SessionContext {
-    static SESSION: std::sync::OnceLock<SessionContext> = std::sync::OnceLock::new();
-    SESSION.get_or_init(|| {
-        let ctx = SessionContext::new();
-        ctx.register_udf(ScalarUDF::from(functions::RegexpExtract::new()));
-        ctx
+/// What an expression over events can name: DataFusion's scalar functions (every one of
+/// `datafusion-functions`, by name and alias) and ours, with the planners of the SQL syntax
+/// that stands for functions (`EXTRACT`, `POSITION`, `SUBSTRING`, `OVERLAY`, struct and
+/// dictionary literals): what a `SessionContext` offers an expression, less what needs a
+/// query (tables, aggregates, window functions) or arrays. One per process.
+#[derive(Debug)]
+struct Functions {
+    scalar: HashMap<String, Arc<ScalarUDF>>,
+    planners: Vec<Arc<dyn ExprPlanner>>,
+    options: ConfigOptions,
+}
+
+fn functions() -> &'static Functions {
+    static FUNCTIONS: OnceLock<Functions> = OnceLock::new();
+    FUNCTIONS.get_or_init(|| {
+        let mut all = datafusion_functions::all_default_functions();
+        all.push(Arc::new(ScalarUDF::from(functions::RegexpExtract::new())));
+        let mut scalar = HashMap::new();
+        for f in all {
+            for alias in f.aliases() {
+                scalar.insert(alias.clone(), f.clone());
+            }
+            scalar.insert(f.name().to_string(), f);
+        }
+        use datafusion_functions::{core, datetime, unicode};
+        let planners: Vec<Arc<dyn ExprPlanner>> = vec![
+            Arc::new(core::planner::CoreFunctionPlanner::default()),
+            Arc::new(datetime::planner::DatetimeFunctionPlanner),
+            Arc::new(unicode::planner::UnicodeFunctionPlanner),
+        ];
+        Functions {
+            scalar,
+            planners,
+            options: ConfigOptions::default(),
+        }
     })
 }
 
+impl ContextProvider for Functions {
+    fn get_table_source(
+        &self,
+        name: TableReference,
+    ) -> datafusion_common::Result<Arc<dyn TableSource>> {
+        plan_err!("an expression over events reads no table (`{name}`)")
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        &self.planners
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.scalar.get(name).cloned()
+    }
+
+    fn get_higher_order_meta(&self, _name: &str) -> Option<Arc<HigherOrderUDF>> {
+        None
+    }
+
+    fn get_aggregate_meta(&self, _name: &str) -> Option<Arc<AggregateUDF>> {
+        None
+    }
+
+    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
+        None
+    }
+
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        &self.options
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        self.scalar.keys().cloned().collect()
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Parses and plans `sql` as a logical expression over `schema` (what
+/// `SessionContext::parse_sql_expr` does, with [`Functions`]).
+fn plan(sql: &str, schema: &DFSchema) -> datafusion_common::Result<datafusion_expr::Expr> {
+    let functions = functions();
+    let parsed = DFParserBuilder::new(sql)
+        .with_dialect(&GenericDialect {})
+        .build()?
+        .parse_into_expr()?;
+    let options = ParserOptions::from(&functions.options.sql_parser);
+    SqlToRel::new_with_options(functions, options).sql_to_expr_with_alias(
+        parsed,
+        schema,
+        &mut PlannerContext::new(),
+    )
+}
+
 /// Turns DataFusion's error text into one line a user can act on.
-fn tidy(e: datafusion::error::DataFusionError) -> String {
+fn tidy(e: DataFusionError) -> String {
     let text = e.strip_backtrace();
     let text = text
         .trim_start_matches("Error during planning: ")
@@ -86,8 +193,7 @@ fn normalize(t: &DataType) -> Result<DataType, String> {
 /// types must agree.
 pub fn compile(sql: &str, schema: &Schema) -> Result<CompiledExpr, String> {
     let df_schema = DFSchema::try_from(schema.clone()).map_err(tidy)?;
-    let ctx = session();
-    let expr = ctx.parse_sql_expr(sql, &df_schema).map_err(tidy)?;
+    let expr = plan(sql, &df_schema).map_err(tidy)?;
     // Some functions (`coalesce`, `nvl`) exist only until simplified into others.
     let simplifier = ExprSimplifier::new(
         SimplifyContext::builder()
@@ -98,7 +204,13 @@ pub fn compile(sql: &str, schema: &Schema) -> Result<CompiledExpr, String> {
         .coerce(expr, &df_schema)
         .and_then(|e| simplifier.simplify(e))
         .map_err(tidy)?;
-    let physical = ctx.create_physical_expr(expr, &df_schema).map_err(tidy)?;
+    let physical = datafusion_physical_expr::create_physical_expr(
+        &expr,
+        &df_schema,
+        &ExecutionProps::new(),
+        &PhysicalPlanningContext::default(),
+    )
+    .map_err(tidy)?;
     let given = physical.data_type(schema).map_err(tidy)?;
     let data_type = normalize(&given)?;
     Ok(CompiledExpr {
