@@ -39,14 +39,15 @@ def main():
                 ignore_errors = true, strict_mode = false)),
         m AS (SELECT regexp_extract(line, ?, ?) AS g FROM lines)
         SELECT g.host AS host,
-               strptime(g.t, '%d/%b/%Y:%H:%M:%S')
+               try_strptime(g.t, '%d/%b/%Y:%H:%M:%S')
                  - (CASE g.sign WHEN '+' THEN 1 ELSE -1 END)
                    * to_minutes(g.oh::INT * 60 + g.om::INT) AS ts,
                CASE WHEN len(string_split(g.request, ' ')) > 1
                     THEN string_split(g.request, ' ')[2] END AS path,
                g.status::INT AS status,
                coalesce(try_cast(g.bytes AS BIGINT), 0) AS bytes
-        FROM m WHERE g.host <> ''""",
+        FROM m WHERE g.host <> ''
+          AND try_strptime(g.t, '%d/%b/%Y:%H:%M:%S') IS NOT NULL""",
         [args.input, SPEC, GROUPS],
     )
     tables = {
