@@ -234,18 +234,39 @@ fn kill_9_on_a_delta_lake_loses_and_doubles_nothing() {
 fn kill_9_on_s3_on_a_delta_lake_loses_and_doubles_nothing() {
     let seed = seed();
     eprintln!("CRASH_SEED={seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = delta_run_dir(&dir.path().join("crashed"), "");
+    let run = killed_on_s3(dir.path(), &crashed, "delta", 10, seed);
+    assert_same(&run.expected, &snapshot(&crashed, &run.copy), seed);
+    check_delta_lake(&dir.path().join("reference/lake"), &run.copy, seed);
+}
+
+/// A run on S3 (moto) killed at random instants, and the lake it left.
+struct KilledOnS3 {
+    /// The snapshot of an uninterrupted run of the same log.
+    expected: Vec<(String, String)>,
+    /// The lake downloaded, and its keys.
+    copy: PathBuf,
+    keys: Vec<String>,
+}
+
+/// Runs a generated 200,000-line log in `crashed` on a moto lake `s3://lake/<prefix>`,
+/// killed at least `kills` times (instants from `seed`), and downloads the lake.
+fn killed_on_s3(dir: &Path, crashed: &Path, prefix: &str, kills: u32, seed: u64) -> KilledOnS3 {
     let s3 = S3Server::start();
     s3.create_bucket("lake");
-    let dir = tempfile::tempdir().unwrap();
-    let log = generated_log(dir.path(), 200_000);
-    let expected = uninterrupted(dir.path(), &log);
-    let crashed = delta_run_dir(&dir.path().join("crashed"), "");
-    let kills = run_with_kills(&crashed, &log, "s3://lake/delta", &s3.env(), 10, seed);
-    assert!(kills >= 10);
+    let log = generated_log(dir, 200_000);
+    let expected = uninterrupted(dir, &log);
+    let lake = format!("s3://lake/{prefix}");
+    let done = run_with_kills(crashed, &log, &lake, &s3.env(), kills, seed);
+    assert!(done >= kills);
     let copy = crashed.join("copy");
-    s3.download("lake", "delta", &copy);
-    assert_same(&expected, &snapshot(&crashed, &copy), seed);
-    check_delta_lake(&dir.path().join("reference/lake"), &copy, seed);
+    let keys = s3.download("lake", prefix, &copy);
+    KilledOnS3 {
+        expected,
+        copy,
+        keys,
+    }
 }
 
 /// DuckDB's `delta_scan` of every table of a Delta lake gives the rows of the Hive lake
@@ -282,23 +303,16 @@ assert any('"OPTIMIZE"' in open(f).read() for f in glob.glob(f"{{delta}}/status_
 fn kill_9_on_s3_loses_and_doubles_nothing() {
     let seed = seed();
     eprintln!("CRASH_SEED={seed}");
-    let s3 = S3Server::start();
-    s3.create_bucket("lake");
     let dir = tempfile::tempdir().unwrap();
-    let log = generated_log(dir.path(), 200_000);
-
-    let expected = uninterrupted(dir.path(), &log);
     let crashed = dir.path().join("crashed");
     std::fs::create_dir_all(&crashed).unwrap();
-    let kills = run_with_kills(&crashed, &log, "s3://lake/crash", &s3.env(), 20, seed);
-    assert!(kills >= 20);
-    let copy = crashed.join("copy");
-    let keys = s3.download("lake", "crash", &copy);
+    let run = killed_on_s3(dir.path(), &crashed, "crash", 20, seed);
+    let keys = &run.keys;
     assert!(
         keys.iter().all(|k| !k.contains("/_staging/")),
         "staged files left: {keys:?}"
     );
-    assert_same(&expected, &snapshot(&crashed, &copy), seed);
+    assert_same(&run.expected, &snapshot(&crashed, &run.copy), seed);
 }
 
 /// Runs the sample paced, so that it takes several checkpoints.
