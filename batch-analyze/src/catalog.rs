@@ -306,7 +306,7 @@ async fn delta_days(
     };
     let app = format!("{pipeline}/{}", table.name);
     let horizon = shared::delta::horizon(t, &app).await.map_err(delta_err)?;
-    let files = shared::delta::active_files(t).map_err(delta_err)?;
+    let files = shared::delta::files_by_partition(t).map_err(delta_err)?;
     let partitions = delta_partitions(lake, table, files)?;
     let mut days_in_lake = BTreeSet::new();
     let mut days: BTreeMap<String, Vec<PartitionFiles>> = BTreeMap::new();
@@ -337,39 +337,45 @@ async fn delta_days(
 fn delta_partitions(
     lake: &Lake,
     table: &LakeTable,
-    files: Vec<(String, i64)>,
+    files: shared::delta::FilesByPartition,
 ) -> Result<BTreeMap<Vec<String>, Vec<ObjectMeta>>, SnapshotError> {
-    let mut partitions: BTreeMap<Vec<String>, Vec<ObjectMeta>> = BTreeMap::new();
-    for (path, size) in files {
-        let mut segments: Vec<String> = path.split('/').map(String::from).collect();
-        let name = segments.pop().unwrap_or_default();
-        let safe = segments
-            .iter()
-            .chain([&name])
-            .all(|s| PathPart::parse(s).is_ok());
-        if !safe || segments.len() != table.partition_columns.len() {
-            return Err(SnapshotError::Damaged {
-                path: lake.display(&lake.table_dir(&table.name)),
-                reason: format!("its Delta log names `{path}`, not a file of its partitions"),
-            });
-        }
-        let location = lake.data_file(
-            &table.name,
-            &PartitionPath {
-                segments: segments.clone(),
-            },
-            &name,
-        );
-        let meta = ObjectMeta {
-            location,
-            last_modified: chrono::Utc::now(),
-            size: size as u64,
-            e_tag: None,
-            version: None,
-        };
-        partitions.entry(segments).or_default().push(meta);
+    let mut partitions = BTreeMap::new();
+    for (segments, files) in files {
+        let partition = PartitionPath { segments };
+        let metas = files
+            .into_iter()
+            .map(|(path, size)| delta_file(lake, table, &partition, &path, size))
+            .collect::<Result<Vec<_>, _>>()?;
+        partitions.insert(partition.segments, metas);
     }
     Ok(partitions)
+}
+
+/// The object of a file the Delta log names in `partition`, if it is one of the table's.
+fn delta_file(
+    lake: &Lake,
+    table: &LakeTable,
+    partition: &PartitionPath,
+    path: &str,
+    size: i64,
+) -> Result<ObjectMeta, SnapshotError> {
+    let name = shared::delta::file_name(path);
+    let mut parts = partition.segments.iter().map(String::as_str).chain([name]);
+    if !parts.all(|s| PathPart::parse(s).is_ok())
+        || partition.segments.len() != table.partition_columns.len()
+    {
+        return Err(SnapshotError::Damaged {
+            path: lake.display(&lake.table_dir(&table.name)),
+            reason: format!("its Delta log names `{path}`, not a file of its partitions"),
+        });
+    }
+    Ok(ObjectMeta {
+        location: lake.data_file(&table.name, partition, name),
+        last_modified: chrono::Utc::now(),
+        size: size as u64,
+        e_tag: None,
+        version: None,
+    })
 }
 
 /// The partitions of one day of a table.

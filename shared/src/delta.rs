@@ -14,7 +14,7 @@
 //!   (complete) when it ends at or before every writer's horizon; `batch-analyze` reads only
 //!   those unless asked for open ones, as it does with `_SUCCESS`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::datatypes::Schema;
@@ -646,6 +646,30 @@ pub fn active_files(t: &DeltaTable) -> Result<Vec<(String, i64)>, DeltaTableErro
         .iter()
         .map(|f| (f.path().to_string(), f.size()))
         .collect())
+}
+
+/// The files a table's snapshot holds by partition: the `name=value` directories of their
+/// paths (none for a file at the table's root), then each file's path below the table and
+/// size, in path order.
+pub type FilesByPartition = BTreeMap<Vec<String>, Vec<(String, i64)>>;
+
+/// [`active_files`] grouped by partition ([`FilesByPartition`]).
+pub fn files_by_partition(t: &DeltaTable) -> Result<FilesByPartition, DeltaTableError> {
+    let mut partitions = FilesByPartition::new();
+    for (path, size) in active_files(t)? {
+        let mut segments: Vec<String> = path.split('/').map(String::from).collect();
+        segments.pop();
+        partitions.entry(segments).or_default().push((path, size));
+    }
+    for files in partitions.values_mut() {
+        files.sort();
+    }
+    Ok(partitions)
+}
+
+/// The file name of a path below a table (its last segment).
+pub fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -108,6 +108,7 @@ impl Engine {
             message,
         })?;
         let events = lookups.schema(prepare.schema(&source_events)).clone();
+        let prepare = prepare.with_lookups(lookups.published());
         let ts_column =
             events
                 .index_of(&config.event_time.field)
@@ -192,11 +193,11 @@ impl Engine {
             parsed.batch.num_rows() as u64,
             parsed.invalid.len() as u64,
         );
-        let batch = match parsed.prepared.take() {
+        let enriched = match parsed.prepared.take() {
             Some(prepared) => prepared?,
             None => self.prepare.apply(&parsed)?,
         };
-        let batch = self.lookups.apply(batch)?;
+        let batch = self.lookups.finish(enriched)?;
         self.process_batch(&batch, files)
     }
 

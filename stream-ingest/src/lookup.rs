@@ -11,10 +11,16 @@
 //!
 //! Per event the cost is one hash lookup of the key; each added column is then one `take`
 //! per batch. A miss takes the table's last row, which holds the defaults (or NULLs).
+//!
+//! The parse threads apply the lookups too ([`crate::prepare`]), with the versions the engine
+//! last published ([`Versions`], numbered by a generation). The engine knows which version a
+//! chunk must see (the one in use when the chunk reaches it, after every checkpoint before
+//! it); a chunk enriched with another generation is enriched again on the engine thread
+//! ([`Lookups::finish`]), so the output is the same for any `--threads`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, new_null_array};
@@ -97,6 +103,78 @@ struct Loaded {
     columns: Vec<ArrayRef>,
 }
 
+impl Loaded {
+    /// For each event, the dimension row it takes (the defaults row when none matches).
+    fn indices(&self, table: &str, keys: &dyn Array) -> Result<UInt32Array, ArrowError> {
+        let miss = self.columns.first().map_or(0, |c| c.len() as u32 - 1);
+        Ok(match &self.rows {
+            Rows::Str(rows) => {
+                let a = keys.as_string_opt::<i32>().ok_or_else(|| {
+                    ArrowError::InvalidArgumentError(format!(
+                        "lookup `{table}`: the event key is {}, the dimension's is a string",
+                        keys.data_type()
+                    ))
+                })?;
+                a.iter()
+                    .map(|k| k.and_then(|k| rows.get(k).copied()).unwrap_or(miss))
+                    .collect()
+            }
+            Rows::Int(rows) => {
+                let a = cast(keys, &DataType::Int64)?;
+                a.as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|k| k.and_then(|k| rows.get(&k).copied()).unwrap_or(miss))
+                    .collect()
+            }
+        })
+    }
+}
+
+/// The versions in use of every lookup: all that applying them needs, cheap to clone, so the
+/// parse threads can hold one while the engine switches versions.
+#[derive(Clone, Default)]
+pub struct Versions {
+    /// Counts the engine's switches of version (at a checkpoint, or a restore).
+    generation: u64,
+    /// The schema of enriched batches (`None`: no lookups).
+    schema: Option<SchemaRef>,
+    /// Each lookup in order: its dimension, the event field matched, the version.
+    lookups: Vec<(Arc<str>, usize, Arc<Loaded>)>,
+}
+
+impl Versions {
+    /// Which versions these are.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// `batch` with every lookup's columns appended.
+    pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+        let Some(schema) = &self.schema else {
+            return Ok(batch);
+        };
+        let mut columns = batch.columns().to_vec();
+        for (table, field, loaded) in &self.lookups {
+            let indices = loaded.indices(table, columns[*field].as_ref())?;
+            for c in &loaded.columns {
+                columns.push(take(c.as_ref(), &indices, None)?);
+            }
+        }
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}
+
+/// The versions the engine uses now, as the parse threads read them.
+pub type Published = Arc<Mutex<Versions>>;
+
+/// A batch of events with the lookups a parse thread applied.
+#[derive(Debug)]
+pub struct Enriched {
+    pub batch: RecordBatch,
+    /// The [`Versions::generation`] applied.
+    pub generation: u64,
+}
+
 /// One `lookup` of the pipeline.
 struct Lookup {
     config: LookupConfig,
@@ -108,15 +186,19 @@ struct Lookup {
     added: SchemaRef,
     /// The file's modification time and length when last read (`None`: read it next time).
     stamp: Option<(SystemTime, u64)>,
-    current: Loaded,
+    current: Arc<Loaded>,
 }
 
 /// Every lookup of a pipeline, in order.
 #[derive(Default)]
 pub struct Lookups {
     lookups: Vec<Lookup>,
-    /// The schema of enriched batches.
-    schema: Option<SchemaRef>,
+    /// The versions in use.
+    versions: Versions,
+    /// The same, for the parse threads.
+    published: Published,
+    /// The number of columns of the events before lookups.
+    input_len: usize,
 }
 
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
@@ -148,71 +230,82 @@ impl Lookups {
                     table: l.table.clone(),
                     message: format!("no event field `{}`", l.on.field()),
                 })?;
-            let added: Vec<_> = schema::lookup_columns(l, &dim)
-                .into_iter()
-                .map(|c| {
-                    Arc::new(arrow::datatypes::Field::new(
-                        &c.name,
-                        shared::types::arrow_type(c.data_type),
-                        true,
-                    ))
-                })
-                .collect();
-            fields.extend(added.iter().cloned());
-            let path = resolve(&dim.path);
-            let mut lookup = Lookup {
-                config: l.clone(),
-                path,
-                field,
-                added: Arc::new(Schema::new(added)),
-                stamp: None,
-                current: Loaded {
-                    version: LookupSnapshot::new(&l.table, Arc::from([])),
-                    rows: Rows::Int(HashMap::new()),
-                    columns: Vec::new(),
-                },
-                dim,
-            };
-            lookup.stamp = stamp(&lookup.path);
-            let data = std::fs::read(&lookup.path).map_err(|source| LookupError::Read {
-                table: l.table.clone(),
-                path: lookup.path.display().to_string(),
-                source,
-            })?;
-            lookup.current = lookup.load(LookupSnapshot::new(&l.table, Arc::from(data)))?;
+            let lookup = Lookup::open(l, dim, field, &resolve)?;
+            fields.extend(lookup.added.fields().iter().cloned());
             lookups.push(lookup);
         }
         let schema = (!lookups.is_empty()).then(|| Arc::new(Schema::new(fields)));
-        Ok(Lookups { lookups, schema })
+        let mut lookups = Lookups {
+            lookups,
+            versions: Versions {
+                schema,
+                ..Versions::default()
+            },
+            published: Published::default(),
+            input_len: input.fields().len(),
+        };
+        lookups.publish();
+        Ok(lookups)
     }
 
     /// The schema of [`Lookups::apply`]'s batches, given that of its input (the events
     /// after `derive`).
     pub fn schema<'a>(&'a self, input: &'a SchemaRef) -> &'a SchemaRef {
-        self.schema.as_ref().unwrap_or(input)
+        self.versions.schema.as_ref().unwrap_or(input)
+    }
+
+    /// The versions in use as the parse threads see them: the engine replaces them at each
+    /// switch.
+    pub fn published(&self) -> Published {
+        self.published.clone()
     }
 
     /// `batch` with every lookup's columns appended.
     pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
-        let Some(schema) = &self.schema else {
-            return Ok(batch);
-        };
-        let mut columns = batch.columns().to_vec();
-        for l in &self.lookups {
-            let indices = l.indices(columns[l.field].as_ref())?;
-            for c in &l.current.columns {
-                columns.push(take(c.as_ref(), &indices, None)?);
-            }
+        self.versions.apply(batch)
+    }
+
+    /// The events of a batch a parse thread enriched: as they are when it used the versions
+    /// in use, else enriched again (a checkpoint switched versions in between).
+    pub fn finish(&self, enriched: Enriched) -> Result<RecordBatch, ArrowError> {
+        if enriched.generation == self.versions.generation {
+            return Ok(enriched.batch);
         }
-        RecordBatch::try_new(schema.clone(), columns)
+        let input: Vec<usize> = (0..self.input_len).collect();
+        self.apply(enriched.batch.project(&input)?)
     }
 
     /// At a checkpoint: switches to the new version of every dimension file that changed
     /// (a file that cannot be read now keeps its version, with a warning).
     pub fn refresh(&mut self) {
+        let mut changed = false;
         for l in &mut self.lookups {
-            l.refresh();
+            changed |= l.refresh();
         }
+        if changed {
+            self.publish();
+        }
+    }
+
+    /// Makes the current versions the ones in use, under a new generation, for the engine
+    /// and the parse threads.
+    fn publish(&mut self) {
+        self.versions = Versions {
+            generation: self.versions.generation + 1,
+            schema: self.versions.schema.clone(),
+            lookups: self
+                .lookups
+                .iter()
+                .map(|l| {
+                    (
+                        Arc::from(l.config.table.as_str()),
+                        l.field,
+                        l.current.clone(),
+                    )
+                })
+                .collect(),
+        };
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = self.versions.clone();
     }
 
     /// The versions in use, for a checkpoint.
@@ -243,38 +336,79 @@ impl Lookups {
                 });
             }
             // Its digest was checked when the checkpoint was read: not computed again.
-            l.current = l.load(s)?;
+            l.current = Arc::new(l.load(s)?);
             l.stamp = None;
         }
+        self.publish();
         Ok(())
     }
 }
 
 impl Lookup {
-    fn refresh(&mut self) {
+    /// `l` on its dimension `dim`, matching event field number `field`: its file read now.
+    fn open(
+        l: &LookupConfig,
+        dim: DimensionConfig,
+        field: usize,
+        resolve: impl Fn(&Path) -> PathBuf,
+    ) -> Result<Self, LookupError> {
+        let added: Vec<_> = schema::lookup_columns(l, &dim)
+            .into_iter()
+            .map(|c| {
+                let data_type = shared::types::arrow_type(c.data_type);
+                arrow::datatypes::Field::new(&c.name, data_type, true)
+            })
+            .collect();
+        let path = resolve(&dim.path);
+        let mut lookup = Lookup {
+            config: l.clone(),
+            stamp: stamp(&path),
+            path,
+            field,
+            added: Arc::new(Schema::new(added)),
+            current: Arc::new(Loaded {
+                version: LookupSnapshot::new(&l.table, Arc::from([])),
+                rows: Rows::Int(HashMap::new()),
+                columns: Vec::new(),
+            }),
+            dim,
+        };
+        let data = std::fs::read(&lookup.path).map_err(|source| LookupError::Read {
+            table: l.table.clone(),
+            path: lookup.path.display().to_string(),
+            source,
+        })?;
+        lookup.current = Arc::new(lookup.load(LookupSnapshot::new(&l.table, Arc::from(data)))?);
+        Ok(lookup)
+    }
+
+    /// Reads the file again if it changed; whether the version in use changed.
+    fn refresh(&mut self) -> bool {
         let now = stamp(&self.path);
         if now.is_some() && now == self.stamp {
-            return;
+            return false;
         }
         let data = match std::fs::read(&self.path) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(table = %self.config.table, path = %self.path.display(), error = %e, "cannot read the dimension file; keeping the version in use");
-                return;
+                return false;
             }
         };
         if *data == *self.current.version.data {
             self.stamp = now;
-            return;
+            return false;
         }
         match self.load(LookupSnapshot::new(&self.config.table, Arc::from(data))) {
             Ok(loaded) => {
                 tracing::info!(table = %self.config.table, rows = loaded.rows.len(), "dimension file changed: new version from this checkpoint on");
-                self.current = loaded;
+                self.current = Arc::new(loaded);
                 self.stamp = now;
+                true
             }
             Err(e) => {
                 tracing::warn!(error = %e, "keeping the version in use");
+                false
             }
         }
     }
@@ -334,36 +468,6 @@ impl Lookup {
             Some(Literal::Bool(b)) => Arc::new(arrow::array::BooleanArray::from(vec![*b])),
         };
         cast(&value, t).map_err(|e| self.parse_error(format!("default of `{name}`: {e}")))
-    }
-
-    /// For each event, the dimension row it takes (the defaults row when none matches).
-    fn indices(&self, keys: &dyn Array) -> Result<UInt32Array, ArrowError> {
-        let miss = self
-            .current
-            .columns
-            .first()
-            .map_or(0, |c| c.len() as u32 - 1);
-        Ok(match &self.current.rows {
-            Rows::Str(rows) => {
-                let a = keys.as_string_opt::<i32>().ok_or_else(|| {
-                    ArrowError::InvalidArgumentError(format!(
-                        "lookup `{}`: the event key is {}, the dimension's is a string",
-                        self.config.table,
-                        keys.data_type()
-                    ))
-                })?;
-                a.iter()
-                    .map(|k| k.and_then(|k| rows.get(k).copied()).unwrap_or(miss))
-                    .collect()
-            }
-            Rows::Int(rows) => {
-                let a = cast(keys, &DataType::Int64)?;
-                a.as_primitive::<Int64Type>()
-                    .iter()
-                    .map(|k| k.and_then(|k| rows.get(&k).copied()).unwrap_or(miss))
-                    .collect()
-            }
-        })
     }
 }
 
@@ -539,6 +643,47 @@ lake: { root: lake }
         // Restoring a checkpoint takes its version, whatever the file holds.
         l.restore(saved).unwrap();
         assert_eq!(column(&l.apply(batch).unwrap(), "label"), s(&[Some("ok")]));
+    }
+
+    /// What a parse thread does: the published versions, applied to a chunk.
+    fn on_a_parse_thread(l: &Lookups, batch: &RecordBatch) -> Enriched {
+        let versions = l.published().lock().unwrap().clone();
+        Enriched {
+            generation: versions.generation(),
+            batch: versions.apply(batch.clone()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_chunk_enriched_before_a_switch_is_enriched_again() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "status,label\n200,ok\n");
+        let (mut l, schema) = open(dir.path());
+        let batch = events(&schema, &[Some(200), Some(404)], &[None, Some("bot/1")]);
+        let before = on_a_parse_thread(&l, &batch);
+        // Nothing changed: the worker's columns are taken as they are.
+        l.refresh();
+        let same = on_a_parse_thread(&l, &batch);
+        assert_eq!(same.generation, before.generation);
+        assert_eq!(
+            column(&l.finish(same).unwrap(), "label"),
+            s(&[Some("ok"), Some("other")])
+        );
+        // The file changed and the checkpoint switched: the old chunk gets the new version.
+        write(dir.path(), "status,label\n200,fine\n404,gone\n");
+        l.refresh();
+        let out = l.finish(before).unwrap();
+        assert_eq!(column(&out, "label"), s(&[Some("fine"), Some("gone")]));
+        assert_eq!(column(&out, "kind"), s(&[None, Some("bot")]));
+        assert_eq!(out.schema(), l.schema(&schema).clone());
+        // Workers see the new version from then on; a restore switches again.
+        let after = on_a_parse_thread(&l, &batch);
+        let saved = l.snapshot();
+        assert_eq!(l.finish(after).unwrap(), out);
+        let stale = on_a_parse_thread(&l, &batch);
+        l.restore(saved).unwrap();
+        assert_ne!(on_a_parse_thread(&l, &batch).generation, stale.generation);
+        assert_eq!(l.finish(stale).unwrap(), out);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! single-threaded run would, so the output is identical for any number of threads; the
 //! pool only lets parsing of the next chunks overlap the engine's work on this one.
 //!
-//! A worker also prepares the events it parsed ([`Prepare`]: Kafka record fields, `derive`),
-//! which depend only on the chunk as well.
+//! A worker also prepares the events it parsed ([`Prepare`]: Kafka record fields, `derive`,
+//! `lookup`), so that the engine thread only windows and writes them.
 //!
 //! With one thread there is no pool: chunks are parsed on the engine thread.
 
@@ -23,6 +23,7 @@ use arrow::error::ArrowError;
 use shared::config::FormatConfig;
 
 use crate::format::{EventParser, parser_for};
+use crate::lookup::Enriched;
 use crate::prepare::Prepare;
 use crate::sources::{Advance, Chunk, RecordMeta};
 
@@ -44,7 +45,7 @@ pub struct ParsedChunk {
     /// Kafka: each line's record (the fields the source adds to its events).
     pub records: Option<RecordMeta>,
     /// The events prepared for the engine ([`Prepare::apply`]), when a parse thread did it.
-    pub prepared: Option<Result<RecordBatch, ArrowError>>,
+    pub prepared: Option<Result<Enriched, ArrowError>>,
 }
 
 /// Parses one chunk with `parser`.

@@ -1,12 +1,14 @@
 //! The per-event stages between parsing and the engine: a Kafka record's fields appended to
-//! its event, then the pipeline's `derive` columns.
+//! its event, then the pipeline's `derive` columns, then its `lookup` columns.
 //!
-//! Both depend only on the chunk (no state, no clock), so they run on the parse threads
-//! ([`crate::parallel`]), right after a chunk is parsed: with `derive`'s regular expressions
-//! and string functions they can cost as much as parsing, and the engine thread is the one
-//! that cannot be split. A chunk prepared on any thread gives the same batch, so the output
-//! stays identical for any `--threads`. Lookups stay on the engine thread: their dimension
-//! version changes at checkpoints, which only the engine knows the order of.
+//! They run on the parse threads ([`crate::parallel`]), right after a chunk is parsed: with
+//! `derive`'s regular expressions and string functions they can cost as much as parsing, and
+//! the engine thread is the one that cannot be split. The first two depend only on the
+//! chunk. Lookups depend on the dimension versions in use, which the engine switches at
+//! checkpoints: a worker applies the versions the engine last published and says which
+//! ([`Enriched::generation`]); the engine enriches the chunk again if it must see others
+//! ([`crate::lookup::Lookups::finish`]). A chunk prepared on any thread gives the same batch,
+//! so the output stays identical for any `--threads`.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use arrow::error::ArrowError;
 use shared::config::PipelineConfig;
 use shared::expr::Derivations;
 
+use crate::lookup::{Enriched, Published, Versions};
 use crate::parallel::ParsedChunk;
 
 /// What turns a parsed chunk into the engine's events (before lookups).
@@ -25,6 +28,8 @@ pub struct Prepare {
     with_records: Option<SchemaRef>,
     /// The pipeline's `derive` columns, appended to each batch.
     derive: Derivations,
+    /// The lookups' versions the engine uses (none: the pipeline has no lookups).
+    lookups: Option<Published>,
 }
 
 impl Prepare {
@@ -37,7 +42,14 @@ impl Prepare {
         Ok(Prepare {
             with_records: kafka.then_some(source_events),
             derive,
+            lookups: None,
         })
+    }
+
+    /// Applies the lookups too, with the versions the engine publishes there.
+    pub fn with_lookups(mut self, published: Published) -> Self {
+        self.lookups = Some(published);
+        self
     }
 
     /// The schema of [`Prepare::apply`]'s batches, given the source's events.
@@ -45,13 +57,21 @@ impl Prepare {
         self.derive.schema(source_events)
     }
 
-    /// The chunk's events with their record fields and derived columns.
-    pub fn apply(&self, parsed: &ParsedChunk) -> Result<RecordBatch, ArrowError> {
+    /// The chunk's events with their record fields, derived and lookup columns.
+    pub fn apply(&self, parsed: &ParsedChunk) -> Result<Enriched, ArrowError> {
         let batch = match &self.with_records {
             Some(schema) => with_record_fields(schema, parsed)?,
             None => parsed.batch.clone(),
         };
-        self.derive.apply(batch)
+        let batch = self.derive.apply(batch)?;
+        let versions: Versions = match &self.lookups {
+            Some(p) => p.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            None => Versions::default(),
+        };
+        Ok(Enriched {
+            generation: versions.generation(),
+            batch: versions.apply(batch)?,
+        })
     }
 }
 

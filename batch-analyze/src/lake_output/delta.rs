@@ -8,7 +8,6 @@
 //! left, are deleted by VACUUM once `lake.delta.vacuum` has passed, so that readers of an
 //! older version still find theirs.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -34,7 +33,7 @@ pub async fn write(
     let layout = Layout::new(partition_by, schema)?;
     let parts = layout.split(batches)?;
     let mut t = delta::open_or_create(lake, table, &layout.file_schema, partition_by, &[]).await?;
-    let held = files_by_partition(&t, table)?;
+    let held = delta::files_by_partition(&t).map_err(delta::DeltaError::of(table))?;
     let mut commit = TableCommit {
         app_id: format!("batch-analyze/{table}"),
         ..TableCommit::default()
@@ -44,7 +43,10 @@ pub async fn write(
         let dir = partition.segments.join("/");
         let file = PartitionFile::encode(&layout, &batches)?;
         let path = format!("{dir}/{}", file.name);
-        let now = held.get(&dir).map(Vec::as_slice).unwrap_or_default();
+        let now = held
+            .get(&partition.segments)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if now.len() == 1 && now[0].0 == path {
             written.unchanged += 1;
             continue;
@@ -72,21 +74,6 @@ pub async fn write(
         tracing::debug!(table, deleted, "vacuumed");
     }
     Ok(written)
-}
-
-/// The files of the table's newest version by partition directory (`dt=…/…`): path below
-/// the table, and size.
-fn files_by_partition(
-    t: &delta::DeltaTable,
-    table: &str,
-) -> Result<BTreeMap<String, Vec<(String, i64)>>, LakeOutputError> {
-    let files = delta::active_files(t).map_err(delta::DeltaError::of(table))?;
-    let mut held: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
-    for (path, size) in files {
-        let dir = path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
-        held.entry(dir).or_default().push((path, size));
-    }
-    Ok(held)
 }
 
 /// Writes a file of the table under its final name; its `Add` action.

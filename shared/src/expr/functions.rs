@@ -53,6 +53,46 @@ fn literal_group(v: Option<&ColumnarValue>) -> Result<usize> {
     }
 }
 
+/// The distinct values of a batch remembered by [`Extract`], at most: access-log columns
+/// (paths, agents) repeat within a batch, and a value seen before costs a hash lookup instead
+/// of a regex search. A batch with more distinct values searches the rest.
+const REMEMBERED: usize = 4096;
+
+/// `regexp_extract` over the values of one batch: one set of capture locations for all of
+/// them, and the result of each distinct value remembered (as a range of the value).
+struct Extract<'a> {
+    pattern: &'a regex::Regex,
+    group: usize,
+    locations: regex::CaptureLocations,
+    seen: hashbrown::HashMap<&'a str, (usize, usize)>,
+}
+
+impl<'a> Extract<'a> {
+    fn new(pattern: &'a regex::Regex, group: usize) -> Self {
+        Extract {
+            pattern,
+            group,
+            locations: pattern.capture_locations(),
+            seen: hashbrown::HashMap::new(),
+        }
+    }
+
+    /// The group in `value`, `""` when the pattern does not match or the group took no part.
+    fn of<'v: 'a>(&mut self, value: &'v str) -> &'v str {
+        if let Some(&(start, end)) = self.seen.get(value) {
+            return &value[start..end];
+        }
+        let found = match self.pattern.captures_read(&mut self.locations, value) {
+            Some(_) => self.locations.get(self.group).unwrap_or((0, 0)),
+            None => (0, 0),
+        };
+        if self.seen.len() < REMEMBERED {
+            self.seen.insert(value, found);
+        }
+        &value[found.0..found.1]
+    }
+}
+
 impl ScalarUDFImpl for RegexpExtract {
     fn name(&self) -> &str {
         "regexp_extract"
@@ -77,18 +117,43 @@ impl ScalarUDFImpl for RegexpExtract {
         let text = args.args[0].to_array(args.number_rows)?;
         let text = text.as_string::<i32>();
         let mut out = StringBuilder::with_capacity(text.len(), text.values().len());
-        for i in 0..text.len() {
-            match (&pattern, text.is_valid(i)) {
-                (Some(p), true) => {
-                    let found = p
-                        .captures(text.value(i))
-                        .and_then(|c| c.get(group))
-                        .map_or("", |m| m.as_str());
-                    out.append_value(found);
-                }
-                _ => out.append_null(),
+        let Some(pattern) = pattern else {
+            out.append_nulls(text.len());
+            return Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef));
+        };
+        let mut extract = Extract::new(&pattern, group);
+        for value in text.iter() {
+            match value {
+                Some(v) => out.append_value(extract.of(v)),
+                None => out.append_null(),
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_values_give_what_a_search_gives() {
+        let pattern = regex::Regex::new(r"^/([^/?]*)(x)?").unwrap();
+        // More distinct values than are remembered, each seen twice, and a group that takes
+        // no part (group 2) or a pattern that does not match ("img").
+        let values: Vec<String> = (0..REMEMBERED + 100)
+            .flat_map(|i| [format!("/s{}/p?q", i % (REMEMBERED + 50)), "img".into()])
+            .collect();
+        for group in [0, 1, 2] {
+            let mut extract = Extract::new(&pattern, group);
+            for v in values.iter().chain(&values) {
+                let want = pattern
+                    .captures(v)
+                    .and_then(|c| c.get(group))
+                    .map_or("", |m| m.as_str());
+                assert_eq!(extract.of(v), want, "{v} group {group}");
+            }
+            assert_eq!(extract.seen.len(), REMEMBERED);
+        }
     }
 }

@@ -136,18 +136,15 @@ impl DeltaCommitter {
         let horizon = delta::horizon(t, &format!("{}/{table}", self.pipeline))
             .await
             .map_err(|e| self.error(e))?;
-        let mut partitions: BTreeMap<Vec<String>, (usize, u64)> = BTreeMap::new();
-        for (path, _) in delta::active_files(t).map_err(|e| self.error(e))? {
-            let mut segments: Vec<String> = path.split('/').map(String::from).collect();
-            let name = segments.pop().unwrap_or_default();
-            let entry = partitions.entry(segments).or_default();
-            entry.0 += 1;
-            entry.1 = entry.1.max(checkpoint_of(&name).unwrap_or(0));
-        }
+        let partitions = delta::files_by_partition(t).map_err(|e| self.error(e))?;
         Ok(partitions
             .into_iter()
             .filter(|(s, _)| self.lake.time_end_of(s).is_some_and(|e| e <= horizon))
-            .map(|(s, (files, newest))| (s, files, newest))
+            .map(|(s, files)| {
+                let newest = files.iter().map(|(p, _)| delta::file_name(p));
+                let newest = newest.filter_map(checkpoint_of).max().unwrap_or(0);
+                (s, files.len(), newest)
+            })
             .collect())
     }
 
@@ -167,14 +164,14 @@ impl DeltaCommitter {
         let Some(t) = self.loaded(&mut tables, table).await? else {
             return Ok(None);
         };
-        let prefix = format!("{}/", segments.join("/"));
-        let files = partition_files(t, &prefix).map_err(|e| self.error(e))?;
+        let mut partitions = delta::files_by_partition(t).map_err(|e| self.error(e))?;
+        let files = partitions.remove(&segments).unwrap_or_default();
         if files.len() < 2 {
             return Ok(None);
         }
         let names: Vec<String> = files
             .iter()
-            .map(|(p, _)| p[prefix.len()..].to_string())
+            .map(|(p, _)| delta::file_name(p).to_string())
             .collect();
         let partition = shared::lake::PartitionPath { segments };
         let merged =
@@ -412,23 +409,12 @@ impl DeltaCommitter {
         Ok(files
             .into_iter()
             .filter(|(path, _)| {
-                let name = path.rsplit('/').next().unwrap_or_default();
+                let name = delta::file_name(path);
                 unit_of(name) == self.unit.as_deref() && checkpoint_of(name).is_some_and(redo)
             })
             .map(|(path, size)| delta::remove_of(&path, size))
             .collect())
     }
-}
-
-/// The files of one partition (its directories, `prefix`) in the table's newest version.
-fn partition_files(
-    t: &DeltaTable,
-    prefix: &str,
-) -> Result<Vec<(String, i64)>, shared::delta::DeltaTableError> {
-    Ok(delta::active_files(t)?
-        .into_iter()
-        .filter(|(p, _)| p.strip_prefix(prefix).is_some_and(|n| !n.contains('/')))
-        .collect())
 }
 
 /// The longest a table with removed files waits for its next VACUUM.
