@@ -268,7 +268,8 @@ impl Lookups {
     /// The events of a batch a parse thread enriched: as they are when it used the versions
     /// in use, else enriched again (a checkpoint switched versions in between).
     pub fn finish(&self, enriched: Enriched) -> Result<RecordBatch, ArrowError> {
-        if enriched.generation == self.versions.generation {
+        let none = self.versions.schema.is_none();
+        if none || enriched.generation == self.versions.generation {
             return Ok(enriched.batch);
         }
         let input: Vec<usize> = (0..self.input_len).collect();
