@@ -310,7 +310,8 @@ async fn delta_days(
     let partitions = delta_partitions(lake, table, files)?;
     let mut days_in_lake = BTreeSet::new();
     let mut days: BTreeMap<String, Vec<PartitionFiles>> = BTreeMap::new();
-    for (segments, mut files) in partitions {
+    // Each partition's files come in path order (`files_by_partition`).
+    for (segments, files) in partitions {
         let Some(day) = segments.first().and_then(|s| s.strip_prefix("dt=")) else {
             continue;
         };
@@ -318,7 +319,6 @@ async fn delta_days(
         if !range.contains(day) {
             continue;
         }
-        files.sort_by(|a, b| a.location.cmp(&b.location));
         let committed = !table.is_late && lake.time_end_of(&segments).is_some_and(|e| e <= horizon);
         days.entry(day.to_string())
             .or_default()

@@ -103,12 +103,13 @@ impl Engine {
         lookups: Lookups,
     ) -> Result<Self, EngineError> {
         let source_events = shared::schema::source_events_of(config);
-        let prepare = Prepare::new(config).map_err(|(i, message)| EngineError::Build {
-            table: format!("(derive[{i}])"),
-            message,
+        let prepare = Prepare::new(config, lookups.published()).map_err(|(i, message)| {
+            EngineError::Build {
+                table: format!("(derive[{i}])"),
+                message,
+            }
         })?;
         let events = lookups.schema(prepare.schema(&source_events)).clone();
-        let prepare = prepare.with_lookups(lookups.published());
         let ts_column =
             events
                 .index_of(&config.event_time.field)

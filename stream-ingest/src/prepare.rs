@@ -21,38 +21,32 @@ use shared::expr::Derivations;
 use crate::lookup::{Enriched, Published, Versions};
 use crate::parallel::ParsedChunk;
 
-/// What turns a parsed chunk into the engine's events (before lookups).
-#[derive(Default)]
+/// What turns a parsed chunk into the engine's events.
 pub struct Prepare {
     /// A Kafka source: the event schema, whose last fields come from each line's record.
     with_records: Option<SchemaRef>,
     /// The pipeline's `derive` columns, appended to each batch.
     derive: Derivations,
-    /// The lookups' versions the engine uses (none: the pipeline has no lookups).
-    lookups: Option<Published>,
+    /// The lookups' versions the engine uses now (none when the pipeline has no lookups).
+    lookups: Published,
 }
 
 impl Prepare {
-    /// Compiles the pipeline's `derive` expressions; an error names the index of the one at
-    /// fault.
-    pub fn new(config: &PipelineConfig) -> Result<Self, (usize, String)> {
+    /// Compiles the pipeline's `derive` expressions; lookups use the versions `lookups`
+    /// publishes ([`crate::lookup::Lookups::published`]). An error names the index of the
+    /// `derive` at fault.
+    pub fn new(config: &PipelineConfig, lookups: Published) -> Result<Self, (usize, String)> {
         let source_events = shared::schema::source_events_of(config);
         let derive = Derivations::compile(&source_events, &config.derive)?;
         let kafka = matches!(config.source, shared::config::SourceConfig::Kafka(_));
         Ok(Prepare {
             with_records: kafka.then_some(source_events),
             derive,
-            lookups: None,
+            lookups,
         })
     }
 
-    /// Applies the lookups too, with the versions the engine publishes there.
-    pub fn with_lookups(mut self, published: Published) -> Self {
-        self.lookups = Some(published);
-        self
-    }
-
-    /// The schema of [`Prepare::apply`]'s batches, given the source's events.
+    /// The schema of the events after `derive` (before lookups), given the source's events.
     pub fn schema<'a>(&'a self, source_events: &'a SchemaRef) -> &'a SchemaRef {
         self.derive.schema(source_events)
     }
@@ -64,10 +58,11 @@ impl Prepare {
             None => parsed.batch.clone(),
         };
         let batch = self.derive.apply(batch)?;
-        let versions: Versions = match &self.lookups {
-            Some(p) => p.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            None => Versions::default(),
-        };
+        let versions: Versions = self
+            .lookups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Ok(Enriched {
             generation: versions.generation(),
             batch: versions.apply(batch)?,
