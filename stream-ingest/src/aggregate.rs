@@ -38,6 +38,8 @@ pub struct AggSpec {
     q: f64,
     /// Whether the table also stores the sketch (`sketch: true`).
     sketch: bool,
+    /// The earlier aggregate whose state this one's always equals (see [`share_states`]).
+    shares: Option<usize>,
 }
 
 impl AggSpec {
@@ -61,6 +63,7 @@ impl AggSpec {
             distinct,
             q: 0.5,
             sketch: false,
+            shares: None,
         })
     }
 
@@ -73,6 +76,15 @@ impl AggSpec {
 
     fn is_float(&self) -> bool {
         matches!(self.input_type, Some(DataType::Float64))
+    }
+
+    /// The empty state of this aggregate in a fixed window: [`Acc::SameAs`] when it shares
+    /// an earlier aggregate's state.
+    pub fn new_window_acc(&self) -> Acc {
+        match self.shares {
+            Some(_) => Acc::SameAs,
+            None => self.new_acc(),
+        }
     }
 
     /// The empty state of this aggregate.
@@ -179,6 +191,53 @@ impl AggSpec {
     }
 }
 
+/// Marks, for each aggregate, the first earlier one whose state it would always equal: an
+/// `approx_percentile` of the same column (`p50`, `p95`, `p99` of one column are three
+/// quantiles of one digest). A fixed window keeps that state once, and the others hold
+/// [`Acc::SameAs`]: one digest to fill and flush instead of three.
+pub fn share_states(aggs: &mut [AggSpec]) {
+    for j in 0..aggs.len() {
+        let shares = (0..j).find(|&i| {
+            let (a, b) = (&aggs[i], &aggs[j]);
+            a.shares.is_none()
+                && a.function == AggregateFn::ApproxPercentile
+                && b.function == AggregateFn::ApproxPercentile
+                && a.column == b.column
+        });
+        aggs[j].shares = shares;
+    }
+}
+
+/// The state of aggregate `i` among a group's `accs`, following [`Acc::SameAs`].
+#[inline]
+pub fn state_of<'a>(aggs: &[AggSpec], accs: &'a [Acc], i: usize) -> &'a Acc {
+    match (&accs[i], aggs[i].shares) {
+        (Acc::SameAs, Some(first)) => &accs[first],
+        (acc, _) => acc,
+    }
+}
+
+/// A group's states as a checkpoint stores them: every aggregate with a state of its own
+/// ([`Acc::SameAs`] replaced by a copy), so the bytes do not depend on sharing.
+pub fn expand_states(aggs: &[AggSpec], accs: &[Acc]) -> Vec<Acc> {
+    (0..accs.len())
+        .map(|i| state_of(aggs, accs, i).clone())
+        .collect()
+}
+
+/// The inverse of [`expand_states`] for a restored group: a state equal to the one it
+/// would share becomes [`Acc::SameAs`]. One that differs (an aggregate added while the
+/// window was open is [`Acc::Unseen`]) keeps its own and is updated on its own.
+pub fn collapse_states(aggs: &[AggSpec], accs: &mut [Acc]) {
+    for j in 0..accs.len() {
+        if let Some(i) = aggs[j].shares
+            && accs[i] == accs[j]
+        {
+            accs[j] = Acc::SameAs;
+        }
+    }
+}
+
 /// An aggregate's input column for one batch.
 pub enum AggInput {
     /// `count` of rows.
@@ -214,6 +273,11 @@ pub enum Acc {
     /// An aggregate added to the pipeline while its window was open: part of the window's
     /// events were not seen, so its value is NULL. It ignores what it is given.
     Unseen,
+    /// The state is the one of an earlier aggregate of the group ([`share_states`]); it
+    /// ignores what it is given. Only in memory: a checkpoint stores the copy
+    /// ([`expand_states`]).
+    #[serde(skip)]
+    SameAs,
 }
 
 /// The values a `count_distinct` has seen (as bytes).
@@ -240,6 +304,15 @@ mod sorted_set {
 }
 
 impl Acc {
+    /// Readies an emitted state for its outputs, which then read it without copying: a
+    /// digest's buffer is merged (or only sorted, while its quantiles are exact). The
+    /// outputs are those of the state before.
+    pub fn settle(&mut self) {
+        if let Acc::Quantiles(q) = self {
+            q.settle();
+        }
+    }
+
     /// Bytes this state holds on the heap (as [`Acc::update`] counts them).
     pub fn heap_bytes(&self) -> usize {
         match self {
@@ -343,8 +416,9 @@ impl Acc {
                     return q.add(v);
                 }
             }
-            // Added to the pipeline while the window was open (the plan said so).
-            (Acc::Unseen, _) => {}
+            // Added to the pipeline while the window was open (the plan said so), or kept
+            // by an earlier aggregate.
+            (Acc::Unseen | Acc::SameAs, _) => {}
             // A restored state is checked against the pipeline before any event is applied
             // (`checkpoint::plan`); a mismatch here is a bug, not bad input.
             _ => debug_assert!(false, "state and input follow the same spec"),

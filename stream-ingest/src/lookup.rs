@@ -18,7 +18,7 @@
 //! it); a chunk enriched with another generation is enriched again on the engine thread
 //! ([`Lookups::finish`]), so the output is the same for any `--threads`.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -52,7 +52,8 @@ pub enum LookupError {
     Apply { table: String, message: String },
 }
 
-/// Dimension rows by key: strings, or integers of any width.
+/// Dimension rows by key: strings, or integers of any width (hashbrown's default hasher: a
+/// lookup runs per event, and SipHash is built to resist attacks, not for speed).
 enum Rows {
     Str(HashMap<Box<str>, u32>),
     Int(HashMap<i64, u32>),

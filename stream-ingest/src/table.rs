@@ -25,7 +25,9 @@ use shared::config::TableConfig;
 use std::hash::BuildHasher;
 use std::mem::size_of;
 
-use crate::aggregate::{Acc, AggInput, AggSpec};
+use crate::aggregate::{
+    Acc, AggInput, AggSpec, collapse_states, expand_states, share_states, state_of,
+};
 use crate::checkpoint::state::SessionSnapshot;
 use crate::checkpoint::{Flushed, TableSnapshot};
 use crate::window::WindowAssigner;
@@ -321,6 +323,7 @@ impl WindowedTable {
                 .with_options(a.q, a.sketch),
             );
         }
+        share_states(&mut aggs);
         let filter = match &config.filter {
             Some(f) => Some(Predicate::compile(f, events)?),
             None => None,
@@ -435,7 +438,7 @@ impl WindowedTable {
             accepted = true;
             let window = windows.get_or_open(start);
             let (g, mut added) = window.group(hasher, hash, key, |accs| {
-                accs.extend(aggs.iter().map(AggSpec::new_acc))
+                accs.extend(aggs.iter().map(AggSpec::new_window_acc))
             });
             let n = aggs.len();
             for (acc, input) in window.accs[g * n..(g + 1) * n].iter_mut().zip(inputs) {
@@ -538,8 +541,9 @@ impl WindowedTable {
     fn emit_windows(&mut self, watermark: i64) -> Result<Option<RecordBatch>, ArrowError> {
         let span = self.assigner.span();
         let mut done = Vec::new();
-        while let Some((start, window)) = self.windows.pop_complete(span, watermark) {
+        while let Some((start, mut window)) = self.windows.pop_complete(span, watermark) {
             self.state_bytes = self.state_bytes.saturating_sub(window.bytes);
+            window.accs.iter_mut().for_each(Acc::settle);
             self.windows_emitted += 1;
             done.push((start, window));
         }
@@ -571,6 +575,8 @@ impl WindowedTable {
         if out.is_empty() {
             return Ok(None);
         }
+        out.iter_mut()
+            .for_each(|o| o.accs.iter_mut().for_each(Acc::settle));
         out.sort_by(|a, b| (a.start, &a.key).cmp(&(b.start, &b.key)));
         self.windows_emitted += out
             .iter()
@@ -630,9 +636,10 @@ impl WindowedTable {
             let parser = conv.parser();
             columns.extend(conv.convert_rows(rows.iter().map(|r| parser.parse(r.2)))?);
         }
-        for (i, spec) in self.aggs.iter().enumerate() {
-            columns.push(spec.finish(rows.iter().map(|r| &r.3[i]))?);
-            if let Some(sketch) = spec.finish_sketch(rows.iter().map(|r| &r.3[i])) {
+        let aggs = &self.aggs;
+        for (i, spec) in aggs.iter().enumerate() {
+            columns.push(spec.finish(rows.iter().map(|r| state_of(aggs, r.3, i)))?);
+            if let Some(sketch) = spec.finish_sketch(rows.iter().map(|r| state_of(aggs, r.3, i))) {
                 columns.push(sketch);
             }
         }
@@ -666,10 +673,8 @@ impl WindowedTable {
                         *start,
                         (0..window.len())
                             .map(|g| {
-                                (
-                                    window.key(g).to_vec(),
-                                    window.accs[g * n..(g + 1) * n].to_vec(),
-                                )
+                                let accs = &window.accs[g * n..(g + 1) * n];
+                                (window.key(g).to_vec(), expand_states(&self.aggs, accs))
                             })
                             .collect(),
                     )
@@ -717,7 +722,8 @@ impl WindowedTable {
             .into_iter()
             .map(|(start, groups)| {
                 let mut window = Window::default();
-                for (key, accs) in groups {
+                for (key, mut accs) in groups {
+                    collapse_states(&self.aggs, &mut accs);
                     let hash = self.hasher.hash_one(&key[..]);
                     let heap: usize = accs.iter().map(Acc::heap_bytes).sum();
                     let (_, added) = window.group(&self.hasher, hash, &key, |all| all.extend(accs));
@@ -1122,5 +1128,123 @@ mod tests {
             &[(0, Some("a"), 1), (1, Some("a"), 2), (2, Some("a"), 3)],
         );
         assert_eq!(out, vec![(0, 60, Some("a".into()), 2, 5)]);
+    }
+
+    /// A table of `approx_percentile` of `n` per key `k` in 60 s windows, one aggregate per
+    /// (q, sketch).
+    fn percentiles(qs: &[(f64, bool)]) -> WindowedTable {
+        let aggregates = qs
+            .iter()
+            .map(|&(q, sketch)| AggregateConfig {
+                name: format!("p{}", (q * 100.0) as u32),
+                function: AggregateFn::ApproxPercentile,
+                column: Some("n".into()),
+                q: Some(q),
+                sketch,
+            })
+            .collect();
+        let cfg = TableConfig {
+            rolling: Default::default(),
+            name: "t".into(),
+            window: tumbling(60),
+            key: vec!["k".into()],
+            aggregates,
+            filter: None,
+            partition_by: vec![],
+        };
+        WindowedTable::new(&cfg, &events(), 0).unwrap()
+    }
+
+    /// 3,000 events over two windows: key `a` takes most (its digest merges its buffer
+    /// several times), `b` 40 (its quantiles stay exact).
+    fn spread() -> Vec<(i64, Option<&'static str>, i32)> {
+        (0..3000i64)
+            .map(|i| {
+                let key = if i % 73 == 0 { "b" } else { "a" };
+                (i * 119 / 3000, Some(key), ((i * 7919) % 1013) as i32)
+            })
+            .collect()
+    }
+
+    fn feed(t: &mut WindowedTable, rows: &[(i64, Option<&str>, i32)]) {
+        let late = t
+            .process(&batch(rows), &vec![i64::MIN; rows.len()])
+            .unwrap();
+        assert!(late.is_empty());
+    }
+
+    fn emit_all(t: &mut WindowedTable) -> RecordBatch {
+        t.mark_flushed();
+        t.emit(i64::MAX).unwrap().unwrap()
+    }
+
+    const QS: [(f64, bool); 3] = [(0.5, false), (0.95, true), (0.99, false)];
+
+    #[test]
+    fn percentiles_of_one_column_share_a_state_and_give_what_separate_ones_give() {
+        let rows = spread();
+        let mut shared = percentiles(&QS);
+        feed(&mut shared, &rows);
+        let (_, window) = shared.windows.iter().next().unwrap();
+        assert!(matches!(
+            window.accs[..3],
+            [Acc::Quantiles(_), Acc::SameAs, Acc::SameAs]
+        ));
+        // A checkpoint stores every aggregate's state, as without sharing.
+        for (_, groups) in shared.snapshot().windows {
+            for (_, accs) in groups {
+                assert!(matches!(accs[0], Acc::Quantiles(_)));
+                assert!(accs[0] == accs[1] && accs[1] == accs[2]);
+            }
+        }
+        let out = emit_all(&mut shared);
+        assert_eq!(out.num_rows(), 4);
+        // Columns: start, end, k, p50, p95, p95_sketch, p99.
+        for (q, column) in [(QS[0], 3), (QS[1], 4), (QS[2], 6)] {
+            let mut alone = percentiles(&[q]);
+            feed(&mut alone, &rows);
+            let alone = emit_all(&mut alone);
+            assert_eq!(out.column(column), alone.column(3), "q {}", q.0);
+            if q.1 {
+                assert_eq!(out.column(5), alone.column(4), "the sketch of q {}", q.0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_restored_window_shares_again_unless_a_state_differs() {
+        let rows = spread();
+        let (first, rest) = rows.split_at(1700);
+        let mut whole = percentiles(&QS);
+        feed(&mut whole, &rows);
+        let whole = emit_all(&mut whole);
+
+        let mut before = percentiles(&QS);
+        feed(&mut before, first);
+        let mut restored = percentiles(&QS);
+        restored.restore(before.snapshot());
+        let (_, window) = restored.windows.iter().next().unwrap();
+        assert!(matches!(
+            window.accs[..3],
+            [Acc::Quantiles(_), Acc::SameAs, Acc::SameAs]
+        ));
+        feed(&mut restored, rest);
+        assert_eq!(emit_all(&mut restored), whole);
+
+        // p95 added while the windows were open: it has not seen every event (NULL), and
+        // p50 and p99 go on as before.
+        let mut snapshot = before.snapshot();
+        for (_, groups) in &mut snapshot.windows {
+            for (_, accs) in groups {
+                accs[1] = Acc::Unseen;
+            }
+        }
+        let mut added = percentiles(&QS);
+        added.restore(snapshot);
+        feed(&mut added, rest);
+        let out = emit_all(&mut added);
+        assert_eq!(out.column(4).null_count(), out.num_rows());
+        assert_eq!(out.column(3), whole.column(3));
+        assert_eq!(out.column(6), whole.column(6));
     }
 }

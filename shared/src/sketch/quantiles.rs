@@ -117,15 +117,38 @@ impl Quantiles {
             return None;
         }
         if self.digest.count() == 0.0 {
-            let mut v = self.buffer.clone();
-            v.sort_unstable_by(f64::total_cmp);
+            let sorted;
+            let v = if self.buffer.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
+                &self.buffer
+            } else {
+                let mut v = self.buffer.clone();
+                v.sort_unstable_by(f64::total_cmp);
+                sorted = v;
+                &sorted
+            };
             let h = (v.len() - 1) as f64 * q.clamp(0.0, 1.0);
             let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
             return Some(v[lo] + (v[hi] - v[lo]) * (h - lo as f64));
         }
+        if self.buffer.is_empty() {
+            return Some(self.digest.estimate_quantile(q));
+        }
         let mut all = self.clone();
         all.flush();
         Some(all.digest.estimate_quantile(q))
+    }
+
+    /// Readies the state for reading ([`Quantiles::quantile`], [`Quantiles::to_bytes`])
+    /// without a copy: the buffer is merged into the digest, or only sorted while every
+    /// value is in it (the answers stay exact). Either gives the answers and bytes of the
+    /// state before; a state that goes on taking values must not be settled (the points
+    /// at which the buffer is merged are part of its bytes).
+    pub fn settle(&mut self) {
+        if self.digest.count() == 0.0 {
+            self.buffer.sort_unstable_by(f64::total_cmp);
+        } else {
+            self.flush();
+        }
     }
 
     /// Bytes on the heap.
@@ -135,6 +158,9 @@ impl Quantiles {
 
     /// The lake's bytes (see [`super`] for the layout): the buffer merged in.
     pub fn to_bytes(&self) -> Vec<u8> {
+        if self.buffer.is_empty() {
+            return digest_bytes(&self.digest);
+        }
         let mut all = self.clone();
         all.flush();
         digest_bytes(&all.digest)
@@ -336,5 +362,26 @@ mod tests {
         let restored: Quantiles = postcard::from_bytes(&saved).unwrap();
         assert_eq!(restored, q);
         assert!(Quantiles::from_bytes(&q.to_bytes()[..20]).is_err());
+    }
+
+    #[test]
+    fn a_settled_state_gives_the_answers_and_bytes_of_the_state_before() {
+        // 300 values: exact from the buffer; 1,300: a digest and a buffer of 276.
+        for n in [300, 1_300] {
+            let mut q = Quantiles::default();
+            for x in values(n, 5) {
+                q.add(x);
+            }
+            let qs = [0.0, 0.01, 0.5, 0.95, 0.99, 1.0];
+            let before: Vec<_> = qs.iter().map(|&p| q.quantile(p)).collect();
+            let bytes = q.to_bytes();
+            q.settle();
+            assert!(q.buffer.is_empty() || q.buffer.is_sorted_by(|a, b| a <= b));
+            assert_eq!(
+                qs.iter().map(|&p| q.quantile(p)).collect::<Vec<_>>(),
+                before
+            );
+            assert_eq!(q.to_bytes(), bytes, "{n} values");
+        }
     }
 }
