@@ -11,6 +11,7 @@
 //! tests check it against that regex. The request group `(.*)` is greedy: it ends at the
 //! *last* quote after which the rest of the line matches, exactly as the regex would.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -299,11 +300,31 @@ fn timestamp(d: &[u8]) -> Result<i64, &'static str> {
     if hour > 23 || min > 59 || sec > 59 {
         return Err("the time does not exist");
     }
-    let date = NaiveDate::from_ymd_opt(year as i32, mon, day).ok_or("the date does not exist")?;
-    let days = date.signed_duration_since(NaiveDate::default()).num_days();
+    let days = days_since_epoch(year, mon, day)?;
     let local = days * 86_400 + i64::from(hour * 3600 + min * 60 + sec);
     let offset = i64::from(off_h * 3600 + off_m * 60);
     Ok((local - sign * offset) * 1_000_000)
+}
+
+thread_local! {
+    /// The last date this thread converted (`yyyymmdd`) and its days since the epoch.
+    static LAST_DAY: Cell<(u32, i64)> = const { Cell::new((0, 0)) };
+}
+
+/// Days since 1970-01-01 of a date, or an error when it does not exist. The lines of a log
+/// come day after day, so the last date converted is remembered (per thread, valid dates
+/// only) and chrono's check and arithmetic run once per day rather than once per line.
+#[inline]
+fn days_since_epoch(year: u32, mon: u32, day: u32) -> Result<i64, &'static str> {
+    let key = year * 10_000 + mon * 100 + day;
+    let (last, days) = LAST_DAY.get();
+    if last == key {
+        return Ok(days);
+    }
+    let date = NaiveDate::from_ymd_opt(year as i32, mon, day).ok_or("the date does not exist")?;
+    let days = date.signed_duration_since(NaiveDate::default()).num_days();
+    LAST_DAY.set((key, days));
+    Ok(days)
 }
 
 /// Builds batches of access-log events.
@@ -372,6 +393,7 @@ impl EventParser for ApacheParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
     use proptest::prelude::*;
 
     const COMMON: &str = "in24.inetnebr.com - - [01/Jul/1995:00:00:01 -0400] \"GET /shuttle/missions/sts-68/news/sts-68-mcc-05.txt HTTP/1.0\" 200 1839";
@@ -494,6 +516,22 @@ mod tests {
         assert!(parse_access_line(&l("01/jan/2024:00:00:00")).is_err());
         assert!(parse_access_line(&l("01/Foo/2024:00:00:00")).is_err());
         assert!(parse_access_line(&l("1/Jan/2024:00:00:00")).is_err());
+    }
+
+    #[test]
+    fn a_remembered_day_gives_what_chrono_gives() {
+        let epoch = NaiveDate::default();
+        let mut date = NaiveDate::from_ymd_opt(1999, 12, 25).unwrap();
+        // Each day twice (the second from memory), across leap days and year ends, with an
+        // impossible date in between that must neither answer nor be remembered.
+        for _ in 0..2000 {
+            let (y, m, d) = (date.year() as u32, date.month(), date.day());
+            let want = date.signed_duration_since(epoch).num_days();
+            assert_eq!(days_since_epoch(y, m, d), Ok(want));
+            assert_eq!(days_since_epoch(y, 2, 30), Err("the date does not exist"));
+            assert_eq!(days_since_epoch(y, m, d), Ok(want));
+            date = date.succ_opt().unwrap();
+        }
     }
 
     #[test]
