@@ -41,9 +41,7 @@ pub(super) fn spawn(
     let input = if meta.is_file() {
         Input::File
     } else {
-        Input::Stream {
-            handover: HANDOVER,
-        }
+        Input::Stream { handover: HANDOVER }
     };
     if len < start {
         // Seeking past the end would read nothing now and the middle of the new file later.
@@ -171,7 +169,12 @@ fn read_chunks(
 
 /// Appends up to `asked` bytes of `reader` to `buf`: one read of a stream (what has
 /// arrived), or a file's next `asked` bytes (fewer only at its end). Returns how many.
-fn fill(reader: &mut impl Read, buf: &mut Vec<u8>, asked: usize, input: Input) -> io::Result<usize> {
+fn fill(
+    reader: &mut impl Read,
+    buf: &mut Vec<u8>,
+    asked: usize,
+    input: Input,
+) -> io::Result<usize> {
     match input {
         Input::File => {
             buf.reserve(asked);
@@ -209,9 +212,7 @@ mod tests {
     #[test]
     fn chunks_end_at_line_ends_and_lose_nothing() {
         let input = b"one\ntwo\nthree\nfour\nfive-is-longer-than-a-chunk\nsix";
-        let stream = Input::Stream {
-            handover: HANDOVER,
-        };
+        let stream = Input::Stream { handover: HANDOVER };
         for size in [1, 2, 5, 8, 64] {
             let cs = chunks(input, size, stream);
             assert_eq!(cs, chunks(input, size, Input::File), "chunk size {size}");
@@ -265,9 +266,7 @@ mod tests {
         read_chunks(
             Trickle(vec![b"one\ntw", b"o\n", b"three", b"\nfour"]),
             1 << 20,
-            Input::Stream {
-                handover: HANDOVER,
-            },
+            Input::Stream { handover: HANDOVER },
             |c| {
                 out.push(c.unwrap());
                 true
