@@ -229,8 +229,8 @@ pub fn expand_states(aggs: &[AggSpec], accs: &[Acc]) -> Vec<Acc> {
 /// would share becomes [`Acc::SameAs`]. One that differs (an aggregate added while the
 /// window was open is [`Acc::Unseen`]) keeps its own and is updated on its own.
 pub fn collapse_states(aggs: &[AggSpec], accs: &mut [Acc]) {
-    for j in 0..accs.len() {
-        if let Some(i) = aggs[j].shares
+    for (j, spec) in aggs.iter().enumerate().take(accs.len()) {
+        if let Some(i) = spec.shares
             && accs[i] == accs[j]
         {
             accs[j] = Acc::SameAs;
