@@ -11,18 +11,6 @@ use super::{Chunk, ChunkSender, ReaderOptions, SourceError};
 /// How long a chunk of a slow input (a pipe) waits to fill before its lines are handed over.
 pub(super) const HANDOVER: Duration = Duration::from_millis(100);
 
-/// How an input's reads come back, which decides how a chunk is filled.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Input {
-    /// A regular file: a read is short only at its end, so a chunk is read to its size in
-    /// one call, into capacity that is not zeroed first (zeroing 4 MiB per chunk was about
-    /// 2 % of a run's instructions).
-    File,
-    /// A pipe or a terminal: a read returns what has arrived. A chunk that has waited
-    /// `handover` for more is handed over with the complete lines it has.
-    Stream { handover: Duration },
-}
-
 /// Opens the file now (a missing file is reported before anything runs), seeks to the
 /// start position and reads the rest on a thread.
 pub(super) fn spawn(
@@ -36,13 +24,7 @@ pub(super) fn spawn(
         source,
     };
     let mut f = File::open(path).map_err(err)?;
-    let meta = f.metadata().map_err(err)?;
-    let (len, start) = (meta.len(), opts.start.bytes());
-    let input = if meta.is_file() {
-        Input::File
-    } else {
-        Input::Stream { handover: HANDOVER }
-    };
+    let (len, start) = (f.metadata().map_err(err)?.len(), opts.start.bytes());
     if len < start {
         // Seeking past the end would read nothing now and the middle of the new file later.
         return Err(err(io::Error::new(
@@ -56,9 +38,9 @@ pub(super) fn spawn(
     match &opts.until {
         Some(until) => {
             let rest = until.bytes().saturating_sub(start);
-            spawn_chunked(Box::new(f.take(rest)), input, 0, name, opts, tx)
+            spawn_chunked(Box::new(f.take(rest)), 0, name, opts, tx)
         }
-        None => spawn_chunked(Box::new(f), input, 0, name, opts, tx),
+        None => spawn_chunked(Box::new(f), 0, name, opts, tx),
     }
 }
 
@@ -66,7 +48,6 @@ pub(super) fn spawn(
 /// sends the rest in chunks, paced to `opts.max_lines_per_sec`.
 pub(super) fn spawn_chunked(
     mut reader: Box<dyn Read + Send>,
-    input: Input,
     skip: u64,
     name: String,
     opts: ReaderOptions,
@@ -97,7 +78,7 @@ pub(super) fn spawn_chunked(
                 }
                 tx.send(chunk.map(Chunk::bytes)).is_ok()
             };
-            read_chunks(reader, opts.chunk_bytes, input, send, &name)
+            read_chunks(reader, opts.chunk_bytes, HANDOVER, send, &name)
         })
         .map_err(|source| SourceError {
             input: thread_name,
@@ -110,17 +91,13 @@ pub(super) fn spawn_chunked(
 fn read_chunks(
     mut reader: impl Read,
     chunk_bytes: usize,
-    input: Input,
+    handover: Duration,
     mut send: impl FnMut(Result<Vec<u8>, SourceError>) -> bool,
     name: &str,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(chunk_bytes + 4096);
     // Bytes to gather before looking for a line end; grows while a line is longer than that.
     let mut target = chunk_bytes.max(1);
-    let handover = match input {
-        Input::File => Duration::MAX,
-        Input::Stream { handover } => handover,
-    };
     loop {
         // A short read means the input had no more for now (a pipe; a file gives full reads
         // until its end). Once a chunk has waited `handover` for more, the complete lines it
@@ -132,16 +109,22 @@ fn read_chunks(
         while buf.len() < target
             && !(short && started.elapsed() >= handover && buf.contains(&b'\n'))
         {
-            let asked = target.max(buf.len() + 4096) - buf.len();
-            match fill(&mut reader, &mut buf, asked, input) {
+            let old = buf.len();
+            buf.resize(target.max(old + 4096), 0);
+            let asked = buf.len() - old;
+            match reader.read(&mut buf[old..]) {
                 Ok(0) => {
+                    buf.truncate(old);
                     if !buf.is_empty() {
                         send(Ok(buf));
                     }
                     return;
                 }
-                Ok(n) => short = n < asked,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(n) => {
+                    buf.truncate(old + n);
+                    short = n < asked;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(old),
                 Err(source) => {
                     send(Err(SourceError {
                         input: name.to_string(),
@@ -167,39 +150,16 @@ fn read_chunks(
     }
 }
 
-/// Appends up to `asked` bytes of `reader` to `buf`: one read of a stream (what has
-/// arrived), or a file's next `asked` bytes (fewer only at its end). Returns how many.
-fn fill(
-    reader: &mut impl Read,
-    buf: &mut Vec<u8>,
-    asked: usize,
-    input: Input,
-) -> io::Result<usize> {
-    match input {
-        Input::File => {
-            buf.reserve(asked);
-            reader.take(asked as u64).read_to_end(buf)
-        }
-        Input::Stream { .. } => {
-            let old = buf.len();
-            buf.resize(old + asked, 0);
-            let read = reader.read(&mut buf[old..]);
-            buf.truncate(old + *read.as_ref().unwrap_or(&0));
-            read
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn chunks(input: &[u8], size: usize, kind: Input) -> Vec<Vec<u8>> {
+    fn chunks(input: &[u8], size: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         read_chunks(
             input,
             size,
-            kind,
+            HANDOVER,
             |c| {
                 out.push(c.unwrap());
                 true
@@ -212,10 +172,8 @@ mod tests {
     #[test]
     fn chunks_end_at_line_ends_and_lose_nothing() {
         let input = b"one\ntwo\nthree\nfour\nfive-is-longer-than-a-chunk\nsix";
-        let stream = Input::Stream { handover: HANDOVER };
         for size in [1, 2, 5, 8, 64] {
-            let cs = chunks(input, size, stream);
-            assert_eq!(cs, chunks(input, size, Input::File), "chunk size {size}");
+            let cs = chunks(input, size);
             assert_eq!(cs.concat(), input.to_vec(), "chunk size {size}");
             for c in &cs[..cs.len() - 1] {
                 assert_eq!(
@@ -226,8 +184,7 @@ mod tests {
                 );
             }
         }
-        assert!(chunks(b"", 8, stream).is_empty());
-        assert!(chunks(b"", 8, Input::File).is_empty());
+        assert!(chunks(b"", 8).is_empty());
     }
 
     /// Gives its pieces one read at a time, as a pipe fed by a slow writer does.
@@ -250,9 +207,7 @@ mod tests {
         read_chunks(
             Trickle(vec![b"one\ntw", b"o\n", b"three", b"\nfour"]),
             1 << 20,
-            Input::Stream {
-                handover: Duration::ZERO,
-            },
+            Duration::ZERO,
             |c| {
                 out.push(c.unwrap());
                 true
@@ -266,7 +221,7 @@ mod tests {
         read_chunks(
             Trickle(vec![b"one\ntw", b"o\n", b"three", b"\nfour"]),
             1 << 20,
-            Input::Stream { handover: HANDOVER },
+            HANDOVER,
             |c| {
                 out.push(c.unwrap());
                 true

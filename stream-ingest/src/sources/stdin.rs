@@ -11,8 +11,5 @@ pub(super) fn spawn(
     tx: ChunkSender,
 ) -> Result<std::thread::JoinHandle<()>, SourceError> {
     let skip = opts.start.bytes();
-    let input = file::Input::Stream {
-        handover: file::HANDOVER,
-    };
-    file::spawn_chunked(Box::new(io::stdin()), input, skip, name, opts, tx)
+    file::spawn_chunked(Box::new(io::stdin()), skip, name, opts, tx)
 }
