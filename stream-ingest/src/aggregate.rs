@@ -238,6 +238,21 @@ pub fn collapse_states(aggs: &[AggSpec], accs: &mut [Acc]) {
     }
 }
 
+/// Every aggregate's input column for one batch. An aggregate that shares an earlier one's
+/// state ([`share_states`]) reads the same column prepared the same way, so the column is
+/// prepared once (a restored aggregate that keeps a state of its own reads it too).
+pub fn inputs_of(aggs: &[AggSpec], batch: &RecordBatch) -> Result<Vec<AggInput>, ArrowError> {
+    let mut inputs: Vec<AggInput> = Vec::with_capacity(aggs.len());
+    for a in aggs {
+        let input = match a.shares.map(|i| &inputs[i]) {
+            Some(AggInput::Float(prepared)) => AggInput::Float(prepared.clone()),
+            _ => a.input(batch)?,
+        };
+        inputs.push(input);
+    }
+    Ok(inputs)
+}
+
 /// An aggregate's input column for one batch.
 pub enum AggInput {
     /// `count` of rows.

@@ -26,7 +26,7 @@ use std::hash::BuildHasher;
 use std::mem::size_of;
 
 use crate::aggregate::{
-    Acc, AggInput, AggSpec, collapse_states, expand_states, share_states, state_of,
+    Acc, AggInput, AggSpec, collapse_states, expand_states, inputs_of, share_states, state_of,
 };
 use crate::checkpoint::state::SessionSnapshot;
 use crate::checkpoint::{Flushed, TableSnapshot};
@@ -381,11 +381,7 @@ impl WindowedTable {
             }
             None => None,
         };
-        let inputs: Vec<AggInput> = self
-            .aggs
-            .iter()
-            .map(|a| a.input(batch))
-            .collect::<Result<_, _>>()?;
+        let inputs = inputs_of(&self.aggs, batch)?;
         let mut late = Vec::new();
         for (row, &wm) in watermarks.iter().enumerate().take(batch.num_rows()) {
             if mask.as_ref().is_some_and(|m| !m.value(row)) || ts.is_null(row) {
