@@ -200,9 +200,7 @@ fn producer_of(
 ) -> Result<BaseProducer<Deliveries>, IngestError> {
     crate::sources::kafka::client_of(kafka)
         // One request in flight per broker: a retried batch cannot land after the next
-        // one (the records of a host stay in order without an idempotent producer), and
-        // brokers never see two writes of one Kafka partition at once (a test against tansu
-        // 0.6 lost one whole batch of a partition in about one million-line run in ten).
+        // one (the records of a host stay in order without an idempotent producer).
         .set("max.in.flight.requests.per.connection", "1")
         .set("linger.ms", "20")
         .set("batch.size", "1000000")

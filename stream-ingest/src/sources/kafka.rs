@@ -70,6 +70,31 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// The high watermark of a partition as the last fetch answer gave it: librdkafka's
+/// `rd_kafka_get_watermark_offsets` (no request; the value every fetch answer carries), which
+/// rust-rdkafka does not wrap. `None` before the first fetch answer of the partition.
+pub fn fetched_high_watermark<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: `client` keeps its librdkafka handle alive for the call, `topic` is a
+    // NUL-terminated string that outlives it, and librdkafka only writes the two integers.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            client.native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
+}
+
 /// Reads one Kafka partition from its earliest record up to `until` (the offset after the
 /// last record wanted) and sends its records as chunks, the last one moving the position
 /// to `until` exactly: the input of a rebuild (`run --rebuild`), which recomputes a table
@@ -95,10 +120,11 @@ pub fn spawn_replay(
     let (low, high) = consumer
         .fetch_watermarks(topic, partition, Duration::from_secs(30))
         .map_err(|e| error(format!("cannot read the partition's offsets: {e}")))?;
-    if high < until {
-        return Err(error(format!(
-            "the partition ends at offset {high}, before the checkpoint's {until}: the topic is not the one the checkpoint read (deleted and created again?)"
-        )));
+    // An empty partition is checked here; one with records when its first fetch answer
+    // gives the high watermark (tansu 0.6 lists a smaller "latest" offset: see
+    // `fetched_high_watermark`).
+    if high <= low.max(0) && high < until {
+        return Err(error(ends_before(high, until)));
     }
     if low > 0 {
         tracing::warn!(
@@ -139,9 +165,19 @@ fn replay_records(
     let mut records = RecordBuffer::starting_at(partition, -1);
     let mut next = from;
     let mut last_record = Instant::now();
+    let mut end_checked = false;
     while next < until {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(msg)) if msg.partition() == partition => {
+                if !end_checked {
+                    end_checked = true;
+                    let high = fetched_high_watermark(consumer.client(), msg.topic(), partition);
+                    if let Some(high) = high
+                        && high < until
+                    {
+                        return Err(ends_before(high, until));
+                    }
+                }
                 if msg.offset() >= until {
                     break;
                 }
@@ -179,6 +215,13 @@ fn replay_records(
     });
     let _ = tx.send(Ok(chunk));
     Ok(())
+}
+
+/// The error of a partition that no longer reaches a checkpoint's offset.
+fn ends_before(high: i64, until: i64) -> String {
+    format!(
+        "the partition ends at offset {high}, before the checkpoint's {until}: the topic is not the one the checkpoint read (deleted and created again?)"
+    )
 }
 
 /// The records of one Kafka partition not handed to its engine yet.
