@@ -10,6 +10,7 @@
 //!
 //! A worker also prepares the events it parsed ([`Prepare`]: Kafka record fields, `derive`,
 //! `lookup`), so that the engine thread only windows and writes them.
+//! It gives the chunk's buffer back to the sources ([`buffers`]) once parsed.
 //!
 //! With one thread there is no pool: chunks are parsed on the engine thread.
 
@@ -25,7 +26,7 @@ use shared::config::FormatConfig;
 use crate::format::{EventParser, parser_for};
 use crate::lookup::Enriched;
 use crate::prepare::Prepare;
-use crate::sources::{Advance, Chunk, RecordMeta};
+use crate::sources::{Advance, Chunk, RecordMeta, buffers};
 
 /// An invalid line of a parsed chunk.
 #[derive(Debug, Clone)]
@@ -174,6 +175,7 @@ impl Parsers {
                                 job.at_start,
                                 job.records,
                             );
+                            buffers::give(job.data);
                             // The engine may have stopped waiting (shutdown): fine.
                             let _ = job.reply.send(parsed);
                         }
@@ -216,13 +218,12 @@ impl Parsers {
         let after = advance;
         let at_start = std::mem::replace(&mut self.at_start, false);
         let events = match (&mut self.inline, &self.jobs) {
-            (Some(parser), _) => Pending::Ready(parse_and_prepare(
-                parser.as_mut(),
-                &self.prepare,
-                &data,
-                at_start,
-                records,
-            )),
+            (Some(parser), _) => {
+                let parsed =
+                    parse_and_prepare(parser.as_mut(), &self.prepare, &data, at_start, records);
+                buffers::give(data);
+                Pending::Ready(parsed)
+            }
             (None, Some(jobs)) => {
                 let (reply, rx) = sync_channel(1);
                 match jobs.send(Job {

@@ -6,7 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{Chunk, ChunkSender, ReaderOptions, SourceError};
+use super::{Chunk, ChunkSender, ReaderOptions, SourceError, buffers};
 
 /// How long a chunk of a slow input (a pipe) waits to fill before its lines are handed over.
 pub(super) const HANDOVER: Duration = Duration::from_millis(100);
@@ -95,7 +95,10 @@ fn read_chunks(
     mut send: impl FnMut(Result<Vec<u8>, SourceError>) -> bool,
     name: &str,
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(chunk_bytes + 4096);
+    // `buf[..filled]` is the chunk; the rest of `buf` is initialized bytes left from an
+    // earlier chunk (see `buffers`), read into without zeroing.
+    let mut buf = buffers::take(chunk_bytes + 4096);
+    let mut filled = 0;
     // Bytes to gather before looking for a line end; grows while a line is longer than that.
     let mut target = chunk_bytes.max(1);
     loop {
@@ -106,25 +109,26 @@ fn read_chunks(
         // fast one (`cat big.log |`) still makes full chunks.
         let started = Instant::now();
         let mut short = false;
-        while buf.len() < target
-            && !(short && started.elapsed() >= handover && buf.contains(&b'\n'))
+        while filled < target
+            && !(short && started.elapsed() >= handover && buf[..filled].contains(&b'\n'))
         {
-            let old = buf.len();
-            buf.resize(target.max(old + 4096), 0);
-            let asked = buf.len() - old;
-            match reader.read(&mut buf[old..]) {
+            let want = target.max(filled + 4096);
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            match reader.read(&mut buf[filled..want]) {
                 Ok(0) => {
-                    buf.truncate(old);
+                    buf.truncate(filled);
                     if !buf.is_empty() {
                         send(Ok(buf));
                     }
                     return;
                 }
                 Ok(n) => {
-                    buf.truncate(old + n);
-                    short = n < asked;
+                    short = n < want - filled;
+                    filled += n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(old),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => {
                     send(Err(SourceError {
                         input: name.to_string(),
@@ -134,18 +138,23 @@ fn read_chunks(
                 }
             }
         }
-        match buf.iter().rposition(|&b| b == b'\n') {
+        match buf[..filled].iter().rposition(|&b| b == b'\n') {
             Some(pos) => {
-                let mut next = Vec::with_capacity(chunk_bytes + 4096);
-                next.extend_from_slice(&buf[pos + 1..]);
+                let rest = filled - (pos + 1);
+                let mut next = buffers::take(chunk_bytes + 4096);
+                if next.len() < rest {
+                    next.resize(rest, 0);
+                }
+                next[..rest].copy_from_slice(&buf[pos + 1..filled]);
                 buf.truncate(pos + 1);
                 if !send(Ok(std::mem::replace(&mut buf, next))) {
                     return;
                 }
+                filled = rest;
                 target = chunk_bytes.max(1);
             }
             None if short => {}
-            None => target = buf.len() + chunk_bytes.max(1),
+            None => target = filled + chunk_bytes.max(1),
         }
     }
 }
@@ -185,6 +194,22 @@ mod tests {
             }
         }
         assert!(chunks(b"", 8).is_empty());
+    }
+
+    #[test]
+    fn chunks_in_reused_buffers_hold_only_their_lines() {
+        let input = b"one\ntwo\nthree\nfour\na line longer than the chunk\nlast";
+        for size in [1, 2, 5, 8, 64, 4096] {
+            // Buffers full of stale bytes, as the parse threads give them back.
+            for _ in 0..buffers::MAX_SPARE {
+                buffers::give(vec![b'#'; 1 << 13]);
+            }
+            let cs = chunks(input, size);
+            assert_eq!(cs.concat(), input.to_vec(), "chunk size {size}");
+            for c in cs {
+                buffers::give(c);
+            }
+        }
     }
 
     /// Gives its pieces one read at a time, as a pipe fed by a slow writer does.

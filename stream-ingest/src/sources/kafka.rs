@@ -289,7 +289,7 @@ impl RecordBuffer {
     pub fn take_chunk(&mut self) -> Option<Chunk> {
         let kafka_partition = self.records.kafka_partition;
         (!self.data.is_empty()).then(|| Chunk {
-            data: std::mem::take(&mut self.data),
+            data: std::mem::replace(&mut self.data, super::buffers::take_empty()),
             advance: Advance::Offset(self.next),
             records: Some(std::mem::replace(
                 &mut self.records,

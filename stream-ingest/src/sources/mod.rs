@@ -17,6 +17,7 @@
 //!   kafka.rs     Kafka partitions, each one's records chunked for its own engine
 //! ```
 
+pub mod buffers;
 pub mod file;
 pub mod generate;
 pub mod kafka;
