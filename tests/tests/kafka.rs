@@ -285,6 +285,46 @@ fn big_batches_are_read_to_their_last_record_by_a_paced_member_and_a_rebuild() {
     assert!(expected == actual, "--- rebuild:\n{logs}");
 }
 
+/// A rebuild reads each partition again up to its checkpoint's offset. When the topic was
+/// deleted and created again with fewer records (here: another broker, a tenth of the
+/// lines), the rebuild stops with the reason and changes nothing: checked at the first
+/// fetch answer for a partition with records, and at once for an empty one.
+#[test]
+fn a_rebuild_of_a_topic_created_again_with_fewer_records_is_refused() {
+    let first = KafkaBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let yaml = kafka_pipeline(d, &first.brokers, "again", ROWS_REPORT);
+    let log = shared_data("apache_logs.log");
+    produce(d, &yaml, &log);
+    wait_output(member(d, &yaml, &[]).spawn().unwrap(), "the first run");
+    drop(first);
+
+    let second = KafkaBroker::start();
+    kafka_pipeline(d, &second.brokers, "again", ROWS_REPORT);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let tenth: String = text.lines().take(1000).map(|l| format!("{l}\n")).collect();
+    let short = d.join("tenth.log");
+    std::fs::write(&short, tenth).unwrap();
+    produce(d, &yaml, &short);
+    let one_minute = "window: { kind: tumbling, size: 1m }\n    key: [status]";
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        text.replace(one_minute, &one_minute.replace("1m", "5m")),
+    )
+    .unwrap();
+    let before = snapshot_files(&d.join("lake"));
+    let out = member(d, &yaml, &["--rebuild", "status_1m"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("before the checkpoint's"), "{said}");
+    assert!(said.contains("deleted and created again?"), "{said}");
+    assert_eq!(before, snapshot_files(&d.join("lake")));
+}
+
 /// The data files of a lake, sorted.
 fn snapshot_files(lake: &Path) -> Vec<PathBuf> {
     let mut files = parquet_files(lake);
