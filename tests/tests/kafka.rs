@@ -270,11 +270,7 @@ fn big_batches_are_read_to_their_last_record_by_a_paced_member_and_a_rebuild() {
     );
     assert_same_as_file_run(d, &log, &yaml, &err);
 
-    let one_minute = "window: { kind: tumbling, size: 1m }\n    key: [status]";
-    let text = std::fs::read_to_string(&yaml).unwrap();
-    assert!(text.contains(one_minute));
-    let five = text.replace(one_minute, &one_minute.replace("1m", "5m"));
-    std::fs::write(&yaml, &five).unwrap();
+    let five = widen_status_window(&yaml);
     let rebuild = ["--rebuild", "status_1m"];
     let logs = wait_output(member(d, &yaml, &rebuild).spawn().unwrap(), "the rebuild");
     let fresh = d.join("fresh.yaml");
@@ -307,13 +303,7 @@ fn a_rebuild_of_a_topic_created_again_with_fewer_records_is_refused() {
     let short = d.join("tenth.log");
     std::fs::write(&short, tenth).unwrap();
     produce(d, &yaml, &short);
-    let one_minute = "window: { kind: tumbling, size: 1m }\n    key: [status]";
-    let text = std::fs::read_to_string(&yaml).unwrap();
-    std::fs::write(
-        &yaml,
-        text.replace(one_minute, &one_minute.replace("1m", "5m")),
-    )
-    .unwrap();
+    widen_status_window(&yaml);
     let before = snapshot_files(&d.join("lake"));
     let out = member(d, &yaml, &["--rebuild", "status_1m"])
         .output()
@@ -323,6 +313,17 @@ fn a_rebuild_of_a_topic_created_again_with_fewer_records_is_refused() {
     assert!(said.contains("before the checkpoint's"), "{said}");
     assert!(said.contains("deleted and created again?"), "{said}");
     assert_eq!(before, snapshot_files(&d.join("lake")));
+}
+
+/// Makes `status_1m`'s windows five minutes long (a change only `--rebuild` takes); returns
+/// the pipeline's new text.
+fn widen_status_window(yaml: &Path) -> String {
+    let one_minute = "window: { kind: tumbling, size: 1m }\n    key: [status]";
+    let text = std::fs::read_to_string(yaml).unwrap();
+    assert!(text.contains(one_minute));
+    let five = text.replace(one_minute, &one_minute.replace("1m", "5m"));
+    std::fs::write(yaml, &five).unwrap();
+    five
 }
 
 /// The data files of a lake, sorted.
@@ -574,14 +575,7 @@ fn rebuild_through_crashes(format: &str) {
     produce(d, &yaml, &shared_data("apache_logs.log"));
     wait_output(member(d, &yaml, &[]).spawn().unwrap(), "the first run");
     let path_1m = files(&d.join("lake/path_1m"));
-    let text = std::fs::read_to_string(&yaml).unwrap();
-    let one_minute = "window: { kind: tumbling, size: 1m }\n    key: [status]";
-    assert!(text.contains(one_minute));
-    let five = text.replace(
-        one_minute,
-        "window: { kind: tumbling, size: 5m }\n    key: [status]",
-    );
-    std::fs::write(&yaml, &five).unwrap();
+    let five = widen_status_window(&yaml);
 
     let plan = |extra: &[&str]| {
         cmd("stream-ingest")
