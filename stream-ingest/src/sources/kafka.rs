@@ -122,7 +122,7 @@ pub fn spawn_replay(
         .map_err(|e| error(format!("cannot read the partition's offsets: {e}")))?;
     // An empty partition is checked here; one with records when its first fetch answer
     // gives the high watermark (tansu 0.6 lists a smaller "latest" offset: see
-    // `fetched_high_watermark`).
+    // `member::check_end`).
     if high <= low.max(0) && high < until {
         return Err(error(ends_before(high, until)));
     }
@@ -289,7 +289,7 @@ impl RecordBuffer {
     pub fn take_chunk(&mut self) -> Option<Chunk> {
         let kafka_partition = self.records.kafka_partition;
         (!self.data.is_empty()).then(|| Chunk {
-            data: std::mem::replace(&mut self.data, super::buffers::take_empty()),
+            data: std::mem::take(&mut self.data),
             advance: Advance::Offset(self.next),
             records: Some(std::mem::replace(
                 &mut self.records,
