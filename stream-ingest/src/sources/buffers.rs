@@ -2,9 +2,10 @@
 //! drops once parsed. Allocated fresh for every chunk, each buffer had to be zeroed before
 //! `read` could fill it (safe Rust reads only into initialized bytes): 2 % of the
 //! instructions of a run of the insights pipeline. Parse threads give their buffers back
-//! here instead, and sources take them with their bytes still initialized (stale lines,
-//! never read as data: a source only hands over what it wrote), so a `read` goes straight
-//! into them. (Reading into spare capacity with `read_to_end` instead was measured slower:
+//! here instead, and the file and stdin sources (`file::read_chunks`) take them with their
+//! bytes still initialized (stale lines, never read as data: a source only hands over what
+//! it wrote), so a `read` goes straight into them. The `tail` source reads with a loop of
+//! its own (`Followed::read_more`) and does not take from here yet. (Reading into spare capacity with `read_to_end` instead was measured slower:
 //! it grows its reads from 8 KiB, ten times the system calls.)
 //!
 //! At most [`MAX_SPARE`] buffers wait here; more are dropped, so a run keeps no more memory
