@@ -4,9 +4,10 @@
 //! instructions of a run of the insights pipeline. Parse threads give their buffers back
 //! here instead, and the file and stdin sources (`file::read_chunks`) take them with their
 //! bytes still initialized (stale lines, never read as data: a source only hands over what
-//! it wrote), so a `read` goes straight into them. The `tail` source reads with a loop of
-//! its own (`Followed::read_more`) and does not take from here yet. (Reading into spare capacity with `read_to_end` instead was measured slower:
-//! it grows its reads from 8 KiB, ten times the system calls.)
+//! it wrote), so a `read` goes straight into them. (Reading into spare capacity with
+//! `read_to_end` instead was measured slower: it grows its reads from 8 KiB, ten times the
+//! system calls.) The `tail` source reads with a loop of its own (`Followed::read_more`),
+//! sized to what its file's size says is new, so it zeroes no more than it reads.
 //!
 //! At most [`MAX_SPARE`] buffers wait here; more are dropped, so a run keeps no more memory
 //! than a few chunks beyond the ones in flight. Kafka's per-partition record buffers do not

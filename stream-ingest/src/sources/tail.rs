@@ -75,6 +75,11 @@ impl Followed {
 
     /// Reads up to `chunk_bytes` more after `partial` (from the start again when the file
     /// was truncated below what was read); whether anything was read.
+    ///
+    /// A regular file is read only as far as its size says it goes: the buffer is zeroed
+    /// before a `read` (safe Rust reads into initialized bytes only), so a full chunk's
+    /// room would cost a quiet file a 4 MiB memset at every poll, and keep those 4 MiB
+    /// resident for as long as the file is followed. A quiet file costs an `fstat`.
     fn read_more(&mut self, chunk_bytes: usize) -> io::Result<bool> {
         let meta = self.file.metadata()?;
         if meta.len() < self.read {
@@ -86,9 +91,18 @@ impl Followed {
         if let Ok(m) = meta.modified() {
             self.modified = m;
         }
+        let want = if meta.is_file() {
+            let new = usize::try_from(meta.len() - self.read).unwrap_or(usize::MAX);
+            if new == 0 {
+                return Ok(false);
+            }
+            chunk_bytes.min(new)
+        } else {
+            chunk_bytes
+        };
         let mut buf = std::mem::take(&mut self.partial);
         let start = buf.len();
-        buf.resize(start + chunk_bytes, 0);
+        buf.resize(start + want, 0);
         let n = loop {
             match self.file.read(&mut buf[start..]) {
                 Ok(n) => break n,
@@ -511,6 +525,36 @@ mod tests {
             .open(path)
             .unwrap();
         f.write_all(text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn a_quiet_file_keeps_no_chunk_sized_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        append(&log, "one\ntw");
+        let file = File::open(&log).unwrap();
+        let mut f = Followed {
+            path: log.clone(),
+            file,
+            read: 0,
+            partial: Vec::new(),
+            gone_polls: 0,
+            modified: std::time::UNIX_EPOCH,
+        };
+        let chunk = 1 << 20;
+        assert!(f.read_more(chunk).unwrap());
+        assert_eq!(f.partial, b"one\ntw");
+        // Quiet polls: nothing read, no room made for a chunk.
+        for _ in 0..3 {
+            assert!(!f.read_more(chunk).unwrap());
+        }
+        assert!(f.partial.capacity() < 4096, "{}", f.partial.capacity());
+        // Growth is read, and only as far as it goes.
+        append(&log, "o\n");
+        assert!(f.read_more(chunk).unwrap());
+        assert_eq!(f.partial, b"one\ntwo\n");
+        assert!(f.partial.capacity() < 4096, "{}", f.partial.capacity());
+        assert_eq!(f.read, 8);
     }
 
     #[test]
